@@ -1,0 +1,98 @@
+//! The router and the state every handler shares.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{delete, get, post};
+use axum::Router;
+use testamur_common::config::CcConfig;
+use tokio::sync::{watch, Notify};
+
+use crate::error::ApiError;
+use crate::routes;
+use crate::store::Store;
+
+/// Shared by all handlers; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<CcConfig>,
+    pub store: Store,
+    /// Woken when this CC queues a job, so long-polling lease requests answer at
+    /// once (jobs queued by other CCs are found by polling).
+    pub jobs_queued: Arc<Notify>,
+    /// Becomes true when the CC shuts down: long polls return early.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+/// The address of the TCP peer, inserted by the server for every request.
+#[derive(Debug, Clone, Copy)]
+pub struct PeerAddr(pub SocketAddr);
+
+pub fn router(state: AppState) -> Router {
+    let body_limit = state.config.max_body_bytes;
+    Router::new()
+        .route("/healthz", get(routes::status::healthz))
+        .route("/openapi.json", get(routes::status::openapi))
+        .route("/v1/status", get(routes::status::status))
+        .route(
+            "/v1/workservers/register",
+            post(routes::workservers::register),
+        )
+        .route(
+            "/v1/workservers/{ws_id}/heartbeat",
+            post(routes::workservers::heartbeat),
+        )
+        .route(
+            "/v1/workservers/{ws_id}",
+            delete(routes::workservers::deregister),
+        )
+        .route("/v1/leases", post(routes::leases::lease))
+        .route("/v1/leases/{lease_id}/extend", post(routes::leases::extend))
+        .route(
+            "/v1/leases/{lease_id}/complete",
+            post(routes::leases::complete),
+        )
+        .route("/v1/leases/{lease_id}/fail", post(routes::leases::fail))
+        .route("/v1/certificates", post(routes::certificates::submit))
+        .route(
+            "/v1/certificates/{cert_id}",
+            get(routes::certificates::get_one),
+        )
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(middleware::from_fn(log_request))
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("no such endpoint; see GET /openapi.json for the API")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this endpoint does not accept that method",
+    )
+}
+
+async fn log_request(req: Request, next: Next) -> Response {
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let started = Instant::now();
+    let resp = next.run(req).await;
+    let status = resp.status();
+    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    if status.is_server_error() {
+        tracing::warn!(%method, %path, status = status.as_u16(), ms, "request failed");
+    } else {
+        tracing::debug!(%method, %path, status = status.as_u16(), ms, "request");
+    }
+    resp
+}

@@ -1,0 +1,148 @@
+//! Request extractors that answer in the API's error shape: JSON bodies (any
+//! content type; 400 for malformed JSON or wrong types naming the field, 413 when
+//! too large) and bearer credentials per role.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::StatusCode;
+use serde::de::DeserializeOwned;
+use sha2::{Digest, Sha256};
+use testamur_common::config::Role;
+use testamur_common::ids::WsId;
+
+use crate::app::AppState;
+use crate::error::ApiError;
+
+/// A JSON body parsed into `T`.
+pub struct JsonBody<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = Bytes::from_request(req, state).await.map_err(|rej| {
+            if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "body_too_large",
+                    "the request body is larger than max_body_bytes; split it into smaller requests",
+                )
+            } else {
+                ApiError::bad_request("bad_body", format!("could not read the request body: {rej}"))
+            }
+        })?;
+        parse_json(&bytes).map(JsonBody)
+    }
+}
+
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let code = if inner.is_syntax() || inner.is_eof() {
+            "malformed_json"
+        } else {
+            "invalid_body"
+        };
+        let mut err = ApiError::bad_request(
+            code,
+            format!("the body is not valid JSON for this request: {inner}"),
+        );
+        if code == "invalid_body" && path != "." {
+            err = err.with_field(path);
+        }
+        err
+    })
+}
+
+fn bearer(parts: &Parts) -> Result<&str, ApiError> {
+    let value = parts
+        .headers
+        .get(axum::http::header::AUTHORIZATION)
+        .ok_or_else(|| ApiError::unauthorized("missing Authorization: Bearer <key> header"))?;
+    let value = value
+        .to_str()
+        .map_err(|_| ApiError::unauthorized("the Authorization header is not valid text"))?;
+    value
+        .strip_prefix("Bearer ")
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| ApiError::unauthorized("the Authorization header must be `Bearer <key>`"))
+}
+
+/// The role of the API key presented, compared in constant time against every key.
+fn api_key_role(state: &AppState, key: &str) -> Option<(Role, String)> {
+    let mut found = None;
+    for k in &state.config.api_keys {
+        if k.key.matches(key) && found.is_none() {
+            found = Some((k.role, k.name.clone()));
+        }
+    }
+    found
+}
+
+/// A caller holding an `lms` API key.
+pub struct LmsCaller {
+    #[allow(dead_code)]
+    pub key_name: String,
+}
+
+impl FromRequestParts<AppState> for LmsCaller {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        match api_key_role(state, bearer(parts)?) {
+            Some((Role::Lms, key_name)) => Ok(Self { key_name }),
+            Some(_) => Err(ApiError::forbidden(
+                "this key has no lms role; use an lms API key from cc.conf",
+            )),
+            None => Err(ApiError::unauthorized("unknown API key")),
+        }
+    }
+}
+
+/// A caller holding an `operator` API key.
+pub struct OperatorCaller;
+
+impl FromRequestParts<AppState> for OperatorCaller {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        match api_key_role(state, bearer(parts)?) {
+            Some((Role::Operator, _)) => Ok(Self),
+            Some(_) => Err(ApiError::forbidden(
+                "this key has no operator role; use an operator API key",
+            )),
+            None => Err(ApiError::unauthorized("unknown API key")),
+        }
+    }
+}
+
+/// A registered workserver, identified by the token it got at registration.
+/// Tokens are stored as SHA-256 hashes and looked up by hash.
+pub struct WsCaller(pub WsId);
+
+pub fn token_hash(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+impl FromRequestParts<AppState> for WsCaller {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let token = bearer(parts)?;
+        match state.store.ws_for_token_hash(&token_hash(token)).await? {
+            Some(ws) => Ok(Self(ws)),
+            None => {
+                if api_key_role(state, token).is_some() {
+                    Err(ApiError::forbidden(
+                        "this is an API key; workserver calls need the token from registration",
+                    ))
+                } else {
+                    Err(ApiError::unauthorized(
+                        "unknown workserver token (revoked by a newer registration of the same name?); register again",
+                    ))
+                }
+            }
+        }
+    }
+}

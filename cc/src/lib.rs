@@ -1,0 +1,92 @@
+//! The command center (CC): an HTTPS API in front of a Redis-held queue.
+//!
+//! Layout:
+//! - [`app`]: the router and shared state.
+//! - [`server`]: TLS accept loop and graceful shutdown.
+//! - [`routes`]: one module per API resource.
+//! - [`extract`]: JSON bodies and bearer credentials in the API's error shape.
+//! - [`error`]: `ApiError`, the only error type handlers return.
+//! - [`store`]: the Redis key schema and Lua scripts (nothing else touches Redis).
+//! - [`reaper`]: re-queues jobs whose lease expired.
+//!
+//! Architecture invariant: the CC keeps no state of its own; any number of CCs can
+//! serve the same Redis.
+
+pub mod app;
+pub mod error;
+pub mod extract;
+pub mod reaper;
+pub mod routes;
+pub mod server;
+pub mod store;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use anyhow::Context;
+use testamur_common::config::CcConfig;
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Notify};
+
+/// Start a CC on an already-bound listener and run until `shutdown` completes.
+pub async fn run(
+    config: CcConfig,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let tls = testamur_common::tls::server_config(
+        &config.ssl_certfile,
+        &config.ssl_key,
+        config.ssl_ca_certs.as_deref(),
+    )?;
+    let store = store::Store::connect(
+        &config.redis_url,
+        config.redis_password.as_ref().map(|s| s.expose()),
+    )
+    .await
+    .with_context(|| {
+        format!(
+            "cannot connect to Redis at redis_url ({}); is redis-server running?",
+            redact_url(&config.redis_url)
+        )
+    })?;
+    store.ping().await.context("Redis did not answer PING")?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let jobs_queued = Arc::new(Notify::new());
+    let config = Arc::new(config);
+    let reaper_interval = (config.lease_ttl / 4).clamp(
+        std::time::Duration::from_millis(250),
+        std::time::Duration::from_secs(5),
+    );
+    let reaper = tokio::spawn(reaper::run(
+        store.clone(),
+        config.max_attempts,
+        reaper_interval,
+        jobs_queued.clone(),
+        stop_rx.clone(),
+    ));
+    let state = app::AppState {
+        config: config.clone(),
+        store,
+        jobs_queued,
+        shutdown: stop_rx,
+    };
+    tracing::info!(name = %config.name, addr = %listener.local_addr()?, "command center listening (HTTPS)");
+    let app = app::router(state);
+    server::serve(listener, tls, app, async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    })
+    .await;
+    reaper.abort();
+    tracing::info!("command center stopped");
+    Ok(())
+}
+
+/// A Redis URL with any password replaced, for messages.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}***{}", &url[..s + 3], &url[at..]),
+        _ => url.to_owned(),
+    }
+}

@@ -1,0 +1,33 @@
+//! The reaper: puts jobs whose lease expired back in the queue (or ends them in
+//! `error` after max_attempts). Every CC runs one; the Lua script makes concurrent
+//! reapers safe.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{watch, Notify};
+
+use crate::store::Store;
+
+pub async fn run(
+    store: Store,
+    max_attempts: u32,
+    interval: Duration,
+    wake: Arc<Notify>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        match store.reap(max_attempts).await {
+            Ok(0) => {}
+            Ok(n) => {
+                tracing::warn!(jobs = n, "re-queued jobs whose lease expired");
+                wake.notify_waiters();
+            }
+            Err(e) => tracing::warn!(error = %e, "reaper could not reach Redis"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}

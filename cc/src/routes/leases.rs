@@ -1,0 +1,155 @@
+//! Leasing jobs (long poll), extending, completing and failing leases.
+
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::Json;
+use testamur_common::ids::LeaseId;
+use testamur_common::time_fmt::rfc3339_ms;
+use testamur_common::wire::{
+    CompleteRequest, ExtendResponse, FailRequest, LeaseRequest, LeaseResponse,
+};
+
+use crate::app::AppState;
+use crate::error::ApiError;
+use crate::extract::{JsonBody, WsCaller};
+use crate::store::{FailOutcome, Fenced};
+
+/// How often a waiting lease request looks for jobs queued by other CCs.
+const POLL: Duration = Duration::from_millis(100);
+const MAX_WAIT_MS: u64 = 30_000;
+const MAX_JOBS: u32 = 256;
+
+pub async fn lease(
+    State(state): State<AppState>,
+    caller: WsCaller,
+    JsonBody(body): JsonBody<LeaseRequest>,
+) -> Result<Json<LeaseResponse>, ApiError> {
+    if body.max_jobs == 0 || body.max_jobs > MAX_JOBS {
+        return Err(ApiError::invalid(
+            "max_jobs",
+            format!("max_jobs must be between 1 and {MAX_JOBS}"),
+        ));
+    }
+    if body.wait_ms > MAX_WAIT_MS {
+        return Err(ApiError::invalid(
+            "wait_ms",
+            format!("wait_ms must be at most {MAX_WAIT_MS}"),
+        ));
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(body.wait_ms);
+    let mut shutdown = state.shutdown.clone();
+    loop {
+        // Register interest before looking, so a job queued in between wakes us.
+        let notified = state.jobs_queued.notified();
+        let jobs = state
+            .store
+            .lease(&caller.0, body.max_jobs, state.config.lease_ttl)
+            .await?
+            .ok_or_else(|| ApiError::unauthorized("unknown workserver; register again"))?;
+        let now = tokio::time::Instant::now();
+        if !jobs.is_empty() || now >= deadline || *shutdown.borrow() {
+            for j in &jobs {
+                tracing::info!(job_id = %j.job_id, lease_id = %j.lease_id, cert_id = %j.certificate.cert_id,
+                    ws_id = %caller.0, attempt = j.attempt, action = %j.action, "job leased");
+            }
+            return Ok(Json(LeaseResponse { jobs }));
+        }
+        let wake = deadline.min(now + POLL);
+        tokio::select! {
+            _ = notified => {}
+            _ = tokio::time::sleep_until(wake) => {}
+            _ = shutdown.changed() => {}
+        }
+    }
+}
+
+fn lease_id(s: &str) -> Result<LeaseId, ApiError> {
+    LeaseId::parse(s).map_err(|_| ApiError::not_found("no such lease: the lease id is malformed"))
+}
+
+pub async fn extend(
+    State(state): State<AppState>,
+    caller: WsCaller,
+    Path(lease): Path<String>,
+) -> Result<Json<ExtendResponse>, ApiError> {
+    let lease = lease_id(&lease)?;
+    match state
+        .store
+        .extend(&lease, &caller.0, state.config.lease_ttl)
+        .await?
+    {
+        Fenced::Ok(exp) => Ok(Json(ExtendResponse {
+            lease_expires_at: rfc3339_ms(exp),
+        })),
+        Fenced::Lost => Err(ApiError::lease_lost()),
+    }
+}
+
+pub async fn complete(
+    State(state): State<AppState>,
+    caller: WsCaller,
+    Path(lease): Path<String>,
+    JsonBody(body): JsonBody<CompleteRequest>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let lease = lease_id(&lease)?;
+    if let Some(sha) = &body.result.sha256 {
+        if sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(ApiError::invalid(
+                "result.sha256",
+                "sha256 must be 64 hex digits",
+            ));
+        }
+    }
+    match state
+        .store
+        .complete(&lease, &caller.0, &body.result)
+        .await?
+    {
+        Fenced::Ok(new_state) => {
+            tracing::info!(job_id = %lease.job_id(), lease_id = %lease, ws_id = %caller.0, state = %new_state, "job completed");
+            Ok(Json(serde_json::json!({ "state": new_state })))
+        }
+        Fenced::Lost => {
+            tracing::warn!(job_id = %lease.job_id(), lease_id = %lease, ws_id = %caller.0, "completion with a lost lease discarded");
+            Err(ApiError::lease_lost())
+        }
+    }
+}
+
+pub async fn fail(
+    State(state): State<AppState>,
+    caller: WsCaller,
+    Path(lease): Path<String>,
+    JsonBody(body): JsonBody<FailRequest>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let lease = lease_id(&lease)?;
+    let reason: String = body.error_reason.chars().take(2000).collect();
+    if reason.trim().is_empty() {
+        return Err(ApiError::invalid(
+            "error_reason",
+            "error_reason must say what failed",
+        ));
+    }
+    match state
+        .store
+        .fail(
+            &lease,
+            &caller.0,
+            &reason,
+            body.retryable,
+            state.config.max_attempts,
+        )
+        .await?
+    {
+        Fenced::Ok(outcome) => {
+            let requeued = matches!(outcome, FailOutcome::Requeued);
+            tracing::warn!(job_id = %lease.job_id(), lease_id = %lease, ws_id = %caller.0, requeued, %reason, "job attempt failed");
+            if requeued {
+                state.jobs_queued.notify_waiters();
+            }
+            Ok(Json(serde_json::json!({ "requeued": requeued })))
+        }
+        Fenced::Lost => Err(ApiError::lease_lost()),
+    }
+}

@@ -1,0 +1,6 @@
+//! HTTP handlers, one module per resource of API.md.
+
+pub mod certificates;
+pub mod leases;
+pub mod status;
+pub mod workservers;

@@ -1,0 +1,99 @@
+-- Shared helpers, prepended to every script that needs them (see store/scripts.rs).
+-- Key schema: see store/keys.rs; every key starts with the prefix passed as P.
+
+local function hget(key, field)
+  local v = redis.call('HGET', key, field)
+  if v == false then return nil end
+  return v
+end
+
+local function history(P, cid, state, at, detail)
+  local e = {state = state, at = at}
+  if detail and detail ~= '' then e.detail = detail end
+  redis.call('RPUSH', P .. 'cert:' .. cid .. ':hist', cjson.encode(e))
+end
+
+local function move_state(P, cid, from, to)
+  if from then redis.call('HINCRBY', P .. 'states', from, -1) end
+  redis.call('HINCRBY', P .. 'states', to, 1)
+end
+
+local function record_error(P, at, cid, jid, reason)
+  redis.call('LPUSH', P .. 'errors', cjson.encode({at = at, cert_id = cid, job_id = jid, reason = reason}))
+  redis.call('LTRIM', P .. 'errors', 0, 49)
+end
+
+-- Take a leased job away from its workserver's bookkeeping.
+local function unlease(P, jid, jk)
+  local ws = hget(jk, 'ws_id')
+  redis.call('ZREM', P .. 'leases', jid)
+  if ws then redis.call('SREM', P .. 'ws:' .. ws .. ':jobs', jid) end
+  redis.call('HDEL', jk, 'lease_id', 'lease_exp', 'ws_id')
+  redis.call('HSET', jk, 'status', 'queued')
+  return ws
+end
+
+-- A job attempt ended without success. Re-queue it while attempts remain (and the
+-- failure is retryable), else end the certificate in `error` with the reason.
+-- Returns 'requeued' or 'error'.
+local function attempt_failed(P, jid, reason, retryable, max_attempts, now_ms, at)
+  local jk = P .. 'job:' .. jid
+  local cid = hget(jk, 'cert_id')
+  local attempt = tonumber(hget(jk, 'attempt') or '0')
+  local ws = unlease(P, jid, jk)
+  if ws then redis.call('HINCRBY', P .. 'ws:' .. ws, 'failed', 1) end
+  local ck = P .. 'cert:' .. cid
+  local state = hget(ck, 'state')
+  record_error(P, at, cid, jid, reason)
+  if retryable and attempt < max_attempts then
+    redis.call('HSET', jk, 'enqueued_at', now_ms)
+    redis.call('LPUSH', P .. 'queue', jid)
+    history(P, cid, state, at, 'attempt ' .. attempt .. ' failed, retrying: ' .. reason)
+    redis.call('HSET', ck, 'updated_at', at)
+    return 'requeued'
+  end
+  redis.call('DEL', jk)
+  redis.call('HSET', ck, 'state', 'error', 'error_reason', reason, 'updated_at', at)
+  redis.call('HDEL', ck, 'job_id')
+  history(P, cid, 'error', at, reason)
+  move_state(P, cid, state, 'error')
+  return 'error'
+end
+
+-- Put every job a workserver holds back at the head of the queue, without
+-- counting the attempt against the job (the workserver left; the job did not fail).
+local function release_ws_jobs(P, ws, now_ms)
+  local jobs = redis.call('SMEMBERS', P .. 'ws:' .. ws .. ':jobs')
+  for _, jid in ipairs(jobs) do
+    local jk = P .. 'job:' .. jid
+    if hget(jk, 'status') == 'leased' and hget(jk, 'ws_id') == ws then
+      unlease(P, jid, jk)
+      redis.call('HINCRBY', jk, 'attempt', -1)
+      redis.call('HSET', jk, 'enqueued_at', now_ms)
+      redis.call('RPUSH', P .. 'queue', jid)
+    end
+  end
+  redis.call('DEL', P .. 'ws:' .. ws .. ':jobs')
+  return #jobs
+end
+
+-- Forget a workserver: its jobs go back to the queue, its token stops working.
+local function drop_ws(P, ws, now_ms)
+  local wk = P .. 'ws:' .. ws
+  local released = release_ws_jobs(P, ws, now_ms)
+  local th = hget(wk, 'token_hash')
+  if th then redis.call('DEL', P .. 'tok:' .. th) end
+  local name = hget(wk, 'name')
+  if name and redis.call('GET', P .. 'wsname:' .. name) == ws then
+    redis.call('DEL', P .. 'wsname:' .. name)
+  end
+  redis.call('DEL', wk)
+  redis.call('SREM', P .. 'workservers', ws)
+  return released
+end
+
+-- Check that `lease` is the current lease of its job and belongs to `ws`.
+local function fenced(P, jid, lease, ws)
+  local jk = P .. 'job:' .. jid
+  return hget(jk, 'status') == 'leased' and hget(jk, 'lease_id') == lease and hget(jk, 'ws_id') == ws
+end

@@ -1,0 +1,665 @@
+//! Everything the CC keeps lives in Redis; this module owns the key schema and the
+//! Lua scripts, and is the only code that talks to Redis.
+//!
+//! Key schema (every key starts with the prefix `tm:`):
+//! - `cert:{cert_id}` hash: the certificate (state, learner data, published uuids/urls)
+//! - `cert:{cert_id}:hist` list of JSON history entries
+//! - `job:{job_id}` hash: action, attempt, status (queued|leased), lease_id, lease_exp, ws_id,
+//!   target uuids
+//! - `queue` list of job ids (LPUSH to enqueue, RPOP to lease; re-released jobs go to the
+//!   RPOP end)
+//! - `leases` sorted set job_id -> lease expiry (ms); the reaper scans it
+//! - `ws:{ws_id}` hash, `ws:{ws_id}:jobs` set of leased job ids, `wsname:{name}` -> ws_id,
+//!   `tok:{sha256(token)}` -> ws_id, `workservers` set of ws ids
+//! - `states` hash state -> number of certificates (kept on every transition)
+//! - `errors` capped list of recent failures, `done:{epoch/10s}` completion counters
+//! - `regfail:{ip}` failed registrations per address (rate limit)
+//!
+//! Architecture invariant: every change that touches more than one key is one Lua
+//! script, so a CC dying between two commands cannot leave a half-made change, and
+//! several CCs can share one Redis. Scripts read keys they compute themselves, so
+//! a single Redis primary is required (no Redis Cluster).
+
+mod scripts;
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use redis::aio::ConnectionManager;
+use redis::{AsyncCommands, Value};
+use testamur_common::ids::{CertId, CourseId, JobId, LeaseId, PublicUuid, Username, WsId, WsName};
+use testamur_common::state::{Action, CertState};
+use testamur_common::time_fmt::{now_ms, rfc3339_ms};
+use testamur_common::wire::{
+    CertificateView, HistoryEntry, JobCertificate, JobResult, LeasedJob, RecentError,
+    WorkserverStatus,
+};
+
+use scripts::Scripts;
+
+const P: &str = "tm:";
+/// Completions are counted in buckets of this many seconds.
+const BUCKET_S: i64 = 10;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("Redis is unavailable: {0}")]
+    Unavailable(#[source] redis::RedisError),
+    #[error("unexpected data in Redis: {0}")]
+    Corrupt(String),
+}
+
+impl From<redis::RedisError> for StoreError {
+    fn from(e: redis::RedisError) -> Self {
+        StoreError::Unavailable(e)
+    }
+}
+
+type Result<T> = std::result::Result<T, StoreError>;
+
+/// A cheap-to-clone handle on the Redis connection and the loaded scripts.
+#[derive(Clone)]
+pub struct Store {
+    conn: ConnectionManager,
+    scripts: std::sync::Arc<Scripts>,
+}
+
+/// A new job for a certificate, as validated by the API layer.
+pub struct NewJob<'a> {
+    pub cert_id: &'a CertId,
+    pub job_id: &'a JobId,
+    pub action: Action,
+    /// For add/regen: where the new version will be published.
+    pub new_uuids: Option<(PublicUuid, PublicUuid)>,
+    /// Certificate fields to set (empty value = remove). Not used for delete.
+    pub fields: Vec<(&'static str, String)>,
+}
+
+pub enum SubmitOutcome {
+    Queued { previous: Option<CertState> },
+    Illegal { current: Option<CertState> },
+}
+
+pub enum Fenced<T> {
+    Ok(T),
+    /// The lease is not (or no longer) held by the caller.
+    Lost,
+}
+
+pub enum FailOutcome {
+    Requeued,
+    Errored,
+}
+
+pub struct Registration<'a> {
+    pub name: &'a WsName,
+    pub ws_id: &'a WsId,
+    pub token_hash: &'a str,
+    pub capacity: u32,
+    pub version: &'a str,
+}
+
+pub struct Counts {
+    pub queue_depth: u64,
+    pub leased: u64,
+    pub states: BTreeMap<String, i64>,
+    pub throughput_last_minute: u64,
+    pub oldest_waiting_ms: Option<i64>,
+    pub recent_errors: Vec<RecentError>,
+}
+
+impl Store {
+    /// Connect (the connection manager reconnects by itself after a Redis restart).
+    pub async fn connect(url: &str, password: Option<&str>) -> Result<Self> {
+        let mut info = redis::IntoConnectionInfo::into_connection_info(url)?;
+        if let Some(pw) = password {
+            let settings = info.redis_settings().clone().set_password(pw);
+            info = info.set_redis_settings(settings);
+        }
+        let client = redis::Client::open(info)?;
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(Duration::from_secs(5)))
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_millis(500));
+        let conn = client.get_connection_manager_with_config(config).await?;
+        Ok(Self {
+            conn,
+            scripts: std::sync::Arc::new(Scripts::new()),
+        })
+    }
+
+    pub async fn ping(&self) -> Result<()> {
+        let mut c = self.conn.clone();
+        let _: String = redis::cmd("PING").query_async(&mut c).await?;
+        Ok(())
+    }
+
+    pub async fn submit(&self, job: &NewJob<'_>) -> Result<SubmitOutcome> {
+        let now = now_ms();
+        let allowed: Vec<&str> = job
+            .action
+            .allowed_from()
+            .iter()
+            .map(|s| s.as_str())
+            .collect();
+        let (du, vu) = match &job.new_uuids {
+            Some((d, v)) => (d.as_str().to_owned(), v.as_str().to_owned()),
+            None => (String::new(), String::new()),
+        };
+        let mut inv = self.scripts.submit.prepare_invoke();
+        inv.arg(P)
+            .arg(job.cert_id.as_str())
+            .arg(job.job_id.as_str())
+            .arg(job.action.as_str())
+            .arg(job.action.pending_state().as_str())
+            .arg(allowed.join(","))
+            .arg(if job.action.allowed_when_absent() {
+                "1"
+            } else {
+                "0"
+            })
+            .arg(now)
+            .arg(rfc3339_ms(now))
+            .arg(du)
+            .arg(vu);
+        for (k, v) in &job.fields {
+            inv.arg(*k).arg(v);
+        }
+        let reply: Vec<String> = inv.invoke_async(&mut self.conn.clone()).await?;
+        let state = match reply.get(1).map(String::as_str) {
+            None | Some("") => None,
+            Some(s) => Some(parse_state(s)?),
+        };
+        match reply.first().map(String::as_str) {
+            Some("ok") => Ok(SubmitOutcome::Queued { previous: state }),
+            Some("illegal") => Ok(SubmitOutcome::Illegal { current: state }),
+            other => Err(StoreError::Corrupt(format!(
+                "submit script answered {other:?}"
+            ))),
+        }
+    }
+
+    /// Lease up to `max` jobs. `None` when the workserver is not registered.
+    pub async fn lease(
+        &self,
+        ws: &WsId,
+        max: u32,
+        ttl: Duration,
+    ) -> Result<Option<Vec<LeasedJob>>> {
+        let exp = now_ms() + ttl.as_millis() as i64;
+        let mut inv = self.scripts.lease.prepare_invoke();
+        inv.arg(P).arg(ws.as_str()).arg(max).arg(exp);
+        for _ in 0..max {
+            inv.arg(testamur_common::ids::random_hex(16));
+        }
+        let reply: Value = inv.invoke_async(&mut self.conn.clone()).await?;
+        let Value::Array(items) = reply else {
+            return Err(StoreError::Corrupt(
+                "lease script did not answer a list".into(),
+            ));
+        };
+        let mut items = items.into_iter();
+        match items.next().map(value_string).transpose()?.as_deref() {
+            Some("ok") => {}
+            Some("unknown_ws") => return Ok(None),
+            other => {
+                return Err(StoreError::Corrupt(format!(
+                    "lease script answered {other:?}"
+                )))
+            }
+        }
+        let mut jobs = Vec::new();
+        for item in items {
+            let Value::Array(parts) = item else {
+                return Err(StoreError::Corrupt("lease entry is not a list".into()));
+            };
+            let parts: Vec<String> = parts.into_iter().map(value_string).collect::<Result<_>>()?;
+            jobs.push(leased_job(parts, exp)?);
+        }
+        Ok(Some(jobs))
+    }
+
+    pub async fn extend(&self, lease: &LeaseId, ws: &WsId, ttl: Duration) -> Result<Fenced<i64>> {
+        let exp = now_ms() + ttl.as_millis() as i64;
+        let ok: i64 = self
+            .scripts
+            .extend
+            .prepare_invoke()
+            .arg(P)
+            .arg(lease.job_id().as_str())
+            .arg(lease.as_str())
+            .arg(ws.as_str())
+            .arg(exp)
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        Ok(if ok == 1 {
+            Fenced::Ok(exp)
+        } else {
+            Fenced::Lost
+        })
+    }
+
+    pub async fn complete(
+        &self,
+        lease: &LeaseId,
+        ws: &WsId,
+        result: &JobResult,
+    ) -> Result<Fenced<CertState>> {
+        let now = now_ms();
+        let map: Vec<String> = [Action::Add, Action::Regen, Action::Delete]
+            .iter()
+            .map(|a| format!("{}:{}", a.as_str(), a.success_state().as_str()))
+            .collect();
+        let opt = |s: &Option<String>| s.clone().unwrap_or_default();
+        let bucket = format!("{P}done:{}", now / 1000 / BUCKET_S);
+        let reply: Vec<String> = self
+            .scripts
+            .complete
+            .prepare_invoke()
+            .arg(P)
+            .arg(lease.job_id().as_str())
+            .arg(lease.as_str())
+            .arg(ws.as_str())
+            .arg(now)
+            .arg(rfc3339_ms(now))
+            .arg(map.join(","))
+            .arg(
+                result
+                    .download_uuid
+                    .as_ref()
+                    .map(|u| u.as_str())
+                    .unwrap_or(""),
+            )
+            .arg(
+                result
+                    .verify_uuid
+                    .as_ref()
+                    .map(|u| u.as_str())
+                    .unwrap_or(""),
+            )
+            .arg(opt(&result.download_url))
+            .arg(opt(&result.verify_url))
+            .arg(opt(&result.signature_url))
+            .arg(opt(&result.sha256))
+            .arg(bucket)
+            .arg(7200)
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        match reply.first().map(String::as_str) {
+            Some("ok") => Ok(Fenced::Ok(parse_state(
+                reply.get(1).map(String::as_str).unwrap_or(""),
+            )?)),
+            Some("lost") => Ok(Fenced::Lost),
+            other => Err(StoreError::Corrupt(format!(
+                "complete script answered {other:?}"
+            ))),
+        }
+    }
+
+    pub async fn fail(
+        &self,
+        lease: &LeaseId,
+        ws: &WsId,
+        reason: &str,
+        retryable: bool,
+        max_attempts: u32,
+    ) -> Result<Fenced<FailOutcome>> {
+        let now = now_ms();
+        let reply: String = self
+            .scripts
+            .fail
+            .prepare_invoke()
+            .arg(P)
+            .arg(lease.job_id().as_str())
+            .arg(lease.as_str())
+            .arg(ws.as_str())
+            .arg(reason)
+            .arg(if retryable { "1" } else { "0" })
+            .arg(max_attempts)
+            .arg(now)
+            .arg(rfc3339_ms(now))
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        match reply.as_str() {
+            "requeued" => Ok(Fenced::Ok(FailOutcome::Requeued)),
+            "error" => Ok(Fenced::Ok(FailOutcome::Errored)),
+            "lost" => Ok(Fenced::Lost),
+            other => Err(StoreError::Corrupt(format!(
+                "fail script answered {other:?}"
+            ))),
+        }
+    }
+
+    /// Re-queue jobs whose lease expired; returns how many were handled.
+    pub async fn reap(&self, max_attempts: u32) -> Result<u64> {
+        let now = now_ms();
+        let n: u64 = self
+            .scripts
+            .reap
+            .prepare_invoke()
+            .arg(P)
+            .arg(now)
+            .arg(max_attempts)
+            .arg(rfc3339_ms(now))
+            .arg(500)
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        Ok(n)
+    }
+
+    /// Register a workserver; returns how many jobs of a previous registration
+    /// under the same name went back to the queue.
+    pub async fn register(&self, r: &Registration<'_>) -> Result<u64> {
+        let now = now_ms();
+        let n: u64 = self
+            .scripts
+            .register
+            .prepare_invoke()
+            .arg(P)
+            .arg(r.name.as_str())
+            .arg(r.ws_id.as_str())
+            .arg(r.token_hash)
+            .arg(r.capacity)
+            .arg(r.version)
+            .arg(now)
+            .arg(rfc3339_ms(now))
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        Ok(n)
+    }
+
+    /// `None` when the workserver is unknown, else how many jobs were released.
+    pub async fn deregister(&self, ws: &WsId) -> Result<Option<u64>> {
+        let n: i64 = self
+            .scripts
+            .deregister
+            .prepare_invoke()
+            .arg(P)
+            .arg(ws.as_str())
+            .arg(now_ms())
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        Ok(u64::try_from(n).ok())
+    }
+
+    /// `None` when the workserver is unknown, else its drain flag.
+    pub async fn heartbeat(&self, ws: &WsId) -> Result<Option<bool>> {
+        let n: i64 = self
+            .scripts
+            .heartbeat
+            .prepare_invoke()
+            .arg(P)
+            .arg(ws.as_str())
+            .arg(now_ms())
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        Ok(match n {
+            -1 => None,
+            n => Some(n == 1),
+        })
+    }
+
+    pub async fn ws_for_token_hash(&self, token_hash: &str) -> Result<Option<WsId>> {
+        let mut c = self.conn.clone();
+        let v: Option<String> = c.get(format!("{P}tok:{token_hash}")).await?;
+        v.map(|s| WsId::parse(&s).map_err(|e| StoreError::Corrupt(e.to_string())))
+            .transpose()
+    }
+
+    /// Count a failed registration from `ip`; returns the count in the current window.
+    pub async fn note_register_failure(&self, ip: &str, window: Duration) -> Result<u64> {
+        let key = format!("{P}regfail:{ip}");
+        let mut c = self.conn.clone();
+        let (n,): (u64,) = redis::pipe()
+            .atomic()
+            .incr(&key, 1)
+            .expire(&key, window.as_secs() as i64)
+            .ignore()
+            .query_async(&mut c)
+            .await?;
+        Ok(n)
+    }
+
+    pub async fn register_failures(&self, ip: &str) -> Result<u64> {
+        let mut c = self.conn.clone();
+        let n: Option<u64> = c.get(format!("{P}regfail:{ip}")).await?;
+        Ok(n.unwrap_or(0))
+    }
+
+    pub async fn certificate(
+        &self,
+        id: &CertId,
+        with_history: bool,
+    ) -> Result<Option<CertificateView>> {
+        let mut c = self.conn.clone();
+        let key = format!("{P}cert:{id}");
+        let (fields, hist): (HashMap<String, String>, Vec<String>) = redis::pipe()
+            .hgetall(&key)
+            .lrange(format!("{key}:hist"), 0, if with_history { -1 } else { -2 })
+            .query_async(&mut c)
+            .await?;
+        if fields.is_empty() {
+            return Ok(None);
+        }
+        let history = if with_history {
+            Some(
+                hist.iter()
+                    .map(|h| serde_json::from_str::<HistoryEntry>(h))
+                    .collect::<std::result::Result<Vec<_>, _>>()
+                    .map_err(|e| StoreError::Corrupt(format!("history of {id}: {e}")))?,
+            )
+        } else {
+            None
+        };
+        cert_view(&fields, history).map(Some)
+    }
+
+    pub async fn workservers(&self, heartbeat_interval: Duration) -> Result<Vec<WorkserverStatus>> {
+        let mut c = self.conn.clone();
+        let ids: Vec<String> = c.smembers(format!("{P}workservers")).await?;
+        let mut pipe = redis::pipe();
+        for id in &ids {
+            pipe.hgetall(format!("{P}ws:{id}"))
+                .scard(format!("{P}ws:{id}:jobs"));
+        }
+        let rows: Vec<(HashMap<String, String>, u64)> = pipe.query_async(&mut c).await?;
+        let now = now_ms();
+        let mut out = Vec::new();
+        for (h, in_flight) in rows {
+            if h.is_empty() {
+                continue;
+            }
+            let num = |k: &str| h.get(k).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+            let last = h
+                .get("last_heartbeat")
+                .and_then(|v| v.parse::<i64>().ok())
+                .unwrap_or(0);
+            out.push(WorkserverStatus {
+                id: WsId::parse(h.get("ws_id").map(String::as_str).unwrap_or(""))
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                name: h.get("name").cloned().unwrap_or_default(),
+                version: h.get("version").cloned().unwrap_or_default(),
+                capacity: num("capacity") as u32,
+                last_heartbeat: rfc3339_ms(last),
+                alive: now - last <= 3 * heartbeat_interval.as_millis() as i64,
+                in_flight,
+                completed: num("completed"),
+                failed: num("failed"),
+                draining: h.get("draining").map(String::as_str) == Some("1"),
+            });
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    pub async fn counts(&self) -> Result<Counts> {
+        let mut c = self.conn.clone();
+        let now = now_ms();
+        let bucket = now / 1000 / BUCKET_S;
+        let mut pipe = redis::pipe();
+        pipe.llen(format!("{P}queue"))
+            .zcard(format!("{P}leases"))
+            .hgetall(format!("{P}states"))
+            .lindex(format!("{P}queue"), -1)
+            .lrange(format!("{P}errors"), 0, 19);
+        // The last minute: the six most recent completed buckets plus the current one,
+        // weighted so the total spans 60 s.
+        for b in (bucket - 6)..=bucket {
+            pipe.get(format!("{P}done:{b}"));
+        }
+        #[allow(clippy::type_complexity)]
+        let (queue_depth, leased, states, oldest, errors, b0, b1, b2, b3, b4, b5, b6): (
+            u64,
+            u64,
+            HashMap<String, i64>,
+            Option<String>,
+            Vec<String>,
+            Option<u64>,
+            Option<u64>,
+            Option<u64>,
+            Option<u64>,
+            Option<u64>,
+            Option<u64>,
+            Option<u64>,
+        ) = pipe.query_async(&mut c).await?;
+        let into_current = (now / 1000 % BUCKET_S) as f64 / BUCKET_S as f64;
+        let full: u64 = [b1, b2, b3, b4, b5].iter().map(|b| b.unwrap_or(0)).sum();
+        let throughput =
+            full as f64 + b6.unwrap_or(0) as f64 + b0.unwrap_or(0) as f64 * (1.0 - into_current);
+        let oldest_waiting_ms = match oldest {
+            Some(jid) => {
+                let at: Option<i64> = c.hget(format!("{P}job:{jid}"), "enqueued_at").await?;
+                at.map(|t| (now - t).max(0))
+            }
+            None => None,
+        };
+        let mut state_counts: BTreeMap<String, i64> = CertState::ALL
+            .iter()
+            .map(|s| (s.as_str().to_owned(), 0))
+            .collect();
+        for (k, v) in states {
+            state_counts.insert(k, v);
+        }
+        Ok(Counts {
+            queue_depth,
+            leased,
+            states: state_counts,
+            throughput_last_minute: throughput.round() as u64,
+            oldest_waiting_ms,
+            recent_errors: errors
+                .iter()
+                .filter_map(|e| serde_json::from_str(e).ok())
+                .collect(),
+        })
+    }
+}
+
+fn value_string(v: Value) -> Result<String> {
+    match v {
+        Value::BulkString(b) => {
+            String::from_utf8(b).map_err(|e| StoreError::Corrupt(e.to_string()))
+        }
+        Value::SimpleString(s) => Ok(s),
+        Value::Int(i) => Ok(i.to_string()),
+        Value::Okay => Ok("OK".into()),
+        Value::Nil => Ok(String::new()),
+        other => Err(StoreError::Corrupt(format!(
+            "expected a string, got {other:?}"
+        ))),
+    }
+}
+
+fn parse_state(s: &str) -> Result<CertState> {
+    s.parse()
+        .map_err(|e: testamur_common::state::UnknownState| StoreError::Corrupt(e.to_string()))
+}
+
+fn corrupt(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(e.to_string())
+}
+
+fn leased_job(parts: Vec<String>, exp: i64) -> Result<LeasedJob> {
+    if parts.len() < 6 || parts.len() % 2 != 0 {
+        return Err(StoreError::Corrupt(format!(
+            "lease entry has {} parts",
+            parts.len()
+        )));
+    }
+    let mut it = parts.into_iter();
+    let mut next = || it.next().unwrap_or_default();
+    let job_id = JobId::parse(&next()).map_err(corrupt)?;
+    let lease_id = LeaseId::parse(&next()).map_err(corrupt)?;
+    let attempt: u32 = next().parse().map_err(corrupt)?;
+    let action: Action = next().parse().map_err(corrupt)?;
+    let du = next();
+    let vu = next();
+    let mut cert = HashMap::new();
+    loop {
+        let k = next();
+        if k.is_empty() {
+            break;
+        }
+        cert.insert(k, next());
+    }
+    let get = |k: &str| cert.get(k).cloned().filter(|v| !v.is_empty());
+    let req = |k: &str| {
+        get(k).ok_or_else(|| StoreError::Corrupt(format!("certificate of job {job_id} lacks {k}")))
+    };
+    let uuid = |s: String| PublicUuid::parse(&s).map_err(corrupt);
+    let (download_uuid, verify_uuid) = if du.is_empty() || vu.is_empty() {
+        (None, None)
+    } else {
+        (Some(uuid(du)?), Some(uuid(vu)?))
+    };
+    Ok(LeasedJob {
+        lease_id,
+        lease_expires_at: rfc3339_ms(exp),
+        attempt,
+        action,
+        certificate: JobCertificate {
+            cert_id: CertId::parse(&req("cert_id")?).map_err(corrupt)?,
+            course_id: CourseId::parse(req("course_id")?).map_err(corrupt)?,
+            username: Username::parse(req("username")?).map_err(corrupt)?,
+            name: get("name"),
+            course_name: get("course_name"),
+            org: get("org"),
+            grade: get("grade"),
+            designation: get("designation"),
+            issued_date: req("issued_date")?,
+            template: get("template"),
+            download_uuid,
+            verify_uuid,
+        },
+        job_id,
+    })
+}
+
+fn cert_view(
+    h: &HashMap<String, String>,
+    history: Option<Vec<HistoryEntry>>,
+) -> Result<CertificateView> {
+    let get = |k: &str| h.get(k).cloned().filter(|v| !v.is_empty());
+    let req = |k: &str| get(k).ok_or_else(|| StoreError::Corrupt(format!("certificate lacks {k}")));
+    let uuid = |k: &str| {
+        get(k)
+            .map(|s| PublicUuid::parse(&s).map_err(corrupt))
+            .transpose()
+    };
+    Ok(CertificateView {
+        cert_id: CertId::parse(&req("cert_id")?).map_err(corrupt)?,
+        course_id: CourseId::parse(req("course_id")?).map_err(corrupt)?,
+        username: Username::parse(req("username")?).map_err(corrupt)?,
+        state: parse_state(&req("state")?)?,
+        download_url: get("download_url"),
+        verify_url: get("verify_url"),
+        signature_url: get("signature_url"),
+        download_uuid: uuid("download_uuid")?,
+        verify_uuid: uuid("verify_uuid")?,
+        sha256: get("sha256"),
+        error_reason: get("error_reason"),
+        attempts: get("attempts").and_then(|a| a.parse().ok()).unwrap_or(0),
+        updated_at: get("updated_at").unwrap_or_default(),
+        history,
+    })
+}

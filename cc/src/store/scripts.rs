@@ -1,0 +1,37 @@
+//! The Lua scripts of the store, each prefixed with the shared helpers of `lib.lua`.
+
+use redis::Script;
+
+const LIB: &str = include_str!("lib.lua");
+
+pub(super) struct Scripts {
+    pub submit: Script,
+    pub lease: Script,
+    pub extend: Script,
+    pub complete: Script,
+    pub fail: Script,
+    pub reap: Script,
+    pub register: Script,
+    pub deregister: Script,
+    pub heartbeat: Script,
+}
+
+fn with_lib(body: &str) -> Script {
+    Script::new(&format!("{LIB}\n{body}"))
+}
+
+impl Scripts {
+    pub fn new() -> Self {
+        Self {
+            submit: with_lib(include_str!("submit.lua")),
+            lease: with_lib(include_str!("lease.lua")),
+            extend: with_lib(include_str!("extend.lua")),
+            complete: with_lib(include_str!("complete.lua")),
+            fail: with_lib(include_str!("fail.lua")),
+            reap: with_lib(include_str!("reap.lua")),
+            register: with_lib(include_str!("register.lua")),
+            deregister: with_lib(include_str!("deregister.lua")),
+            heartbeat: with_lib(include_str!("heartbeat.lua")),
+        }
+    }
+}

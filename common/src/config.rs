@@ -1,0 +1,426 @@
+//! `cc.conf` and `ws.conf`: TOML files parsed into typed, validated settings.
+//!
+//! Every struct denies unknown keys (a typo must stop startup, not silently fall
+//! back to a default), and every error names the file, the key and what to do.
+//! Relative paths are taken from the directory of the config file.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::secret::{Secret, SecretSource};
+
+#[derive(Debug, thiserror::Error)]
+#[error("{file}: {message}")]
+pub struct ConfigError {
+    pub file: PathBuf,
+    pub message: String,
+}
+
+impl ConfigError {
+    fn key(file: &Path, key: &str, message: impl std::fmt::Display) -> Self {
+        Self {
+            file: file.to_owned(),
+            message: format!("key `{key}`: {message}"),
+        }
+    }
+}
+
+fn read_toml<T: for<'de> Deserialize<'de>>(file: &Path) -> Result<T, ConfigError> {
+    let text = std::fs::read_to_string(file).map_err(|e| ConfigError {
+        file: file.to_owned(),
+        message: format!("cannot read the config file: {e}"),
+    })?;
+    toml::from_str(&text).map_err(|e| ConfigError {
+        file: file.to_owned(),
+        message: e.to_string().trim_end().replace('\n', "\n  "),
+    })
+}
+
+fn base_dir(file: &Path) -> PathBuf {
+    file.parent().map(Path::to_owned).unwrap_or_default()
+}
+
+fn existing_file(file: &Path, key: &str, base: &Path, p: &Path) -> Result<PathBuf, ConfigError> {
+    let full = base.join(p);
+    if !full.is_file() {
+        return Err(ConfigError::key(
+            file,
+            key,
+            format!("file {} does not exist (for a dev setup run `testamur certs init` / `testamur keygen`)", full.display()),
+        ));
+    }
+    Ok(full)
+}
+
+fn secret(file: &Path, key: &str, base: &Path, src: &SecretSource) -> Result<Secret, ConfigError> {
+    src.load(base).map_err(|e| ConfigError::key(file, key, e))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Human,
+    Json,
+}
+
+// ---------------------------------------------------------------- cc.conf
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CcFile {
+    name: String,
+    listen: String,
+    ssl_certfile: PathBuf,
+    ssl_key: PathBuf,
+    #[serde(default)]
+    ssl_ca_certs: Option<PathBuf>,
+    redis_url: String,
+    #[serde(default)]
+    redis_password: Option<SecretSource>,
+    cc_pass: SecretSource,
+    #[serde(default = "default_lease_ttl")]
+    lease_ttl_s: u64,
+    #[serde(default = "default_heartbeat")]
+    heartbeat_interval_s: u64,
+    #[serde(default = "default_max_attempts")]
+    max_attempts: u32,
+    #[serde(default = "default_body_limit")]
+    max_body_bytes: usize,
+    #[serde(default)]
+    log_format: LogFormat,
+    #[serde(default)]
+    api_keys: Vec<ApiKeyFile>,
+}
+
+fn default_lease_ttl() -> u64 {
+    60
+}
+fn default_heartbeat() -> u64 {
+    10
+}
+fn default_max_attempts() -> u32 {
+    5
+}
+fn default_body_limit() -> usize {
+    1024 * 1024
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ApiKeyFile {
+    name: String,
+    role: Role,
+    key: SecretSource,
+}
+
+/// Who a credential belongs to (API.md: three roles).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Lms,
+    Operator,
+}
+
+#[derive(Debug, Clone)]
+pub struct ApiKey {
+    pub name: String,
+    pub role: Role,
+    pub key: Secret,
+}
+
+/// Validated command-center settings.
+#[derive(Debug, Clone)]
+pub struct CcConfig {
+    pub name: String,
+    pub listen: SocketAddr,
+    pub ssl_certfile: PathBuf,
+    pub ssl_key: PathBuf,
+    pub ssl_ca_certs: Option<PathBuf>,
+    pub redis_url: String,
+    pub redis_password: Option<Secret>,
+    pub cc_pass: Secret,
+    pub lease_ttl: Duration,
+    pub heartbeat_interval: Duration,
+    pub max_attempts: u32,
+    pub max_body_bytes: usize,
+    pub log_format: LogFormat,
+    pub api_keys: Vec<ApiKey>,
+}
+
+impl CcConfig {
+    pub fn load(file: &Path) -> Result<Self, ConfigError> {
+        let raw: CcFile = read_toml(file)?;
+        let base = base_dir(file);
+        let listen = raw.listen.parse().map_err(|_| {
+            ConfigError::key(
+                file,
+                "listen",
+                format!("`{}` is not an address like 0.0.0.0:8443", raw.listen),
+            )
+        })?;
+        if raw.name.trim().is_empty() {
+            return Err(ConfigError::key(file, "name", "must not be empty"));
+        }
+        if !(raw.redis_url.starts_with("redis://")
+            || raw.redis_url.starts_with("rediss://")
+            || raw.redis_url.starts_with("redis+unix://")
+            || raw.redis_url.starts_with("unix://"))
+        {
+            return Err(ConfigError::key(
+                file,
+                "redis_url",
+                "must start with redis://, rediss://, redis+unix:// or unix://",
+            ));
+        }
+        if raw.lease_ttl_s < 2 {
+            return Err(ConfigError::key(
+                file,
+                "lease_ttl_s",
+                "must be at least 2 seconds",
+            ));
+        }
+        if raw.heartbeat_interval_s == 0 {
+            return Err(ConfigError::key(
+                file,
+                "heartbeat_interval_s",
+                "must be at least 1 second",
+            ));
+        }
+        if raw.max_attempts == 0 {
+            return Err(ConfigError::key(file, "max_attempts", "must be at least 1"));
+        }
+        if raw.max_body_bytes < 1024 {
+            return Err(ConfigError::key(
+                file,
+                "max_body_bytes",
+                "must be at least 1024",
+            ));
+        }
+        let mut api_keys = Vec::new();
+        for (i, k) in raw.api_keys.iter().enumerate() {
+            let key = secret(file, &format!("api_keys[{i}].key"), &base, &k.key)?;
+            if key.expose().len() < 16 {
+                return Err(ConfigError::key(
+                    file,
+                    &format!("api_keys[{i}].key"),
+                    "is shorter than 16 characters; generate one with `openssl rand -hex 32`",
+                ));
+            }
+            api_keys.push(ApiKey {
+                name: k.name.clone(),
+                role: k.role,
+                key,
+            });
+        }
+        let cc_pass = secret(file, "cc_pass", &base, &raw.cc_pass)?;
+        if cc_pass.expose().len() < 16 {
+            return Err(ConfigError::key(
+                file,
+                "cc_pass",
+                "is shorter than 16 characters; generate one with `openssl rand -hex 32`",
+            ));
+        }
+        Ok(Self {
+            name: raw.name,
+            listen,
+            ssl_certfile: existing_file(file, "ssl_certfile", &base, &raw.ssl_certfile)?,
+            ssl_key: existing_file(file, "ssl_key", &base, &raw.ssl_key)?,
+            ssl_ca_certs: raw
+                .ssl_ca_certs
+                .as_deref()
+                .map(|p| existing_file(file, "ssl_ca_certs", &base, p))
+                .transpose()?,
+            redis_url: raw.redis_url,
+            redis_password: raw
+                .redis_password
+                .as_ref()
+                .map(|s| secret(file, "redis_password", &base, s))
+                .transpose()?,
+            cc_pass,
+            lease_ttl: Duration::from_secs(raw.lease_ttl_s),
+            heartbeat_interval: Duration::from_secs(raw.heartbeat_interval_s),
+            max_attempts: raw.max_attempts,
+            max_body_bytes: raw.max_body_bytes,
+            log_format: raw.log_format,
+            api_keys,
+        })
+    }
+}
+
+// ---------------------------------------------------------------- ws.conf
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WsFile {
+    name: String,
+    cc_url: String,
+    #[serde(default)]
+    ssl_ca_certs: Option<PathBuf>,
+    cc_pass: SecretSource,
+    #[serde(default = "default_capacity")]
+    capacity: u32,
+    signing_key: PathBuf,
+    #[serde(default = "default_font")]
+    font: PathBuf,
+    #[serde(default)]
+    log_format: LogFormat,
+    storage: StorageFile,
+}
+
+fn default_capacity() -> u32 {
+    std::thread::available_parallelism()
+        .map(|n| n.get() as u32)
+        .unwrap_or(1)
+}
+fn default_font() -> PathBuf {
+    PathBuf::from("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StorageFile {
+    dir: PathBuf,
+    base_url: String,
+}
+
+/// Where a workserver publishes certificates: a local directory whose contents are
+/// served (by any web server) under `base_url`.
+#[derive(Debug, Clone)]
+pub struct StorageConfig {
+    pub dir: PathBuf,
+    /// Ends with `/`.
+    pub base_url: String,
+}
+
+/// Validated workserver settings.
+#[derive(Debug, Clone)]
+pub struct WsConfig {
+    pub name: String,
+    pub cc_url: String,
+    pub ssl_ca_certs: Option<PathBuf>,
+    pub cc_pass: Secret,
+    pub capacity: u32,
+    pub signing_key: PathBuf,
+    pub font: PathBuf,
+    pub log_format: LogFormat,
+    pub storage: StorageConfig,
+}
+
+impl WsConfig {
+    pub fn load(file: &Path) -> Result<Self, ConfigError> {
+        let raw: WsFile = read_toml(file)?;
+        let base = base_dir(file);
+        crate::ids::WsName::parse(raw.name.clone())
+            .map_err(|e| ConfigError::key(file, "name", e))?;
+        if !raw.cc_url.starts_with("https://") {
+            return Err(ConfigError::key(
+                file,
+                "cc_url",
+                "must be an https:// URL (the CC only speaks TLS)",
+            ));
+        }
+        if raw.capacity == 0 || raw.capacity > 256 {
+            return Err(ConfigError::key(
+                file,
+                "capacity",
+                "must be between 1 and 256",
+            ));
+        }
+        let mut base_url = raw.storage.base_url.clone();
+        if !(base_url.starts_with("https://")
+            || base_url.starts_with("http://")
+            || base_url.starts_with("file://"))
+        {
+            return Err(ConfigError::key(
+                file,
+                "storage.base_url",
+                "must be an http(s):// or file:// URL",
+            ));
+        }
+        if !base_url.ends_with('/') {
+            base_url.push('/');
+        }
+        Ok(Self {
+            name: raw.name,
+            cc_url: raw.cc_url.trim_end_matches('/').to_owned(),
+            ssl_ca_certs: raw
+                .ssl_ca_certs
+                .as_deref()
+                .map(|p| existing_file(file, "ssl_ca_certs", &base, p))
+                .transpose()?,
+            cc_pass: secret(file, "cc_pass", &base, &raw.cc_pass)?,
+            capacity: raw.capacity,
+            signing_key: existing_file(file, "signing_key", &base, &raw.signing_key)?,
+            font: existing_file(file, "font", &base, &raw.font)?,
+            log_format: raw.log_format,
+            storage: StorageConfig {
+                dir: base.join(&raw.storage.dir),
+                base_url,
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    fn tmp() -> PathBuf {
+        let d = std::env::temp_dir().join(format!("tm-conf-{}", crate::ids::random_hex(4)));
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let d = tmp();
+        let f = write(
+            &d,
+            "ws.conf",
+            "name = \"a\"\ncc_url = \"https://x\"\ncc_pas = \"x\"\n",
+        );
+        let e = WsConfig::load(&f).unwrap_err().to_string();
+        assert!(e.contains("ws.conf") && e.contains("cc_pas"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        let d = tmp();
+        write(&d, "c.pem", "x");
+        write(&d, "k.pem", "x");
+        let f = write(
+            &d,
+            "cc.conf",
+            "name = \"cc\"\nlisten = \"nope\"\nssl_certfile = \"c.pem\"\nssl_key = \"k.pem\"\nredis_url = \"redis://127.0.0.1:1\"\ncc_pass = \"0123456789abcdef0\"\n",
+        );
+        let e = CcConfig::load(&f).unwrap_err().to_string();
+        assert!(e.contains("cc.conf") && e.contains("`listen`"), "{e}");
+        let f = write(
+            &d,
+            "cc2.conf",
+            "name = \"cc\"\nlisten = \"127.0.0.1:1\"\nssl_certfile = \"missing.pem\"\nssl_key = \"k.pem\"\nredis_url = \"redis://127.0.0.1:1\"\ncc_pass = \"0123456789abcdef0\"\n",
+        );
+        let e = CcConfig::load(&f).unwrap_err().to_string();
+        assert!(
+            e.contains("`ssl_certfile`") && e.contains("missing.pem"),
+            "{e}"
+        );
+        let f = write(
+            &d,
+            "cc3.conf",
+            "name = \"cc\"\nlisten = \"127.0.0.1:1\"\nssl_certfile = \"c.pem\"\nssl_key = \"k.pem\"\nredis_url = \"redis://127.0.0.1:1\"\ncc_pass = \"tiny9\"\n",
+        );
+        let e = CcConfig::load(&f).unwrap_err().to_string();
+        assert!(e.contains("`cc_pass`") && !e.contains("tiny9"), "{e}");
+    }
+}

@@ -1,0 +1,253 @@
+//! JSON bodies of the HTTPS API, exactly as `../shared/API.md` fixes them.
+//!
+//! Request bodies that come from outside (LMS submissions) are deliberately loose
+//! (`Option<String>` everywhere) so that the CC can answer a missing or empty value
+//! with a precise 422 naming the field, instead of a generic parse error. Bodies
+//! that only testamur itself sends (leases, results) use the parsed id types.
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{CertId, CourseId, JobId, LeaseId, PublicUuid, Username, WsId};
+use crate::state::{Action, CertState};
+
+/// `{"error": {"code", "message", "field"?}}`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    pub code: String,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
+// ---------------------------------------------------------------- workservers
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterRequest {
+    pub name: String,
+    pub cc_pass: String,
+    pub capacity: u32,
+    pub version: String,
+    #[serde(default)]
+    pub capabilities: Option<Capabilities>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Capabilities {
+    #[serde(default)]
+    pub scripts: Vec<String>,
+    #[serde(default)]
+    pub storage: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RegisterResponse {
+    pub ws_id: WsId,
+    pub token: String,
+    pub heartbeat_interval_s: u64,
+    pub lease_ttl_s: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HeartbeatResponse {
+    pub drain: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LeaseRequest {
+    pub max_jobs: u32,
+    #[serde(default)]
+    pub wait_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LeaseResponse {
+    pub jobs: Vec<LeasedJob>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LeasedJob {
+    pub job_id: JobId,
+    pub lease_id: LeaseId,
+    pub lease_expires_at: String,
+    pub attempt: u32,
+    pub action: Action,
+    pub certificate: JobCertificate,
+}
+
+/// What a workserver needs to know to carry out a job. The public uuids are
+/// chosen by the CC when the job is created, so every attempt of the same job
+/// publishes under the same names.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobCertificate {
+    pub cert_id: CertId,
+    pub course_id: CourseId,
+    pub username: Username,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub course_name: Option<String>,
+    #[serde(default)]
+    pub org: Option<String>,
+    #[serde(default)]
+    pub grade: Option<String>,
+    #[serde(default)]
+    pub designation: Option<String>,
+    /// `YYYY-MM-DD` (the CC fills in the submission date when the LMS gave none).
+    pub issued_date: String,
+    #[serde(default)]
+    pub template: Option<String>,
+    /// For add/regen: the uuids to publish under. For delete: the ones to remove
+    /// (absent when the certificate was never published).
+    #[serde(default)]
+    pub download_uuid: Option<PublicUuid>,
+    #[serde(default)]
+    pub verify_uuid: Option<PublicUuid>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExtendResponse {
+    pub lease_expires_at: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompleteRequest {
+    pub result: JobResult,
+}
+
+/// What a workserver reports for a finished job. For a delete every field is
+/// absent.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobResult {
+    #[serde(default)]
+    pub download_uuid: Option<PublicUuid>,
+    #[serde(default)]
+    pub verify_uuid: Option<PublicUuid>,
+    #[serde(default)]
+    pub download_url: Option<String>,
+    #[serde(default)]
+    pub verify_url: Option<String>,
+    #[serde(default)]
+    pub signature_url: Option<String>,
+    #[serde(default)]
+    pub sha256: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FailRequest {
+    pub error_reason: String,
+    pub retryable: bool,
+}
+
+// ---------------------------------------------------------------- certificates
+
+/// `POST /v1/certificates` as sent by an LMS. Loose on purpose (see module docs).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubmitRequest {
+    #[serde(default)]
+    pub action: Option<String>,
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub course_id: Option<String>,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub course_name: Option<String>,
+    #[serde(default)]
+    pub org: Option<String>,
+    #[serde(default)]
+    pub grade: Option<String>,
+    #[serde(default)]
+    pub designation: Option<String>,
+    #[serde(default)]
+    pub issued_date: Option<String>,
+    #[serde(default)]
+    pub template: Option<String>,
+    #[serde(default)]
+    pub callback_url: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SubmitResponse {
+    pub cert_id: CertId,
+    pub state: CertState,
+    pub job_id: JobId,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    pub state: CertState,
+    pub at: String,
+    #[serde(default)]
+    pub detail: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CertificateView {
+    pub cert_id: CertId,
+    pub course_id: CourseId,
+    pub username: Username,
+    pub state: CertState,
+    pub download_url: Option<String>,
+    pub verify_url: Option<String>,
+    pub signature_url: Option<String>,
+    pub download_uuid: Option<PublicUuid>,
+    pub verify_uuid: Option<PublicUuid>,
+    pub sha256: Option<String>,
+    pub error_reason: Option<String>,
+    pub attempts: u32,
+    pub updated_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub history: Option<Vec<HistoryEntry>>,
+}
+
+// ---------------------------------------------------------------- status
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StatusResponse {
+    pub cc_name: String,
+    pub workservers: Vec<WorkserverStatus>,
+    pub queue_depth: u64,
+    pub leased: u64,
+    pub certificates: std::collections::BTreeMap<String, i64>,
+    /// Jobs completed in the last 60 seconds.
+    pub throughput_last_minute: u64,
+    /// Age in seconds of the oldest job waiting to be leased (0 when none).
+    pub oldest_waiting_job_age_s: f64,
+    pub recent_errors: Vec<RecentError>,
+    pub dead_letters: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WorkserverStatus {
+    pub id: WsId,
+    pub name: String,
+    pub version: String,
+    pub capacity: u32,
+    pub last_heartbeat: String,
+    pub alive: bool,
+    pub in_flight: u64,
+    pub completed: u64,
+    pub failed: u64,
+    pub draining: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RecentError {
+    pub at: String,
+    pub cert_id: String,
+    pub job_id: String,
+    pub reason: String,
+}

@@ -1,0 +1,142 @@
+//! A client for the CC's LMS and operator endpoints, used by `submit`, `status`,
+//! the demo, the benchmarks and the integration tests.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use testamur_common::wire::{
+    CertificateView, ErrorBody, StatusResponse, SubmitRequest, SubmitResponse,
+};
+
+#[derive(Clone)]
+pub struct ApiClient {
+    http: reqwest::Client,
+    base: String,
+    key: String,
+}
+
+/// An API answer that was not a success: the status and the API's error body.
+#[derive(Debug, thiserror::Error)]
+#[error("HTTP {status}: {code}: {message}")]
+pub struct ApiFailure {
+    pub status: u16,
+    pub code: String,
+    pub message: String,
+    pub field: Option<String>,
+}
+
+impl ApiClient {
+    /// `ca`: the CA file to trust (a private CA); `None` uses the system's roots.
+    pub fn new(base: &str, ca: Option<&Path>, key: &str) -> anyhow::Result<Self> {
+        testamur_common::tls::install_crypto_provider();
+        let mut builder = reqwest::Client::builder().timeout(Duration::from_secs(60));
+        if let Some(ca) = ca {
+            builder = builder.tls_backend_preconfigured(testamur_common::tls::client_config(ca)?);
+        }
+        Ok(Self {
+            http: builder.build()?,
+            base: base.trim_end_matches('/').to_owned(),
+            key: key.to_owned(),
+        })
+    }
+
+    /// The same connection pool with another credential.
+    pub fn with_key(&self, key: &str) -> Self {
+        Self {
+            key: key.to_owned(),
+            ..self.clone()
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    async fn call<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> anyhow::Result<Result<T, ApiFailure>> {
+        let mut req = self
+            .http
+            .request(method, self.url(path))
+            .bearer_auth(&self.key);
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let resp = req
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the CC at {}", self.base))?;
+        let status = resp.status();
+        let bytes = resp.bytes().await?;
+        if status.is_success() {
+            return Ok(Ok(serde_json::from_slice(&bytes)
+                .with_context(|| format!("unreadable answer from {path}"))?));
+        }
+        match serde_json::from_slice::<ErrorBody>(&bytes) {
+            Ok(b) => Ok(Err(ApiFailure {
+                status: status.as_u16(),
+                code: b.error.code,
+                message: b.error.message,
+                field: b.error.field,
+            })),
+            Err(_) => bail!(
+                "HTTP {status} from {path} without the API's error body: {}",
+                String::from_utf8_lossy(&bytes)
+            ),
+        }
+    }
+
+    pub async fn submit(
+        &self,
+        req: &SubmitRequest,
+    ) -> anyhow::Result<Result<SubmitResponse, ApiFailure>> {
+        self.call(reqwest::Method::POST, "/v1/certificates", Some(req))
+            .await
+    }
+
+    pub async fn certificate(
+        &self,
+        cert_id: &str,
+    ) -> anyhow::Result<Result<CertificateView, ApiFailure>> {
+        self.call::<(), _>(
+            reqwest::Method::GET,
+            &format!("/v1/certificates/{cert_id}"),
+            None,
+        )
+        .await
+    }
+
+    pub async fn status(&self) -> anyhow::Result<Result<StatusResponse, ApiFailure>> {
+        self.call::<(), _>(reqwest::Method::GET, "/v1/status", None)
+            .await
+    }
+
+    /// Poll a certificate until it leaves its pending state or `timeout` passes.
+    pub async fn wait_final(
+        &self,
+        cert_id: &str,
+        timeout: Duration,
+    ) -> anyhow::Result<CertificateView> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let c = self.certificate(cert_id).await??;
+            if !c.state.is_pending() {
+                return Ok(c);
+            }
+            if tokio::time::Instant::now() > deadline {
+                bail!("certificate {cert_id} still {} after {timeout:?}", c.state);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}

@@ -1,0 +1,175 @@
+//! `testamur bench`: the figures in docs/PERFORMANCE.md.
+//! - `render`: render+sign(+verify) on one thread, in process.
+//! - `e2e`: a local cluster with two workservers; time from the first submit until
+//!   N certificates are downloadable.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::{Args, ValueEnum};
+use testamur_common::ids::{CertId, CourseId, PublicUuid, Username};
+use testamur_common::state::CertState;
+use testamur_common::wire::JobCertificate;
+
+use crate::devcluster::{Cluster, ClusterSpec};
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum Kind {
+    Render,
+    E2e,
+}
+
+#[derive(Args)]
+pub struct BenchArgs {
+    kind: Kind,
+    /// How many certificates.
+    #[arg(long, default_value_t = 1000)]
+    n: usize,
+    /// Font for `render` (default DejaVu Sans).
+    #[arg(
+        long,
+        default_value = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
+    )]
+    font: PathBuf,
+    /// Working directory for `e2e`.
+    #[arg(long, default_value = "target/bench-e2e")]
+    dir: PathBuf,
+    /// Workserver capacity for `e2e`.
+    #[arg(long, default_value_t = 4)]
+    capacity: u32,
+}
+
+pub async fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
+    match a.kind {
+        Kind::Render => render(&a),
+        Kind::E2e => e2e(&a).await,
+    }
+}
+
+fn render(a: &BenchArgs) -> anyhow::Result<ExitCode> {
+    let renderer = testamur_ws::render::Renderer::new(&a.font)?;
+    let (secret, _, _) = testamur_ws::sign::generate_key("bench")?;
+    let key = testamur_ws::sign::SigningKey::from_cert(sequoia_cert(&secret)?)?;
+    let job = |i: usize| JobCertificate {
+        cert_id: CertId::for_pair(
+            &CourseId::parse("bench").unwrap(),
+            &Username::parse(format!("u{i}")).unwrap(),
+        ),
+        course_id: CourseId::parse("course-v1:BenchX+B1+2026").unwrap(),
+        username: Username::parse(format!("u{i}")).unwrap(),
+        name: Some(format!("Learner Number {i} Ångström")),
+        course_name: Some("Performance Engineering".into()),
+        org: Some("BenchX".into()),
+        grade: None,
+        designation: None,
+        issued_date: "2026-11-23".into(),
+        template: None,
+        download_uuid: Some(PublicUuid::generate()),
+        verify_uuid: Some(PublicUuid::generate()),
+    };
+    let ctx = testamur_ws::render::RenderContext {
+        verify_url: "https://certs.example.org/cert/x/",
+    };
+    let (mut t_render, mut t_sign, mut bytes) = (Duration::ZERO, Duration::ZERO, 0usize);
+    let start = Instant::now();
+    for i in 0..a.n {
+        let t0 = Instant::now();
+        let pdf = renderer.render(&job(i), &ctx)?;
+        let t1 = Instant::now();
+        let sig = key.sign_detached(&pdf)?;
+        key.verify_detached(&pdf, &sig)?;
+        t_render += t1 - t0;
+        t_sign += t1.elapsed();
+        bytes += pdf.len();
+    }
+    let total = start.elapsed();
+    println!("render+sign+verify, one thread, {} certificates", a.n);
+    println!(
+        "  total {:.2}s -> {:.1} certificates/s",
+        total.as_secs_f64(),
+        a.n as f64 / total.as_secs_f64()
+    );
+    println!(
+        "  render {:.3} ms/cert, sign+verify {:.3} ms/cert",
+        ms(t_render, a.n),
+        ms(t_sign, a.n)
+    );
+    println!(
+        "  average PDF size {:.1} KB",
+        bytes as f64 / a.n as f64 / 1024.0
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn ms(d: Duration, n: usize) -> f64 {
+    d.as_secs_f64() * 1000.0 / n as f64
+}
+
+fn sequoia_cert(armored: &str) -> anyhow::Result<testamur_ws::sign::Cert> {
+    testamur_ws::sign::parse_cert(armored.as_bytes()).context("parsing the generated key")
+}
+
+async fn e2e(a: &BenchArgs) -> anyhow::Result<ExitCode> {
+    crate::logging::init(false);
+    let bin = std::env::current_exe()?;
+    if a.dir.exists() {
+        std::fs::remove_dir_all(&a.dir)?;
+    }
+    let mut spec = ClusterSpec::new(&a.dir, bin);
+    spec.ws_capacity = a.capacity;
+    spec.log_level = "warn".into();
+    let mut cluster = Cluster::start(spec).await?;
+    let lms = cluster.lms()?;
+    let start = Instant::now();
+    let mut ids = Vec::with_capacity(a.n);
+    let mut set = tokio::task::JoinSet::new();
+    let chunk = a.n.div_ceil(16);
+    for c in 0..16 {
+        let lms = lms.clone();
+        let range = (c * chunk)..((c + 1) * chunk).min(a.n);
+        set.spawn(async move {
+            let mut out = Vec::new();
+            for i in range {
+                let mut r = super::demo::sample_request(i);
+                r.username = Some(format!("bench{i:06}"));
+                out.push(lms.submit(&r).await??.cert_id);
+            }
+            anyhow::Ok(out)
+        });
+    }
+    while let Some(r) = set.join_next().await {
+        ids.extend(r??);
+    }
+    let accepted = start.elapsed();
+    let status = cluster.operator()?;
+    loop {
+        let s = status.status().await??;
+        let done = s
+            .certificates
+            .get(CertState::Downloadable.as_str())
+            .copied()
+            .unwrap_or(0);
+        if done as usize >= a.n {
+            break;
+        }
+        if start.elapsed() > Duration::from_secs(600) {
+            anyhow::bail!("only {done} of {} downloadable after 10 minutes", a.n);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let total = start.elapsed();
+    println!(
+        "end to end: {} certificates, 2 workservers x capacity {}",
+        a.n, a.capacity
+    );
+    println!("  all accepted after {:.2}s", accepted.as_secs_f64());
+    println!(
+        "  all downloadable after {:.2}s -> {:.1} certificates/s",
+        total.as_secs_f64(),
+        a.n as f64 / total.as_secs_f64()
+    );
+    cluster.stop();
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,178 @@
+//! `testamur demo`: a local cluster (own redis-server, dev TLS, signing key, one CC,
+//! two workservers) turning sample requests into signed PDFs. `--serve` keeps it
+//! running for integration work until Ctrl-C.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::Args;
+use testamur_common::state::CertState;
+use testamur_common::wire::SubmitRequest;
+
+use crate::devcluster::{Cluster, ClusterSpec};
+
+#[derive(Args)]
+pub struct DemoArgs {
+    /// Where the cluster keeps everything (certificates end up in DIR/public).
+    #[arg(long, default_value = "demo-out")]
+    dir: PathBuf,
+    /// Keep the cluster running until Ctrl-C (writes DIR/cluster.json).
+    #[arg(long)]
+    serve: bool,
+    /// Number of workservers.
+    #[arg(long, default_value_t = 2)]
+    workservers: usize,
+}
+
+/// Sample learners: accented Latin, Cyrillic, Greek and a few long names.
+pub const SAMPLE_NAMES: &[&str] = &[
+    "Zoë Ångström",
+    "José María Muñoz",
+    "François Lefèvre",
+    "Łukasz Żółkiewski",
+    "Søren Kierkegård",
+    "Ana Ștefănescu",
+    "Dvořák Antonín",
+    "Björk Guðmundsdóttir",
+    "Александр Пушкин",
+    "Анна Ахматова",
+    "Фёдор Достоевский",
+    "Μαρία Παπαδοπούλου",
+    "Γιώργος Σεφέρης",
+    "Νίκος Καζαντζάκης",
+    "Ada Lovelace",
+    "Grace Brewster Murray Hopper",
+    "Çağla Öztürk",
+    "Nguyễn Thị Minh Khai",
+    "Émilie du Châtelet",
+    "Mary O'Neil-Smith",
+];
+
+pub fn sample_request(i: usize) -> SubmitRequest {
+    SubmitRequest {
+        action: Some("add".into()),
+        username: Some(format!("learner{i:03}")),
+        course_id: Some("course-v1:DemoX+CERT101+2026".into()),
+        name: Some(SAMPLE_NAMES[i % SAMPLE_NAMES.len()].into()),
+        course_name: Some("Introduction to Verifiable Credentials".into()),
+        org: Some("DemoX University".into()),
+        grade: Some("Pass".into()),
+        ..Default::default()
+    }
+}
+
+pub async fn run(a: DemoArgs, log_json: bool) -> anyhow::Result<ExitCode> {
+    crate::logging::init(log_json);
+    let bin = std::env::current_exe().context("locating the testamur binary")?;
+    if a.dir.exists() {
+        std::fs::remove_dir_all(&a.dir).with_context(|| format!("clearing {}", a.dir.display()))?;
+    }
+    let mut spec = ClusterSpec::new(&a.dir, bin);
+    spec.workservers = a.workservers.max(1);
+    println!(
+        "starting a local cluster in {} (redis-server, CC, {} workservers)...",
+        a.dir.display(),
+        spec.workservers
+    );
+    let mut cluster = Cluster::start(spec).await?;
+    let lms = cluster.lms()?;
+
+    let started = Instant::now();
+    let mut ids = Vec::new();
+    for i in 0..SAMPLE_NAMES.len() {
+        match lms.submit(&sample_request(i)).await? {
+            Ok(r) => ids.push((i, r.cert_id)),
+            Err(f) => anyhow::bail!("the CC rejected a sample request: {f}"),
+        }
+    }
+    let mut done = Vec::new();
+    for (i, id) in &ids {
+        let c = lms
+            .wait_final(id.as_str(), Duration::from_secs(120))
+            .await?;
+        done.push((*i, c));
+    }
+    let elapsed = started.elapsed();
+    let ok = done
+        .iter()
+        .filter(|(_, c)| c.state == CertState::Downloadable)
+        .count();
+    println!(
+        "\n{ok} of {} certificates downloadable in {:.2}s\n",
+        done.len(),
+        elapsed.as_secs_f64()
+    );
+    let public = cluster.info.storage_dir.clone();
+    for (i, c) in &done {
+        let pdf = c
+            .download_uuid
+            .as_ref()
+            .map(|u| public.join(format!("downloads/{u}/Certificate.pdf")));
+        println!(
+            "  {:<30} {:<13} {}",
+            SAMPLE_NAMES[*i % SAMPLE_NAMES.len()],
+            c.state.as_str(),
+            pdf.map(|p| p.display().to_string())
+                .or(c.error_reason.clone())
+                .unwrap_or_default()
+        );
+    }
+    if let Some((_, c)) = done
+        .iter()
+        .find(|(_, c)| c.state == CertState::Downloadable)
+    {
+        let (du, vu) = (
+            c.download_uuid.as_ref().unwrap(),
+            c.verify_uuid.as_ref().unwrap(),
+        );
+        let pdf = public.join(format!("downloads/{du}/Certificate.pdf"));
+        let sig = public.join(format!("cert/{vu}/Certificate.pdf.sig"));
+        let key = public.join("keys/signing-key.asc");
+        println!(
+            "\nPDFs:        {}/downloads/<download_uuid>/Certificate.pdf",
+            public.display()
+        );
+        println!(
+            "signatures:  {}/cert/<verify_uuid>/Certificate.pdf.sig",
+            public.display()
+        );
+        println!("public key:  {}", key.display());
+        println!("\ncheck one with gpg (in a throwaway keyring):");
+        println!(
+            "  export GNUPGHOME=$(mktemp -d) && gpg --import {} && gpg --verify {} {}",
+            key.display(),
+            sig.display(),
+            pdf.display()
+        );
+        println!(
+            "or offline with testamur:\n  testamur verify {} {} --key {}",
+            pdf.display(),
+            sig.display(),
+            key.display()
+        );
+    }
+    if a.serve {
+        let json = cluster.dir().join("cluster.json");
+        println!(
+            "\ncluster running; connection details in {}",
+            json.display()
+        );
+        println!(
+            "  cc_url   {}\n  ca_cert  {}",
+            cluster.info.cc_url,
+            cluster.info.ca_cert.display()
+        );
+        println!("  try: testamur status --cluster {}", json.display());
+        println!("press Ctrl-C to stop");
+        crate::cmd::serve::shutdown_signal().await;
+    }
+    println!("\nstopping the cluster...");
+    cluster.stop();
+    Ok(if ok == done.len() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}

@@ -1,0 +1,12 @@
+//! One module per subcommand. Each `run` returns an exit code or an error that
+//! says what to do.
+
+pub mod bench;
+pub mod certs;
+pub mod demo;
+pub mod keygen;
+pub mod serve;
+pub mod status;
+pub mod submit;
+pub mod target;
+pub mod verify;

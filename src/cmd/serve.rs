@@ -1,0 +1,40 @@
+//! `testamur cc` and `testamur ws`: load the config, log, run until SIGTERM/SIGINT.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use testamur_common::config::{CcConfig, LogFormat, WsConfig};
+
+/// Resolves on SIGTERM or SIGINT (Ctrl-C).
+pub async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = term => tracing::info!("SIGTERM received; shutting down"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("interrupt received; shutting down"),
+    }
+}
+
+pub async fn cc(config: &Path, log_json: bool) -> anyhow::Result<ExitCode> {
+    let config = CcConfig::load(config)?;
+    crate::logging::init(log_json || config.log_format == LogFormat::Json);
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (key `listen`)", config.listen))?;
+    testamur_cc::run(config, listener, shutdown_signal()).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn ws(config: &Path, log_json: bool) -> anyhow::Result<ExitCode> {
+    let config = WsConfig::load(config)?;
+    crate::logging::init(log_json || config.log_format == LogFormat::Json);
+    testamur_ws::run(config, shutdown_signal()).await?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,350 @@
+//! A complete local cluster in one directory: its own redis-server, dev TLS
+//! material, a signing key, one CC and N workservers as real child processes of
+//! the `testamur` binary. Used by `testamur demo`, `testamur bench` and the tests.
+//!
+//! Directory layout: `redis/`, `tls/`, `keys/`, `public/` (published files),
+//! `logs/`, `cc.conf`, `ws-N.conf`, `cluster.json`.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use serde::{Deserialize, Serialize};
+
+use crate::api::ApiClient;
+use crate::redis_proc::RedisServer;
+
+#[derive(Debug, Clone)]
+pub struct ClusterSpec {
+    pub dir: PathBuf,
+    /// The `testamur` binary to run the CC and workservers with.
+    pub bin: PathBuf,
+    pub workservers: usize,
+    pub ws_capacity: u32,
+    pub lease_ttl_s: u64,
+    pub heartbeat_interval_s: u64,
+    pub max_attempts: u32,
+    pub log_level: String,
+}
+
+impl ClusterSpec {
+    pub fn new(dir: impl Into<PathBuf>, bin: impl Into<PathBuf>) -> Self {
+        Self {
+            dir: dir.into(),
+            bin: bin.into(),
+            workservers: 2,
+            ws_capacity: 2,
+            lease_ttl_s: 30,
+            heartbeat_interval_s: 5,
+            max_attempts: 5,
+            log_level: "info".into(),
+        }
+    }
+}
+
+/// What an integrator needs to talk to the cluster (`cluster.json`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ClusterInfo {
+    pub cc_url: String,
+    pub ca_cert: PathBuf,
+    pub lms_api_key: String,
+    pub operator_api_key: String,
+    pub cc_pass: String,
+    pub storage_dir: PathBuf,
+    pub public_key: PathBuf,
+}
+
+pub struct Cluster {
+    pub spec: ClusterSpec,
+    pub info: ClusterInfo,
+    pub redis: RedisServer,
+    cc: Option<Child>,
+    cc_port: u16,
+    ws: Vec<Option<Child>>,
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn secret() -> String {
+    testamur_common::ids::random_hex(32)
+}
+
+impl Cluster {
+    /// Start everything and wait until the CC answers and every workserver is registered.
+    pub async fn start(spec: ClusterSpec) -> anyhow::Result<Self> {
+        let dir = std::path::absolute(&spec.dir)?;
+        for sub in ["logs", "keys", "public"] {
+            std::fs::create_dir_all(dir.join(sub))?;
+        }
+        let redis = RedisServer::start(&dir.join("redis"))?;
+        let tls =
+            crate::tlsgen::generate(&dir.join("tls"), &["localhost".into(), "127.0.0.1".into()])?;
+        let (secret_key, public_key, _fp) =
+            testamur_ws::sign::generate_key("testamur demo signing key <demo@testamur.invalid>")?;
+        crate::fsutil::write_private(&dir.join("keys/signing.key"), secret_key.as_bytes())?;
+        let public_key_path = dir.join("keys/signing-key.asc");
+        crate::fsutil::write_public(&public_key_path, public_key.as_bytes())?;
+
+        let cc_port = free_port()?;
+        let info = ClusterInfo {
+            cc_url: format!("https://localhost:{cc_port}"),
+            ca_cert: tls.ca_cert.clone(),
+            lms_api_key: secret(),
+            operator_api_key: secret(),
+            cc_pass: secret(),
+            storage_dir: dir.join("public"),
+            public_key: public_key_path,
+        };
+        let cc_conf = format!(
+            r#"# Written by testamur's dev cluster.
+name = "cc-1"
+listen = "127.0.0.1:{cc_port}"
+ssl_certfile = "tls/server.pem"
+ssl_key = "tls/server.key"
+redis_url = "{redis}"
+cc_pass = "{cc_pass}"
+lease_ttl_s = {ttl}
+heartbeat_interval_s = {hb}
+max_attempts = {max}
+
+[[api_keys]]
+name = "demo-lms"
+role = "lms"
+key = "{lms}"
+
+[[api_keys]]
+name = "demo-operator"
+role = "operator"
+key = "{op}"
+"#,
+            redis = redis.url(),
+            cc_pass = info.cc_pass,
+            ttl = spec.lease_ttl_s,
+            hb = spec.heartbeat_interval_s,
+            max = spec.max_attempts,
+            lms = info.lms_api_key,
+            op = info.operator_api_key,
+        );
+        std::fs::write(dir.join("cc.conf"), cc_conf)?;
+        for i in 1..=spec.workservers {
+            let ws_conf = format!(
+                r#"# Written by testamur's dev cluster.
+name = "ws-{i}"
+cc_url = "{url}"
+ssl_ca_certs = "tls/ca.pem"
+cc_pass = "{cc_pass}"
+capacity = {cap}
+signing_key = "keys/signing.key"
+
+[storage]
+dir = "public"
+base_url = "file://{public}/"
+"#,
+                url = info.cc_url,
+                cc_pass = info.cc_pass,
+                cap = spec.ws_capacity,
+                public = dir.join("public").display(),
+            );
+            std::fs::write(dir.join(format!("ws-{i}.conf")), ws_conf)?;
+        }
+        std::fs::write(
+            dir.join("cluster.json"),
+            serde_json::to_string_pretty(&info)?,
+        )?;
+
+        let mut spec = spec;
+        spec.dir = dir;
+        let mut cluster = Self {
+            spec,
+            info,
+            redis,
+            cc: None,
+            cc_port,
+            ws: Vec::new(),
+        };
+        cluster.start_cc()?;
+        cluster.wait_healthy(Duration::from_secs(30)).await?;
+        for i in 1..=cluster.spec.workservers {
+            let child = cluster.spawn_ws(i)?;
+            cluster.ws.push(Some(child));
+        }
+        cluster
+            .wait_workservers(cluster.spec.workservers, Duration::from_secs(30))
+            .await?;
+        Ok(cluster)
+    }
+
+    fn spawn(&self, args: &[&str], log_name: &str) -> anyhow::Result<Child> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.spec.dir.join("logs").join(log_name))?;
+        Command::new(&self.spec.bin)
+            .args(args)
+            .current_dir(&self.spec.dir)
+            .env("RUST_LOG", &self.spec.log_level)
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting {}", self.spec.bin.display()))
+    }
+
+    pub fn start_cc(&mut self) -> anyhow::Result<()> {
+        let cc = self.spawn(&["cc", "--config", "cc.conf"], "cc.log")?;
+        self.cc = Some(cc);
+        Ok(())
+    }
+
+    fn spawn_ws(&self, i: usize) -> anyhow::Result<Child> {
+        self.spawn(
+            &["ws", "--config", &format!("ws-{i}.conf")],
+            &format!("ws-{i}.log"),
+        )
+    }
+
+    /// (Re)start workserver `i` (1-based).
+    pub fn start_ws(&mut self, i: usize) -> anyhow::Result<()> {
+        let child = self.spawn_ws(i)?;
+        self.ws[i - 1] = Some(child);
+        Ok(())
+    }
+
+    pub fn cc_port(&self) -> u16 {
+        self.cc_port
+    }
+
+    pub fn ws_pid(&self, i: usize) -> Option<u32> {
+        self.ws.get(i - 1).and_then(|c| c.as_ref()).map(|c| c.id())
+    }
+
+    /// SIGKILL workserver `i` (1-based): it gets no chance to release anything.
+    pub fn kill_ws(&mut self, i: usize) {
+        if let Some(mut c) = self.ws[i - 1].take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn kill_cc(&mut self) {
+        if let Some(mut c) = self.cc.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn lms(&self) -> anyhow::Result<ApiClient> {
+        ApiClient::new(
+            &self.info.cc_url,
+            Some(&self.info.ca_cert),
+            &self.info.lms_api_key,
+        )
+    }
+
+    pub fn operator(&self) -> anyhow::Result<ApiClient> {
+        ApiClient::new(
+            &self.info.cc_url,
+            Some(&self.info.ca_cert),
+            &self.info.operator_api_key,
+        )
+    }
+
+    pub async fn wait_healthy(&mut self, timeout: Duration) -> anyhow::Result<()> {
+        let client = self.operator()?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(r) = client.http().get(client.url("/healthz")).send().await {
+                if r.status().is_success() {
+                    return Ok(());
+                }
+            }
+            if let Some(cc) = self.cc.as_mut() {
+                if let Some(status) = cc.try_wait()? {
+                    bail!(
+                        "the CC exited with {status}; see {}",
+                        self.log_path("cc.log").display()
+                    );
+                }
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "the CC did not become healthy within {timeout:?}; see {}",
+                    self.log_path("cc.log").display()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Wait until `n` live workservers are registered.
+    pub async fn wait_workservers(&self, n: usize, timeout: Duration) -> anyhow::Result<()> {
+        let client = self.operator()?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Ok(s)) = client.status().await {
+                if s.workservers.iter().filter(|w| w.alive).count() >= n {
+                    return Ok(());
+                }
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "{n} workservers did not register within {timeout:?}; see {}",
+                    self.log_path("ws-1.log").display()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn log_path(&self, name: &str) -> PathBuf {
+        self.spec.dir.join("logs").join(name)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.spec.dir
+    }
+
+    /// Stop workservers then the CC with SIGTERM (graceful), waiting for each.
+    pub fn stop(&mut self) {
+        for c in self.ws.iter_mut().flatten() {
+            terminate(c);
+        }
+        self.ws.iter_mut().for_each(|c| *c = None);
+        if let Some(c) = self.cc.as_mut() {
+            terminate(c);
+        }
+        self.cc = None;
+    }
+}
+
+/// SIGTERM, then wait up to 40 s, then SIGKILL.
+fn terminate(c: &mut Child) {
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(c.id().to_string())
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = c.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = c.kill();
+    let _ = c.wait();
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for c in self.ws.iter_mut().flatten() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        self.kill_cc();
+    }
+}

@@ -1,0 +1,86 @@
+//! `testamur`: run a command center or workserver, talk to a cluster, make keys
+//! and certificates, or run the local demo. Argument parsing and dispatch only.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use testamur::cmd;
+
+#[derive(Parser)]
+#[command(
+    name = "testamur",
+    version,
+    about = "Distributed certificate generation: command center, workservers and tools"
+)]
+struct Cli {
+    /// Log JSON lines instead of human-readable text.
+    #[arg(long, global = true)]
+    log_json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a command center (HTTPS API in front of Redis).
+    Cc {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Run a workserver (renders, signs and publishes certificates).
+    Ws {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Development TLS material.
+    Certs {
+        #[command(subcommand)]
+        action: cmd::certs::CertsCmd,
+    },
+    /// Make an OpenPGP signing key (Ed25519, v4) for workservers.
+    Keygen(cmd::keygen::KeygenArgs),
+    /// Submit one certificate request to a CC.
+    Submit(cmd::submit::SubmitArgs),
+    /// Show a cluster's status.
+    Status(cmd::target::TargetArgs),
+    /// Check a certificate's detached signature offline.
+    Verify(cmd::verify::VerifyArgs),
+    /// Run a local cluster and generate sample certificates.
+    Demo(cmd::demo::DemoArgs),
+    /// Measure render+sign speed or end-to-end throughput.
+    Bench(cmd::bench::BenchArgs),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Cc { config } => cmd::serve::cc(&config, cli.log_json).await,
+            Command::Ws { config } => cmd::serve::ws(&config, cli.log_json).await,
+            Command::Certs { action } => cmd::certs::run(action),
+            Command::Keygen(a) => cmd::keygen::run(a),
+            Command::Submit(a) => cmd::submit::run(a).await,
+            Command::Status(a) => cmd::status::run(a).await,
+            Command::Verify(a) => cmd::verify::run(a),
+            Command::Demo(a) => cmd::demo::run(a, cli.log_json).await,
+            Command::Bench(a) => cmd::bench::run(a).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,128 @@
+//! Carrying out one job: render, sign, verify, publish (add/regen) or remove
+//! (delete). Blocking code: the worker runs it on the blocking pool.
+//!
+//! Invariant: nothing is published before its signature has been verified in
+//! process, and the PDF is written before its signature, so a published signature
+//! always has its document.
+
+use sha2::{Digest, Sha256};
+use testamur_common::state::Action;
+use testamur_common::wire::{JobCertificate, JobResult};
+
+use crate::render::{RenderContext, Renderer};
+use crate::sign::SigningKey;
+use crate::storage::{self, DiskStorage};
+
+/// Why a job failed, phrased for the operator, and whether another attempt may help.
+#[derive(Debug, Clone)]
+pub struct JobError {
+    pub reason: String,
+    pub retryable: bool,
+}
+
+impl JobError {
+    fn permanent(stage: &str, e: impl std::fmt::Display) -> Self {
+        Self {
+            reason: format!("{stage}: {e}"),
+            retryable: false,
+        }
+    }
+    fn transient(stage: &str, e: impl std::fmt::Display) -> Self {
+        Self {
+            reason: format!("{stage}: {e}"),
+            retryable: true,
+        }
+    }
+}
+
+/// Everything a workserver needs to carry out jobs; shared by all job threads.
+pub struct Pipeline {
+    pub renderer: Renderer,
+    pub key: SigningKey,
+    pub storage: DiskStorage,
+    pub workserver: String,
+}
+
+/// A rendered and signed certificate, before publishing.
+pub struct Artifacts {
+    pub pdf: Vec<u8>,
+    pub signature: Vec<u8>,
+    pub sha256: String,
+}
+
+impl Pipeline {
+    /// Render and sign (and check the signature). Pure CPU work, no I/O.
+    pub fn render_and_sign(
+        &self,
+        cert: &JobCertificate,
+        verify_url: &str,
+    ) -> Result<Artifacts, JobError> {
+        let pdf = self
+            .renderer
+            .render(cert, &RenderContext { verify_url })
+            .map_err(|e| JobError::permanent(&format!("render on {}", self.workserver), e))?;
+        let signature = self
+            .key
+            .sign_detached(&pdf)
+            .map_err(|e| JobError::transient(&format!("sign on {}", self.workserver), e))?;
+        self.key.verify_detached(&pdf, &signature).map_err(|e| {
+            JobError::transient(&format!("signature check on {}", self.workserver), e)
+        })?;
+        let sha256 = hex::encode(Sha256::digest(&pdf));
+        Ok(Artifacts {
+            pdf,
+            signature,
+            sha256,
+        })
+    }
+
+    pub fn run(&self, action: Action, cert: &JobCertificate) -> Result<JobResult, JobError> {
+        match action {
+            Action::Add | Action::Regen => self.publish(cert),
+            Action::Delete => self.delete(cert),
+        }
+    }
+
+    fn publish(&self, cert: &JobCertificate) -> Result<JobResult, JobError> {
+        let (Some(du), Some(vu)) = (&cert.download_uuid, &cert.verify_uuid) else {
+            return Err(JobError::permanent(
+                "job",
+                "the CC sent no download/verify uuid for an add or regen",
+            ));
+        };
+        let verify_url = self.storage.url(&storage::verify_dir(vu));
+        let art = self.render_and_sign(cert, &verify_url)?;
+        let store = |rel: &str, bytes: &[u8]| {
+            self.storage
+                .put(rel, bytes)
+                .map_err(|e| JobError::transient(&format!("store on {}", self.workserver), e))
+        };
+        let pdf_rel = storage::pdf_path(du);
+        let sig_rel = storage::sig_path(vu);
+        store(&pdf_rel, &art.pdf)?;
+        store(&sig_rel, &art.signature)?;
+        Ok(JobResult {
+            download_uuid: Some(du.clone()),
+            verify_uuid: Some(vu.clone()),
+            download_url: Some(self.storage.url(&pdf_rel)),
+            verify_url: Some(verify_url),
+            signature_url: Some(self.storage.url(&sig_rel)),
+            sha256: Some(art.sha256),
+        })
+    }
+
+    fn delete(&self, cert: &JobCertificate) -> Result<JobResult, JobError> {
+        let remove = |rel: &str| {
+            self.storage
+                .remove(rel)
+                .map_err(|e| JobError::transient(&format!("delete on {}", self.workserver), e))
+        };
+        if let Some(vu) = &cert.verify_uuid {
+            remove(&storage::sig_path(vu))?;
+        }
+        if let Some(du) = &cert.download_uuid {
+            remove(&storage::pdf_path(du))?;
+        }
+        Ok(JobResult::default())
+    }
+}

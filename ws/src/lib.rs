@@ -1,0 +1,22 @@
+//! The workserver (WS): leases jobs from the CC, renders, signs and publishes
+//! certificates, and reports the results.
+//!
+//! Layout:
+//! - [`worker`]: registration, heartbeats, the lease loop and per-job lease extension.
+//! - [`client`]: the HTTPS client for the CC API.
+//! - [`job`]: one job end to end (render, sign, verify, publish or delete) — blocking code.
+//! - [`render`]: the PDF (printpdf).
+//! - [`sign`]: OpenPGP keys and detached signatures (sequoia).
+//! - [`storage`]: where certificates are published.
+//!
+//! Architecture invariant: CPU work and file I/O run on tokio's blocking pool,
+//! bounded by the workserver's capacity (one semaphore permit per leased job).
+
+pub mod client;
+pub mod job;
+pub mod render;
+pub mod sign;
+pub mod storage;
+pub mod worker;
+
+pub use worker::run;

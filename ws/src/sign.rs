@@ -1,0 +1,228 @@
+//! OpenPGP signing with sequoia: key generation, detached ASCII-armored
+//! signatures, and in-process verification before anything is published.
+//!
+//! Keys are v4 (RFC 4880 profile) Ed25519 so that Debian's gpg 2.2 verifies them.
+
+use std::path::Path;
+
+use openpgp::cert::prelude::*;
+use openpgp::crypto::KeyPair;
+use openpgp::parse::stream::{
+    DetachedVerifierBuilder, MessageLayer, MessageStructure, VerificationHelper,
+};
+use openpgp::parse::Parse;
+use openpgp::policy::StandardPolicy;
+use openpgp::serialize::stream::{Armorer, Message, Signer};
+use openpgp::serialize::SerializeInto;
+use sequoia_openpgp as openpgp;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SignError {
+    #[error("cannot load the signing key {path}: {detail}")]
+    Load { path: String, detail: String },
+    #[error("signing failed: {0}")]
+    Sign(String),
+    #[error("the signature did not verify: {0}")]
+    Verify(String),
+}
+
+/// A loaded signing key: the secret key pair plus the public certificate.
+pub struct SigningKey {
+    keypair: KeyPair,
+    cert: openpgp::Cert,
+    public_armored: String,
+}
+
+impl SigningKey {
+    pub fn load(path: &Path) -> Result<Self, SignError> {
+        let err = |detail: String| SignError::Load {
+            path: path.display().to_string(),
+            detail,
+        };
+        let cert = openpgp::Cert::from_file(path).map_err(|e| err(e.to_string()))?;
+        Self::from_cert(cert).map_err(|e| match e {
+            SignError::Load { detail, .. } => err(detail),
+            other => other,
+        })
+    }
+
+    pub fn from_cert(cert: openpgp::Cert) -> Result<Self, SignError> {
+        let err = |detail: String| SignError::Load {
+            path: String::new(),
+            detail,
+        };
+        let policy = StandardPolicy::new();
+        let key = cert
+            .keys()
+            .unencrypted_secret()
+            .with_policy(&policy, None)
+            .supported()
+            .alive()
+            .revoked(false)
+            .for_signing()
+            .next()
+            .ok_or_else(|| {
+                err("no usable unencrypted signing key in it (expired, revoked or passphrase-protected?); make one with `testamur keygen`".into())
+            })?;
+        let keypair = key
+            .key()
+            .clone()
+            .into_keypair()
+            .map_err(|e| err(e.to_string()))?;
+        let public_armored =
+            String::from_utf8(cert.armored().to_vec().map_err(|e| err(e.to_string()))?)
+                .map_err(|e| err(e.to_string()))?;
+        Ok(Self {
+            keypair,
+            cert,
+            public_armored,
+        })
+    }
+
+    /// The primary key's fingerprint, uppercase hex.
+    pub fn fingerprint(&self) -> String {
+        self.cert.fingerprint().to_hex()
+    }
+
+    /// The ASCII-armored public key (what verifiers import).
+    pub fn public_key_armored(&self) -> &str {
+        &self.public_armored
+    }
+
+    /// A detached, ASCII-armored signature over `data`.
+    pub fn sign_detached(&self, data: &[u8]) -> Result<Vec<u8>, SignError> {
+        let e = |e: anyhow::Error| SignError::Sign(e.to_string());
+        let mut out = Vec::with_capacity(512);
+        {
+            let message = Message::new(&mut out);
+            let message = Armorer::new(message)
+                .kind(openpgp::armor::Kind::Signature)
+                .build()
+                .map_err(e)?;
+            let mut signer = Signer::new(message, self.keypair.clone())
+                .map_err(e)?
+                .detached()
+                .build()
+                .map_err(e)?;
+            std::io::Write::write_all(&mut signer, data)
+                .map_err(|x| SignError::Sign(x.to_string()))?;
+            signer.finalize().map_err(e)?;
+        }
+        Ok(out)
+    }
+
+    /// Check a detached signature over `data` against this key.
+    pub fn verify_detached(&self, data: &[u8], signature: &[u8]) -> Result<(), SignError> {
+        verify_detached(&self.cert, data, signature)
+    }
+}
+
+/// Check a detached signature over `data` against `cert`.
+pub fn verify_detached(
+    cert: &openpgp::Cert,
+    data: &[u8],
+    signature: &[u8],
+) -> Result<(), SignError> {
+    if signature.is_empty() {
+        return Err(SignError::Verify("the signature is empty".into()));
+    }
+    let policy = StandardPolicy::new();
+    let helper = Helper { cert };
+    let mut v = DetachedVerifierBuilder::from_bytes(signature)
+        .map_err(|e| SignError::Verify(e.to_string()))?
+        .with_policy(&policy, None, helper)
+        .map_err(|e| SignError::Verify(e.to_string()))?;
+    v.verify_bytes(data)
+        .map_err(|e| SignError::Verify(e.to_string()))
+}
+
+/// Load a public (or secret) key file for verification.
+pub fn load_cert(path: &Path) -> Result<openpgp::Cert, SignError> {
+    openpgp::Cert::from_file(path).map_err(|e| SignError::Load {
+        path: path.display().to_string(),
+        detail: e.to_string(),
+    })
+}
+
+/// The primary user id of a key, for messages.
+pub fn signer_name(cert: &openpgp::Cert) -> String {
+    cert.userids()
+        .next()
+        .map(|u| String::from_utf8_lossy(u.userid().value()).into_owned())
+        .unwrap_or_else(|| cert.fingerprint().to_hex())
+}
+
+struct Helper<'a> {
+    cert: &'a openpgp::Cert,
+}
+
+impl VerificationHelper for Helper<'_> {
+    fn get_certs(&mut self, _ids: &[openpgp::KeyHandle]) -> openpgp::Result<Vec<openpgp::Cert>> {
+        Ok(vec![self.cert.clone()])
+    }
+
+    fn check(&mut self, structure: MessageStructure) -> openpgp::Result<()> {
+        for layer in structure {
+            if let MessageLayer::SignatureGroup { results } = layer {
+                if results.iter().any(|r| r.is_ok()) {
+                    return Ok(());
+                }
+                let why = results
+                    .into_iter()
+                    .filter_map(|r| r.err())
+                    .map(|e| e.to_string())
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                return Err(anyhow::anyhow!("no valid signature by this key ({why})"));
+            }
+        }
+        Err(anyhow::anyhow!("no signature found"))
+    }
+}
+
+/// A new Ed25519 signing key (v4). Returns (armored secret key, armored public key,
+/// fingerprint).
+pub fn generate_key(userid: &str) -> Result<(String, String, String), SignError> {
+    let e = |e: anyhow::Error| SignError::Sign(e.to_string());
+    let (cert, _rev) = CertBuilder::new()
+        .set_profile(openpgp::Profile::RFC4880)
+        .map_err(e)?
+        .set_cipher_suite(CipherSuite::Cv25519)
+        .add_userid(userid)
+        .add_signing_subkey()
+        .generate()
+        .map_err(e)?;
+    let secret = String::from_utf8(cert.as_tsk().armored().to_vec().map_err(e)?)
+        .map_err(|x| SignError::Sign(x.to_string()))?;
+    let public = String::from_utf8(cert.armored().to_vec().map_err(e)?)
+        .map_err(|x| SignError::Sign(x.to_string()))?;
+    Ok((secret, public, cert.fingerprint().to_hex()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signs_and_verifies_and_rejects_tampering() {
+        let (secret, _public, _fp) = generate_key("test <t@example.org>").unwrap();
+        let key =
+            SigningKey::from_cert(openpgp::Cert::from_bytes(secret.as_bytes()).unwrap()).unwrap();
+        let sig = key.sign_detached(b"hello").unwrap();
+        assert!(String::from_utf8_lossy(&sig).starts_with("-----BEGIN PGP SIGNATURE-----"));
+        key.verify_detached(b"hello", &sig).unwrap();
+        assert!(key.verify_detached(b"hellO", &sig).is_err());
+        assert!(key.verify_detached(b"hello", b"").is_err());
+    }
+}
+
+/// The OpenPGP certificate type, for callers that do not depend on sequoia.
+pub type Cert = openpgp::Cert;
+
+/// Parse an armored or binary key.
+pub fn parse_cert(bytes: &[u8]) -> Result<Cert, SignError> {
+    openpgp::Cert::from_bytes(bytes).map_err(|e| SignError::Load {
+        path: "<memory>".into(),
+        detail: e.to_string(),
+    })
+}

@@ -1,0 +1,318 @@
+//! The workserver's main loop: register (with backoff), heartbeat, lease up to
+//! `capacity` jobs, run each on the blocking pool while extending its lease, and
+//! report the result. On shutdown or drain: stop leasing, finish in-flight jobs
+//! (bounded), deregister so anything left goes straight back to the queue.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use testamur_common::config::WsConfig;
+use testamur_common::wire::{JobResult, LeasedJob};
+use tokio::sync::{watch, RwLock, Semaphore};
+use tracing::Instrument;
+
+use crate::client::{CcClient, ClientError, Session};
+use crate::job::{JobError, Pipeline};
+use crate::render::Renderer;
+use crate::sign::SigningKey;
+use crate::storage::{DiskStorage, PUBLIC_KEY_PATH};
+
+/// How long one lease request waits on the CC for work.
+const LEASE_WAIT: Duration = Duration::from_secs(10);
+/// How long in-flight jobs get to finish at shutdown.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+struct Shared {
+    client: CcClient,
+    config: WsConfig,
+    session: RwLock<Session>,
+    pipeline: Arc<Pipeline>,
+    draining: AtomicBool,
+}
+
+/// Build everything that can fail on bad configuration, before touching the network.
+pub fn pipeline(config: &WsConfig) -> anyhow::Result<Pipeline> {
+    let renderer = Renderer::new(&config.font).context("key `font` in ws.conf")?;
+    let key = SigningKey::load(&config.signing_key).context("key `signing_key` in ws.conf")?;
+    let storage = DiskStorage::new(&config.storage).context("key `storage.dir` in ws.conf")?;
+    storage
+        .put(PUBLIC_KEY_PATH, key.public_key_armored().as_bytes())
+        .context("publishing the public key")?;
+    Ok(Pipeline {
+        renderer,
+        key,
+        storage,
+        workserver: config.name.clone(),
+    })
+}
+
+pub async fn run(
+    config: WsConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let pipeline = Arc::new(pipeline(&config)?);
+    tracing::info!(name = %config.name, capacity = config.capacity, key = %pipeline.key.fingerprint(),
+        "workserver starting");
+    let client = CcClient::new(&config)?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+
+    let Some(session) = register(&client, &config, stop_rx.clone()).await? else {
+        return Ok(());
+    };
+    let shared = Arc::new(Shared {
+        client,
+        config,
+        session: RwLock::new(session),
+        pipeline,
+        draining: AtomicBool::new(false),
+    });
+    let heartbeat = tokio::spawn(heartbeat_loop(shared.clone(), stop_rx.clone()));
+    let permits = Arc::new(Semaphore::new(shared.config.capacity as usize));
+    lease_loop(&shared, &permits, stop_rx.clone()).await;
+
+    tracing::info!("no longer leasing; finishing in-flight jobs");
+    let all = shared.config.capacity;
+    if tokio::time::timeout(SHUTDOWN_GRACE, permits.acquire_many(all))
+        .await
+        .is_err()
+    {
+        tracing::warn!("in-flight jobs did not finish within {SHUTDOWN_GRACE:?}; releasing them");
+    }
+    heartbeat.abort();
+    let session = shared.session.read().await.clone();
+    match shared.client.deregister(&session).await {
+        Ok(()) => tracing::info!(ws_id = %session.ws_id, "deregistered"),
+        Err(e) => tracing::warn!(error = %e, "could not deregister; the CC will expire my leases"),
+    }
+    Ok(())
+}
+
+/// Register, retrying with backoff while the CC is unreachable. `None` if asked to
+/// stop first. A rejected cc_pass is a configuration error and ends the process.
+async fn register(
+    client: &CcClient,
+    config: &WsConfig,
+    mut stop: watch::Receiver<bool>,
+) -> anyhow::Result<Option<Session>> {
+    let mut delay = Duration::from_millis(250);
+    loop {
+        match client.register(config).await {
+            Ok(s) => {
+                tracing::info!(ws_id = %s.ws_id, "registered with the CC");
+                return Ok(Some(s));
+            }
+            Err(ClientError::Unauthorized(m)) => {
+                anyhow::bail!(
+                    "the CC rejected cc_pass ({m}); set cc_pass in ws.conf to the CC's cc_pass"
+                )
+            }
+            Err(e) if e.is_transient() => {
+                tracing::warn!(error = %e, retry_in = ?delay, "cannot register yet");
+            }
+            Err(e) => anyhow::bail!("registration refused: {e}"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(jitter(delay)) => {}
+            _ = stop.changed() => return Ok(None),
+        }
+        delay = (delay * 2).min(Duration::from_secs(15));
+    }
+}
+
+/// After the CC forgot our token (e.g. a newer registration of our name, or an
+/// operator reset), register again and swap the session.
+async fn reregister(shared: &Shared, stale: &Session, stop: watch::Receiver<bool>) {
+    let mut session = shared.session.write().await;
+    if session.token != stale.token {
+        return; // someone else already did
+    }
+    match register(&shared.client, &shared.config, stop).await {
+        Ok(Some(s)) => *session = s,
+        Ok(None) => {}
+        Err(e) => tracing::error!(error = %e, "re-registration failed"),
+    }
+}
+
+async fn heartbeat_loop(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    loop {
+        let session = shared.session.read().await.clone();
+        tokio::select! {
+            _ = tokio::time::sleep(session.heartbeat_interval) => {}
+            _ = stop.changed() => return,
+        }
+        match shared.client.heartbeat(&session).await {
+            Ok(drain) => {
+                if drain && !shared.draining.swap(true, Ordering::SeqCst) {
+                    tracing::info!("the CC asked this workserver to drain");
+                }
+            }
+            Err(ClientError::Unauthorized(_)) => reregister(&shared, &session, stop.clone()).await,
+            Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
+        }
+    }
+}
+
+async fn lease_loop(
+    shared: &Arc<Shared>,
+    permits: &Arc<Semaphore>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut delay = Duration::from_millis(250);
+    loop {
+        if *stop.borrow() || shared.draining.load(Ordering::SeqCst) {
+            return;
+        }
+        // Lease only while holding permits: backpressure lands on the queue.
+        let first = tokio::select! {
+            p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+            _ = stop.changed() => return,
+        };
+        let mut held = vec![first];
+        while let Ok(p) = permits.clone().try_acquire_owned() {
+            held.push(p);
+        }
+        let session = shared.session.read().await.clone();
+        let leased = tokio::select! {
+            r = shared.client.lease(&session, held.len() as u32, LEASE_WAIT) => r,
+            _ = stop.changed() => return,
+        };
+        match leased {
+            Ok(jobs) => {
+                delay = Duration::from_millis(250);
+                for job in jobs {
+                    let Some(permit) = held.pop() else {
+                        tracing::error!(job_id = %job.job_id, "the CC sent more jobs than asked for; releasing it");
+                        let _ = shared
+                            .client
+                            .fail(&session, &job.lease_id, "workserver over capacity", true)
+                            .await;
+                        continue;
+                    };
+                    let shared = shared.clone();
+                    let session = session.clone();
+                    let span = tracing::info_span!("job", job_id = %job.job_id, lease_id = %job.lease_id,
+                        cert_id = %job.certificate.cert_id, action = %job.action, attempt = job.attempt);
+                    tokio::spawn(
+                        async move {
+                            run_job(&shared, &session, job).await;
+                            drop(permit);
+                        }
+                        .instrument(span),
+                    );
+                }
+            }
+            Err(ClientError::Unauthorized(_)) => reregister(shared, &session, stop.clone()).await,
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in = ?delay, "lease request failed");
+                tokio::select! {
+                    _ = tokio::time::sleep(jitter(delay)) => {}
+                    _ = stop.changed() => return,
+                }
+                delay = (delay * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+}
+
+async fn run_job(shared: &Arc<Shared>, session: &Session, job: LeasedJob) {
+    let lost = Arc::new(AtomicBool::new(false));
+    let extender = {
+        let shared = shared.clone();
+        let session = session.clone();
+        let lease = job.lease_id.clone();
+        let lost = lost.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(session.lease_ttl / 3).await;
+                match shared.client.extend(&session, &lease).await {
+                    Ok(()) => {}
+                    Err(ClientError::LeaseLost(_)) | Err(ClientError::Unauthorized(_)) => {
+                        lost.store(true, Ordering::SeqCst);
+                        return;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, lease_id = %lease, "could not extend lease")
+                    }
+                }
+            }
+        })
+    };
+    let pipeline = shared.pipeline.clone();
+    let action = job.action;
+    let cert = job.certificate.clone();
+    let started = std::time::Instant::now();
+    let outcome = tokio::task::spawn_blocking(move || pipeline.run(action, &cert)).await;
+    extender.abort();
+    if lost.load(Ordering::SeqCst) {
+        tracing::warn!("lease lost while working; result discarded");
+        return;
+    }
+    let outcome: Result<JobResult, JobError> = match outcome {
+        Ok(r) => r,
+        Err(e) => Err(JobError {
+            reason: format!(
+                "internal error on {} while processing the job: {e}",
+                shared.config.name
+            ),
+            retryable: true,
+        }),
+    };
+    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    let mut delay = Duration::from_millis(100);
+    let deadline = tokio::time::Instant::now() + session.lease_ttl;
+    loop {
+        let sent = match &outcome {
+            Ok(result) => {
+                shared
+                    .client
+                    .complete(session, &job.lease_id, result.clone())
+                    .await
+            }
+            Err(e) => {
+                shared
+                    .client
+                    .fail(session, &job.lease_id, &e.reason, e.retryable)
+                    .await
+            }
+        };
+        match sent {
+            Ok(()) => {
+                match &outcome {
+                    Ok(_) => tracing::info!(ms, "job done"),
+                    Err(e) => {
+                        tracing::warn!(ms, reason = %e.reason, retryable = e.retryable, "job failed")
+                    }
+                }
+                return;
+            }
+            Err(ClientError::LeaseLost(_)) | Err(ClientError::Unauthorized(_)) => {
+                tracing::warn!("lease lost before the result was reported; result discarded");
+                return;
+            }
+            Err(e) if e.is_transient() && tokio::time::Instant::now() < deadline => {
+                tracing::warn!(error = %e, "could not report the result yet; retrying");
+                tokio::time::sleep(jitter(delay)).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "could not report the result; the lease will expire and the job be retried");
+                return;
+            }
+        }
+    }
+}
+
+/// `d` plus up to 25 % random jitter, so restarted workservers do not stampede.
+fn jitter(d: Duration) -> Duration {
+    let mut b = [0u8; 2];
+    let _ = getrandom::fill(&mut b);
+    let frac = u16::from_le_bytes(b) as f64 / u16::MAX as f64 * 0.25;
+    d.mul_f64(1.0 + frac)
+}
