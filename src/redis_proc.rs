@@ -117,9 +117,21 @@ impl RedisServer {
         }
     }
 
-    /// Start it again on the same socket and data.
+    /// Start it again on the same socket and data, after a hard kill.
     pub fn restart(&mut self) -> anyhow::Result<()> {
         self.kill();
+        self.spawn()
+    }
+
+    /// Stop it cleanly (SIGTERM: Redis flushes its append-only file) and start it again.
+    pub fn restart_graceful(&mut self) -> anyhow::Result<()> {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(c.id().to_string())
+                .status();
+            let _ = c.wait();
+        }
         self.spawn()
     }
 }

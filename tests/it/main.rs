@@ -1,1 +1,9 @@
+//! Integration tests: real redis-server, real TLS (generated CA), real CC and WS
+//! processes of the `testamur` binary, real gpg and poppler. One test binary
+//! (modules below) so the build links once.
 
+mod bad_input;
+mod end_to_end;
+mod failover;
+mod helpers;
+mod registration;

@@ -51,7 +51,27 @@ pub enum StoreError {
 
 impl From<redis::RedisError> for StoreError {
     fn from(e: redis::RedisError) -> Self {
-        StoreError::Unavailable(e)
+        use redis::{ErrorKind, ServerErrorKind};
+        let transient_server = matches!(
+            e.kind(),
+            ErrorKind::Server(
+                ServerErrorKind::BusyLoading
+                    | ServerErrorKind::TryAgain
+                    | ServerErrorKind::MasterDown
+                    | ServerErrorKind::ReadOnly
+            )
+        );
+        if transient_server
+            || e.is_io_error()
+            || e.is_connection_dropped()
+            || e.is_connection_refusal()
+            || e.is_timeout()
+        {
+            StoreError::Unavailable(e)
+        } else {
+            // A script error or a reply we did not expect: our bug, not Redis being away.
+            StoreError::Corrupt(format!("Redis answered an error: {e}"))
+        }
     }
 }
 
@@ -458,6 +478,9 @@ impl Store {
     pub async fn workservers(&self, heartbeat_interval: Duration) -> Result<Vec<WorkserverStatus>> {
         let mut c = self.conn.clone();
         let ids: Vec<String> = c.smembers(format!("{P}workservers")).await?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
         let mut pipe = redis::pipe();
         for id in &ids {
             pipe.hgetall(format!("{P}ws:{id}"))

@@ -1,0 +1,281 @@
+//! Bad input gets the API's error shape and the right status, never a 500; a bad
+//! config file stops startup with a message naming the file and the key.
+
+use std::process::Command;
+
+use serde_json::{json, Value};
+
+use crate::helpers::{cluster, BIN};
+
+async fn expect_error(resp: reqwest::Response, status: u16, code: &str) -> Value {
+    let got = resp.status().as_u16();
+    let body: Value = resp.json().await.expect("error bodies are JSON");
+    assert_eq!(got, status, "{body}");
+    assert_eq!(body["error"]["code"], code, "{body}");
+    assert!(
+        !body["error"]["message"].as_str().unwrap_or("").is_empty(),
+        "{body}"
+    );
+    body
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_requests_get_precise_errors() {
+    let c = cluster(|s| s.workservers = 0).await;
+    let lms = c.lms().unwrap();
+    let http = lms.http().clone();
+    let url = lms.url("/v1/certificates");
+    let key = c.info.lms_api_key.clone();
+    let post = |body: String| {
+        http.post(&url)
+            .bearer_auth(&key)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+
+    // Malformed JSON and wrong types: 400.
+    expect_error(
+        post("{\"action\": \"add\",".into()).await.unwrap(),
+        400,
+        "malformed_json",
+    )
+    .await;
+    expect_error(post("[1,2]".into()).await.unwrap(), 400, "invalid_body").await;
+    let b = expect_error(
+        post(json!({"action": "add", "username": 7}).to_string())
+            .await
+            .unwrap(),
+        400,
+        "invalid_body",
+    )
+    .await;
+    assert_eq!(b["error"]["field"], "username");
+    let b = expect_error(
+        post(json!({"action": "add", "usernme": "x"}).to_string())
+            .await
+            .unwrap(),
+        400,
+        "invalid_body",
+    )
+    .await;
+    assert!(
+        b["error"]["message"].as_str().unwrap().contains("usernme"),
+        "{b}"
+    );
+
+    // Well-formed but invalid: 422 naming the field.
+    let add = |extra: Value| {
+        let mut v = json!({"action": "add", "username": "u1", "course_id": "c1", "name": "Ada"});
+        for (k, val) in extra.as_object().unwrap() {
+            if val.is_null() {
+                v.as_object_mut().unwrap().remove(k);
+            } else {
+                v[k] = val.clone();
+            }
+        }
+        v.to_string()
+    };
+    for (extra, field) in [
+        (json!({"name": null}), "name"),
+        (json!({"name": "   "}), "name"),
+        (json!({"action": "remove"}), "action"),
+        (json!({"action": null}), "action"),
+        (json!({"username": null}), "username"),
+        (json!({"course_id": ""}), "course_id"),
+        (json!({"issued_date": "yesterday"}), "issued_date"),
+        (
+            json!({"callback_url": "http://lms.example/cb"}),
+            "callback_url",
+        ),
+        (json!({"name": "bad\u{7}bell"}), "name"),
+    ] {
+        let b = expect_error(
+            post(add(extra.clone())).await.unwrap(),
+            422,
+            "invalid_value",
+        )
+        .await;
+        assert_eq!(b["error"]["field"], field, "{extra}: {b}");
+    }
+
+    // Regen or delete of a certificate that was never added: 409 illegal_transition.
+    for action in ["regen", "delete"] {
+        let b = expect_error(
+            post(add(json!({"action": action}))).await.unwrap(),
+            409,
+            "illegal_transition",
+        )
+        .await;
+        assert!(
+            b["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("does not exist"),
+            "{b}"
+        );
+    }
+    // Add twice: the second names the current state.
+    assert_eq!(post(add(json!({}))).await.unwrap().status(), 202);
+    let b = expect_error(
+        post(add(json!({}))).await.unwrap(),
+        409,
+        "illegal_transition",
+    )
+    .await;
+    assert!(
+        b["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("`generating`"),
+        "{b}"
+    );
+
+    // Credentials: missing, wrong, wrong role.
+    let r = http
+        .post(&url)
+        .body(add(json!({"username": "u2"})))
+        .send()
+        .await
+        .unwrap();
+    expect_error(r, 401, "unauthorized").await;
+    let r = http
+        .post(&url)
+        .bearer_auth("not-a-key-not-a-key")
+        .body(add(json!({"username": "u2"})))
+        .send()
+        .await
+        .unwrap();
+    expect_error(r, 401, "unauthorized").await;
+    let r = http
+        .post(&url)
+        .bearer_auth(&c.info.operator_api_key)
+        .body(add(json!({"username": "u2"})))
+        .send()
+        .await
+        .unwrap();
+    expect_error(r, 403, "forbidden").await;
+    let r = http
+        .get(lms.url("/v1/status"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    expect_error(r, 403, "forbidden").await;
+
+    // Unknown ids and routes: 404; wrong method: 405.
+    let r = http
+        .get(lms.url("/v1/certificates/0123456789abcdef0123456789abcdef"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    expect_error(r, 404, "not_found").await;
+    let r = http
+        .get(lms.url("/v1/certificates/..%2F..%2Fetc"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    expect_error(r, 404, "not_found").await;
+    let r = http.get(lms.url("/v1/nothing-here")).send().await.unwrap();
+    expect_error(r, 404, "not_found").await;
+    let r = http
+        .delete(lms.url("/v1/certificates"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    expect_error(r, 405, "method_not_allowed").await;
+
+    // Too large: 413.
+    let big = add(json!({"course_name": "x".repeat(2 * 1024 * 1024)}));
+    expect_error(post(big).await.unwrap(), 413, "body_too_large").await;
+
+    // Workserver endpoints validate too.
+    let reg: Value = http
+        .post(lms.url("/v1/workservers/register"))
+        .json(&json!({"name": "ws-bad", "cc_pass": c.info.cc_pass, "capacity": 1, "version": "t"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = reg["token"].as_str().unwrap();
+    for (body, field) in [
+        (json!({"max_jobs": 0, "wait_ms": 0}), "max_jobs"),
+        (json!({"max_jobs": 1, "wait_ms": 999999}), "wait_ms"),
+    ] {
+        let r = http
+            .post(lms.url("/v1/leases"))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let b = expect_error(r, 422, "invalid_value").await;
+        assert_eq!(b["error"]["field"], field);
+    }
+    let r = http
+        .post(lms.url("/v1/leases/garbage/complete"))
+        .bearer_auth(token)
+        .json(&json!({"result": {}}))
+        .send()
+        .await
+        .unwrap();
+    expect_error(r, 404, "not_found").await;
+    let r = http
+        .post(lms.url("/v1/workservers/register"))
+        .json(&json!({"name": "", "cc_pass": c.info.cc_pass, "capacity": 1, "version": "t"}))
+        .send()
+        .await
+        .unwrap();
+    expect_error(r, 422, "invalid_value").await;
+
+    // /healthz is public; /openapi.json is a JSON document.
+    assert_eq!(
+        http.get(lms.url("/healthz")).send().await.unwrap().status(),
+        200
+    );
+    let spec: Value = http
+        .get(lms.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(spec["paths"]["/v1/certificates"].is_object());
+}
+
+#[test]
+fn bad_config_files_stop_startup_naming_file_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        ("cc", "cc.conf", "name = \"x\"\nlisten = \"127.0.0.1:1\"\nbogus_key = 1\n", "bogus_key"),
+        ("cc", "cc2.conf", "name = \"x\"\nlisten = \"here\"\nssl_certfile = \"a\"\nssl_key = \"b\"\nredis_url = \"redis://x\"\ncc_pass = \"0123456789abcdef\"\n", "`listen`"),
+        ("ws", "ws.conf", "name = \"w\"\ncc_url = \"http://plain\"\ncc_pass = \"x\"\nsigning_key = \"k\"\n[storage]\ndir = \"p\"\nbase_url = \"https://x/\"\n", "`cc_url`"),
+        ("ws", "ws2.conf", "name = \"w\"\ncc_url = \"https://cc\"\ncc_pass = { env = \"TESTAMUR_SURELY_UNSET\" }\nsigning_key = \"k\"\n[storage]\ndir = \"p\"\nbase_url = \"https://x/\"\n", "TESTAMUR_SURELY_UNSET"),
+        ("cc", "missing.conf", "", "cannot read"),
+    ];
+    for (cmd, file, text, needle) in cases {
+        let path = dir.path().join(file);
+        if !text.is_empty() {
+            std::fs::write(&path, text).unwrap();
+        }
+        let out = Command::new(BIN)
+            .arg(cmd)
+            .arg("--config")
+            .arg(&path)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{file} was accepted");
+        assert!(
+            err.contains(file) && err.contains(needle),
+            "{file}: stderr does not name it and {needle}:\n{err}"
+        );
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}

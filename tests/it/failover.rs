@@ -1,0 +1,223 @@
+//! Losing workservers and Redis: a workserver killed with SIGKILL while holding
+//! leases loses nothing (its jobs are leased again after the TTL), a stale lease
+//! is fenced off with 409, and a Redis restart mid-run loses nothing.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use testamur::cmd::demo::sample_request;
+use testamur_common::state::CertState;
+
+use crate::helpers::{cluster, dump_logs, public_file};
+
+fn signal(pid: u32, sig: &str) {
+    let ok = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill -{sig} {pid} failed");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn killed_workserver_loses_nothing_and_stale_leases_get_409() {
+    const N: usize = 400;
+    let mut c = cluster(|s| {
+        s.workservers = 2;
+        s.ws_capacity = 8;
+        s.lease_ttl_s = 3;
+        s.heartbeat_interval_s = 1;
+    })
+    .await;
+    let lms = c.lms().unwrap();
+    let op = c.operator().unwrap();
+    let http = op.http().clone();
+
+    // A "ghost" workserver: registers, leases, and never reports (like a crashed one).
+    let reg: Value = http
+        .post(op.url("/v1/workservers/register"))
+        .json(&json!({"name": "ghost", "cc_pass": c.info.cc_pass, "capacity": 5, "version": "t"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ghost_token = reg["token"].as_str().unwrap().to_owned();
+
+    // Freeze the real workservers so the ghost is sure to get jobs, then let them go.
+    let submit = |i: usize| {
+        let lms = lms.clone();
+        async move {
+            let mut r = sample_request(i);
+            r.username = Some(format!("fo{i:04}"));
+            lms.submit(&r).await.unwrap().expect("accepted").cert_id
+        }
+    };
+    let real = [c.ws_pid(1).unwrap(), c.ws_pid(2).unwrap()];
+    real.iter().for_each(|p| signal(*p, "STOP"));
+    let mut ids = Vec::new();
+    for i in 0..30 {
+        ids.push(submit(i).await);
+    }
+    let ghost_jobs: Value = http
+        .post(op.url("/v1/leases"))
+        .bearer_auth(&ghost_token)
+        .json(&json!({"max_jobs": 5, "wait_ms": 5000}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    real.iter().for_each(|p| signal(*p, "CONT"));
+    let ghost_jobs = ghost_jobs["jobs"].as_array().unwrap().clone();
+    assert_eq!(ghost_jobs.len(), 5, "the ghost should hold five jobs");
+    for i in 30..N {
+        ids.push(submit(i).await);
+    }
+
+    // Freeze ws-1, make sure it holds leases, then SIGKILL it.
+    let pid = c.ws_pid(1).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        signal(pid, "STOP");
+        let s = op.status().await.unwrap().unwrap();
+        let held = s
+            .workservers
+            .iter()
+            .find(|w| w.name == "ws-1")
+            .map(|w| w.in_flight)
+            .unwrap_or(0);
+        if held > 0 {
+            break;
+        }
+        signal(pid, "CONT");
+        assert!(
+            Instant::now() < deadline,
+            "ws-1 never held a lease while the queue was full"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    c.kill_ws(1);
+
+    // Everything still ends downloadable, exactly once.
+    for id in &ids {
+        let cert = match lms.wait_final(id.as_str(), Duration::from_secs(90)).await {
+            Ok(c) => c,
+            Err(e) => panic!("{e:#}\n{}", dump_logs(&c.dir().join("logs"))),
+        };
+        assert_eq!(
+            cert.state,
+            CertState::Downloadable,
+            "{id}: {:?}",
+            cert.error_reason
+        );
+        let n = cert
+            .history
+            .unwrap()
+            .iter()
+            .filter(|h| h.state == CertState::Downloadable)
+            .count();
+        assert_eq!(n, 1);
+    }
+    let published = std::fs::read_dir(public_file(&c, "downloads"))
+        .unwrap()
+        .count();
+    assert_eq!(published, N);
+
+    // The ghost's leases were taken over; its late results are refused and change nothing.
+    for job in &ghost_jobs {
+        let lease = job["lease_id"].as_str().unwrap();
+        let cert_id = job["certificate"]["cert_id"].as_str().unwrap();
+        let before = lms.certificate(cert_id).await.unwrap().unwrap();
+        assert!(job["attempt"].as_u64().unwrap() >= 1);
+        let fake = json!({"result": {
+            "download_uuid": job["certificate"]["download_uuid"], "verify_uuid": job["certificate"]["verify_uuid"],
+            "download_url": "https://evil.example/x.pdf", "verify_url": "https://evil.example/",
+            "signature_url": "https://evil.example/x.sig", "sha256": "0".repeat(64)}});
+        for (path, body) in [
+            (format!("/v1/leases/{lease}/complete"), fake.clone()),
+            (format!("/v1/leases/{lease}/extend"), json!({})),
+            (
+                format!("/v1/leases/{lease}/fail"),
+                json!({"error_reason": "late", "retryable": false}),
+            ),
+        ] {
+            let r = http
+                .post(op.url(&path))
+                .bearer_auth(&ghost_token)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 409, "{path}");
+            let b: Value = r.json().await.unwrap();
+            assert_eq!(b["error"]["code"], "lease_lost");
+        }
+        let after = lms.certificate(cert_id).await.unwrap().unwrap();
+        assert_eq!(after.state, CertState::Downloadable);
+        assert_eq!(after.sha256, before.sha256);
+        assert_eq!(after.download_url, before.download_url);
+        assert!(after.attempts >= 2, "the job should have been leased again");
+    }
+
+    let s = op.status().await.unwrap().unwrap();
+    assert_eq!(s.certificates["downloadable"], N as i64);
+    assert_eq!(s.leased, 0);
+    assert_eq!(s.queue_depth, 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn redis_restart_mid_run_loses_nothing() {
+    const N: usize = 200;
+    let mut c = cluster(|s| {
+        s.workservers = 2;
+        s.lease_ttl_s = 3;
+        s.heartbeat_interval_s = 1;
+    })
+    .await;
+    let lms = c.lms().unwrap();
+    let mut ids = Vec::new();
+    for i in 0..N {
+        let mut r = sample_request(i);
+        r.username = Some(format!("rr{i:04}"));
+        // Like any LMS: retry on 503 (Redis unavailable). A retry may find the first
+        // attempt recorded after all (409: already generating): that is fine too.
+        let mut retried = false;
+        let id = loop {
+            match lms.submit(&r).await.unwrap() {
+                Ok(ok) => break ok.cert_id,
+                Err(f) if f.status == 503 => {
+                    retried = true;
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(f) if f.status == 409 && retried => {
+                    break testamur_common::request::CertRequest::parse(r.clone())
+                        .unwrap()
+                        .cert_id()
+                }
+                Err(f) => panic!("submit refused: {f}"),
+            }
+        };
+        ids.push(id);
+        if i == N / 2 {
+            // Redis goes away and comes back (clean shutdown: the append-only file is flushed).
+            c.redis.restart_graceful().unwrap();
+        }
+    }
+    for id in &ids {
+        let cert = match lms.wait_final(id.as_str(), Duration::from_secs(90)).await {
+            Ok(c) => c,
+            Err(e) => panic!("{e:#}\n{}", dump_logs(&c.dir().join("logs"))),
+        };
+        assert_eq!(
+            cert.state,
+            CertState::Downloadable,
+            "{id}: {:?}",
+            cert.error_reason
+        );
+    }
+}

@@ -1,0 +1,147 @@
+//! Shared test set-up: a cluster in a temp dir, gpg and poppler checks.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use testamur::devcluster::{Cluster, ClusterSpec};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_testamur");
+
+pub struct TestCluster {
+    pub cluster: Cluster,
+    // Dropped after the cluster (fields drop in order), so processes stop first.
+    _dir: tempfile::TempDir,
+}
+
+impl std::ops::Deref for TestCluster {
+    type Target = Cluster;
+    fn deref(&self) -> &Cluster {
+        &self.cluster
+    }
+}
+
+impl std::ops::DerefMut for TestCluster {
+    fn deref_mut(&mut self) -> &mut Cluster {
+        &mut self.cluster
+    }
+}
+
+pub async fn cluster(configure: impl FnOnce(&mut ClusterSpec)) -> TestCluster {
+    let dir = tempfile::Builder::new()
+        .prefix("tm-it-")
+        .tempdir()
+        .expect("temp dir");
+    let mut spec = ClusterSpec::new(dir.path().join("c"), BIN);
+    spec.log_level = "info,testamur_cc=debug".into();
+    configure(&mut spec);
+    let cluster = match Cluster::start(spec).await {
+        Ok(c) => c,
+        Err(e) => {
+            let logs = dump_logs(&dir.path().join("c/logs"));
+            panic!("cluster did not start: {e:#}\n{logs}");
+        }
+    };
+    TestCluster { cluster, _dir: dir }
+}
+
+pub fn dump_logs(dir: &Path) -> String {
+    let mut out = String::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(40).collect();
+            out.push_str(&format!("--- {} (last lines)\n", e.path().display()));
+            for l in tail.into_iter().rev() {
+                out.push_str(l);
+                out.push('\n');
+            }
+        }
+    }
+    out
+}
+
+/// A throwaway gpg home with the cluster's public key imported.
+pub struct Gpg {
+    home: tempfile::TempDir,
+}
+
+impl Gpg {
+    pub fn with_key(key: &Path) -> Self {
+        let home = tempfile::Builder::new()
+            .prefix("tm-gpg-")
+            .tempdir()
+            .unwrap();
+        let out = Command::new("gpg")
+            .arg("--homedir")
+            .arg(home.path())
+            .args(["--batch", "--quiet", "--import"])
+            .arg(key)
+            .output()
+            .expect("gpg is not installed: run `make setup` (apt-get install gnupg)");
+        assert!(
+            out.status.success(),
+            "gpg --import failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Self { home }
+    }
+
+    /// Runs the real `gpg --verify SIG FILE`; true for a good signature.
+    pub fn verify(&self, sig: &Path, file: &Path) -> Result<(), String> {
+        let out = Command::new("gpg")
+            .arg("--homedir")
+            .arg(self.home.path())
+            .args(["--batch", "--verify"])
+            .arg(sig)
+            .arg(file)
+            .output()
+            .map_err(|e| e.to_string())?;
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        if out.status.success() && err.contains("Good signature") {
+            Ok(())
+        } else {
+            Err(err)
+        }
+    }
+}
+
+/// `pdftotext FILE -` (poppler).
+pub fn pdftotext(pdf: &Path) -> String {
+    let out = Command::new("pdftotext")
+        .arg(pdf)
+        .arg("-")
+        .output()
+        .expect("pdftotext is not installed: run `make setup` (apt-get install poppler-utils)");
+    assert!(
+        out.status.success(),
+        "pdftotext failed on {}",
+        pdf.display()
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `pdffonts FILE` rows as (name, emb, sub, uni).
+pub fn pdffonts(pdf: &Path) -> Vec<(String, String, String, String)> {
+    let out = Command::new("pdffonts")
+        .arg(pdf)
+        .output()
+        .expect("pdffonts (poppler-utils) is not installed");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .skip(2)
+        .map(|l| {
+            let cols: Vec<&str> = l.split_whitespace().collect();
+            let n = cols.len();
+            (
+                cols[0].to_owned(),
+                cols[n - 5].to_owned(),
+                cols[n - 4].to_owned(),
+                cols[n - 3].to_owned(),
+            )
+        })
+        .collect()
+}
+
+pub fn public_file(c: &Cluster, rel: &str) -> PathBuf {
+    c.info.storage_dir.join(rel)
+}
