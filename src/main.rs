@@ -26,11 +26,17 @@ enum Command {
     Cc {
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
+        /// Only check the configuration (and the TLS files it names), then exit.
+        #[arg(long)]
+        check: bool,
     },
     /// Run a workserver (renders, signs and publishes certificates).
     Ws {
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
+        /// Only check the configuration (and the key, font and storage it names), then exit.
+        #[arg(long)]
+        check: bool,
     },
     /// Development TLS material.
     Certs {
@@ -65,8 +71,8 @@ fn main() -> std::process::ExitCode {
     };
     let result = runtime.block_on(async move {
         match cli.command {
-            Command::Cc { config } => cmd::serve::cc(&config, cli.log_json).await,
-            Command::Ws { config } => cmd::serve::ws(&config, cli.log_json).await,
+            Command::Cc { config, check } => cmd::serve::cc(&config, check, cli.log_json).await,
+            Command::Ws { config, check } => cmd::serve::ws(&config, check, cli.log_json).await,
             Command::Certs { action } => cmd::certs::run(action),
             Command::Keygen(a) => cmd::keygen::run(a),
             Command::Submit(a) => cmd::submit::run(a).await,

@@ -1,4 +1,5 @@
-//! `testamur cc` and `testamur ws`: load the config, log, run until SIGTERM/SIGINT.
+//! `testamur cc` and `testamur ws`: load the config, log, run until SIGTERM/SIGINT
+//! (or with `--check`, validate the configuration and exit).
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -22,8 +23,18 @@ pub async fn shutdown_signal() {
     }
 }
 
-pub async fn cc(config: &Path, log_json: bool) -> anyhow::Result<ExitCode> {
-    let config = CcConfig::load(config)?;
+pub async fn cc(path: &Path, check: bool, log_json: bool) -> anyhow::Result<ExitCode> {
+    let config = CcConfig::load(path)?;
+    if check {
+        testamur_common::tls::server_config(
+            &config.ssl_certfile,
+            &config.ssl_key,
+            config.ssl_ca_certs.as_deref(),
+        )
+        .with_context(|| format!("{}: TLS files", path.display()))?;
+        println!("{}: ok", path.display());
+        return Ok(ExitCode::SUCCESS);
+    }
     crate::logging::init(log_json || config.log_format == LogFormat::Json);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -32,8 +43,13 @@ pub async fn cc(config: &Path, log_json: bool) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn ws(config: &Path, log_json: bool) -> anyhow::Result<ExitCode> {
-    let config = WsConfig::load(config)?;
+pub async fn ws(path: &Path, check: bool, log_json: bool) -> anyhow::Result<ExitCode> {
+    let config = WsConfig::load(path)?;
+    if check {
+        testamur_ws::worker::pipeline(&config).with_context(|| path.display().to_string())?;
+        println!("{}: ok", path.display());
+        return Ok(ExitCode::SUCCESS);
+    }
     crate::logging::init(log_json || config.log_format == LogFormat::Json);
     testamur_ws::run(config, shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)

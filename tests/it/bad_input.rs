@@ -279,3 +279,42 @@ fn bad_config_files_stop_startup_naming_file_and_key() {
         assert!(!err.contains("panicked"), "{err}");
     }
 }
+
+/// The documented example configs at the repository root are valid as shipped
+/// (given the files and environment variables they refer to).
+#[test]
+fn example_configs_pass_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    testamur::tlsgen::generate(&dir.path().join("certs"), &["localhost".into()]).unwrap();
+    let out = Command::new(BIN)
+        .args(["keygen", "--out"])
+        .arg(dir.path().join("keys"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let storage = dir.path().join("public");
+    let ws = std::fs::read_to_string(root.join("ws.conf"))
+        .unwrap()
+        .replace("/var/lib/testamur/public", storage.to_str().unwrap());
+    std::fs::write(dir.path().join("ws.conf"), ws).unwrap();
+    std::fs::copy(root.join("cc.conf"), dir.path().join("cc.conf")).unwrap();
+    for (cmd, file) in [("cc", "cc.conf"), ("ws", "ws.conf")] {
+        let out = Command::new(BIN)
+            .arg(cmd)
+            .arg("--config")
+            .arg(dir.path().join(file))
+            .arg("--check")
+            .env("TESTAMUR_CC_PASS", "0123456789abcdef0123456789abcdef")
+            .env("TESTAMUR_LMS_KEY", "lms-key-0123456789abcdef")
+            .env("TESTAMUR_OPERATOR_KEY", "op-key-0123456789abcdef")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{file}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert!(storage.join("keys/signing-key.asc").is_file());
+}

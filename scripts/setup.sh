@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Installs what testamur needs to build, run and test on Debian/Ubuntu, and only
+# what is missing. As root it runs apt-get; otherwise it uses `sudo -n` if that works
+# without a password, and else prints the exact command to run and stops.
+set -euo pipefail
+
+# Runtime: redis-server (queue), fonts (DejaVu now, Noto for every script).
+# Tests: gnupg (gpg --verify), poppler-utils (pdftotext, pdffonts).
+# Build: a C toolchain, pkg-config, OpenSSL headers (sequoia's crypto backend) and
+# libclang (bindgen for the OpenSSL bindings).
+PACKAGES=(redis-server gnupg poppler-utils fonts-dejavu-core fonts-noto-core
+          build-essential pkg-config libssl-dev libclang-dev ca-certificates)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if ((${#missing[@]})); then
+  if ! command -v apt-get >/dev/null 2>&1; then
+    echo "setup: this is not a Debian/Ubuntu system; install the equivalents of: ${missing[*]}" >&2
+    exit 1
+  fi
+  if [ "$(id -u)" = 0 ]; then
+    SUDO=()
+  elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+    SUDO=(sudo -n)
+  else
+    echo "setup: missing packages: ${missing[*]}" >&2
+    echo "setup: run this, then try again:" >&2
+    echo "  sudo apt-get update && sudo apt-get install -y ${missing[*]}" >&2
+    exit 1
+  fi
+  echo "setup: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  "${SUDO[@]}" apt-get update -qq
+  "${SUDO[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+  if [ -x "$HOME/.cargo/bin/cargo" ]; then
+    echo "setup: cargo is in ~/.cargo/bin but not on PATH; run: source \"\$HOME/.cargo/env\"" >&2
+  else
+    echo "setup: no Rust toolchain. Install one (Rust 1.88 or newer) with:" >&2
+    echo "  curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y && source \"\$HOME/.cargo/env\"" >&2
+  fi
+  exit 1
+fi
+rustc_minor=$(rustc --version | sed -E 's/^rustc 1\.([0-9]+).*/\1/')
+if [ "${rustc_minor:-0}" -lt 88 ]; then
+  echo "setup: Rust 1.88 or newer is needed (found $(rustc --version)); run: rustup update stable" >&2
+  exit 1
+fi
+
+# The queue must be ours: tests and the demo start their own redis-server, so a
+# system service is not needed. Debian starts one on install; it is left alone.
+echo "setup: ok ($(rustc --version), $(redis-server --version | cut -d' ' -f3), $(gpg --version | head -1))"
