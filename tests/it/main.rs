@@ -6,4 +6,5 @@ mod bad_input;
 mod end_to_end;
 mod failover;
 mod helpers;
+mod lifecycle;
 mod registration;
