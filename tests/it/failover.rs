@@ -221,3 +221,52 @@ async fn redis_restart_mid_run_loses_nothing() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cc_restart_mid_run_loses_nothing() {
+    const N: usize = 150;
+    let mut c = cluster(|s| {
+        s.workservers = 2;
+        s.lease_ttl_s = 5;
+        s.heartbeat_interval_s = 1;
+    })
+    .await;
+    let lms = c.lms().unwrap();
+    let mut ids = Vec::new();
+    for i in 0..N {
+        let mut r = sample_request(i);
+        r.username = Some(format!("cr{i:04}"));
+        ids.push(lms.submit(&r).await.unwrap().expect("accepted").cert_id);
+    }
+    // The CC dies hard mid-run and comes back on the same address.
+    c.kill_cc();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    c.start_cc().unwrap();
+    c.wait_healthy(Duration::from_secs(30)).await.unwrap();
+    for id in &ids {
+        let cert = match lms.wait_final(id.as_str(), Duration::from_secs(90)).await {
+            Ok(c) => c,
+            Err(e) => panic!("{e:#}\n{}", dump_logs(&c.dir().join("logs"))),
+        };
+        assert_eq!(
+            cert.state,
+            CertState::Downloadable,
+            "{id}: {:?}",
+            cert.error_reason
+        );
+    }
+    // The workservers are still registered and working.
+    c.wait_workservers(2, Duration::from_secs(10))
+        .await
+        .unwrap();
+    let mut r = sample_request(N + 1);
+    r.username = Some("after-restart".into());
+    let id = lms.submit(&r).await.unwrap().unwrap().cert_id;
+    assert_eq!(
+        lms.wait_final(id.as_str(), Duration::from_secs(30))
+            .await
+            .unwrap()
+            .state,
+        CertState::Downloadable
+    );
+}
