@@ -5,7 +5,7 @@ use std::process::Command;
 
 use serde_json::{json, Value};
 
-use crate::helpers::{cluster, BIN};
+use crate::helpers::{cluster, register_manual_ws, BIN};
 
 async fn expect_error(resp: reqwest::Response, status: u16, code: &str) -> Value {
     let got = resp.status().as_u16();
@@ -193,16 +193,8 @@ async fn bad_requests_get_precise_errors() {
     expect_error(post(big).await.unwrap(), 413, "body_too_large").await;
 
     // Workserver endpoints validate too.
-    let reg: Value = http
-        .post(lms.url("/v1/workservers/register"))
-        .json(&json!({"name": "ws-bad", "cc_pass": c.info.cc_pass, "capacity": 1, "version": "t"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = reg["token"].as_str().unwrap();
+    let (_, token) = register_manual_ws(&c, "ws-bad", 1).await;
+    let token = token.as_str();
     for (body, field) in [
         (json!({"max_jobs": 0, "wait_ms": 0}), "max_jobs"),
         (json!({"max_jobs": 1, "wait_ms": 999999}), "wait_ms"),

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use testamur::cmd::demo::sample_request;
 use testamur_common::state::CertState;
 
-use crate::helpers::{cluster, dump_logs, public_file};
+use crate::helpers::{assert_all_downloadable, cluster, public_file, register_manual_ws};
 
 fn signal(pid: u32, sig: &str) {
     let ok = Command::new("kill")
@@ -36,16 +36,7 @@ async fn killed_workserver_loses_nothing_and_stale_leases_get_409() {
     let http = op.http().clone();
 
     // A "ghost" workserver: registers, leases, and never reports (like a crashed one).
-    let reg: Value = http
-        .post(op.url("/v1/workservers/register"))
-        .json(&json!({"name": "ghost", "cc_pass": c.info.cc_pass, "capacity": 5, "version": "t"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let ghost_token = reg["token"].as_str().unwrap().to_owned();
+    let (_, ghost_token) = register_manual_ws(&c, "ghost", 5).await;
 
     // Freeze the real workservers so the ghost is sure to get jobs, then let them go.
     let submit = |i: usize| {
@@ -104,25 +95,7 @@ async fn killed_workserver_loses_nothing_and_stale_leases_get_409() {
     c.kill_ws(1);
 
     // Everything still ends downloadable, exactly once.
-    for id in &ids {
-        let cert = match lms.wait_final(id.as_str(), Duration::from_secs(90)).await {
-            Ok(c) => c,
-            Err(e) => panic!("{e:#}\n{}", dump_logs(&c.dir().join("logs"))),
-        };
-        assert_eq!(
-            cert.state,
-            CertState::Downloadable,
-            "{id}: {:?}",
-            cert.error_reason
-        );
-        let n = cert
-            .history
-            .unwrap()
-            .iter()
-            .filter(|h| h.state == CertState::Downloadable)
-            .count();
-        assert_eq!(n, 1);
-    }
+    assert_all_downloadable(&c, &ids).await;
     let published = std::fs::read_dir(public_file(&c, "downloads"))
         .unwrap()
         .count();
@@ -208,18 +181,7 @@ async fn redis_restart_mid_run_loses_nothing() {
             c.redis.restart_graceful().unwrap();
         }
     }
-    for id in &ids {
-        let cert = match lms.wait_final(id.as_str(), Duration::from_secs(90)).await {
-            Ok(c) => c,
-            Err(e) => panic!("{e:#}\n{}", dump_logs(&c.dir().join("logs"))),
-        };
-        assert_eq!(
-            cert.state,
-            CertState::Downloadable,
-            "{id}: {:?}",
-            cert.error_reason
-        );
-    }
+    assert_all_downloadable(&c, &ids).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -243,18 +205,7 @@ async fn cc_restart_mid_run_loses_nothing() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     c.start_cc().unwrap();
     c.wait_healthy(Duration::from_secs(30)).await.unwrap();
-    for id in &ids {
-        let cert = match lms.wait_final(id.as_str(), Duration::from_secs(90)).await {
-            Ok(c) => c,
-            Err(e) => panic!("{e:#}\n{}", dump_logs(&c.dir().join("logs"))),
-        };
-        assert_eq!(
-            cert.state,
-            CertState::Downloadable,
-            "{id}: {:?}",
-            cert.error_reason
-        );
-    }
+    assert_all_downloadable(&c, &ids).await;
     // The workservers are still registered and working.
     c.wait_workservers(2, Duration::from_secs(10))
         .await

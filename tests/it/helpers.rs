@@ -145,3 +145,52 @@ pub fn pdffonts(pdf: &Path) -> Vec<(String, String, String, String)> {
 pub fn public_file(c: &Cluster, rel: &str) -> PathBuf {
     c.info.storage_dir.join(rel)
 }
+
+/// Register a workserver by hand (a test standing in for a WS process); returns
+/// (ws_id, token).
+pub async fn register_manual_ws(c: &Cluster, name: &str, capacity: u32) -> (String, String) {
+    let api = c.operator().unwrap();
+    let reg: serde_json::Value = api
+        .http()
+        .post(api.url("/v1/workservers/register"))
+        .json(&serde_json::json!({"name": name, "cc_pass": c.info.cc_pass, "capacity": capacity, "version": "test"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    (
+        reg["ws_id"].as_str().unwrap().to_owned(),
+        reg["token"].as_str().unwrap().to_owned(),
+    )
+}
+
+/// Wait for every certificate to leave its pending state and check it ended
+/// downloadable, exactly once; on a timeout, panic with the cluster's logs.
+pub async fn assert_all_downloadable(c: &Cluster, ids: &[testamur_common::ids::CertId]) {
+    use testamur_common::state::CertState;
+    let lms = c.lms().unwrap();
+    for id in ids {
+        let cert = match lms
+            .wait_final(id.as_str(), std::time::Duration::from_secs(90))
+            .await
+        {
+            Ok(cert) => cert,
+            Err(e) => panic!("{e:#}\n{}", dump_logs(&c.dir().join("logs"))),
+        };
+        assert_eq!(
+            cert.state,
+            CertState::Downloadable,
+            "{id}: {:?}",
+            cert.error_reason
+        );
+        let times = cert
+            .history
+            .unwrap()
+            .iter()
+            .filter(|h| h.state == CertState::Downloadable)
+            .count();
+        assert_eq!(times, 1, "{id} reached downloadable {times} times");
+    }
+}

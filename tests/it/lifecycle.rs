@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use testamur::cmd::demo::sample_request;
 use testamur_common::state::CertState;
 
-use crate::helpers::cluster;
+use crate::helpers::{cluster, register_manual_ws};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn failures_retry_until_max_attempts_then_error() {
@@ -20,16 +20,7 @@ async fn failures_retry_until_max_attempts_then_error() {
     .await;
     let lms = c.lms().unwrap();
     let http = lms.http().clone();
-    let reg: Value = http
-        .post(lms.url("/v1/workservers/register"))
-        .json(&json!({"name": "manual", "cc_pass": c.info.cc_pass, "capacity": 1, "version": "t"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = reg["token"].as_str().unwrap().to_owned();
+    let (_, token) = register_manual_ws(&c, "manual", 1).await;
     let lease = || async {
         let v: Value = http
             .post(lms.url("/v1/leases"))
