@@ -11,6 +11,7 @@ use printpdf::{
     Color, FontId, Mm, Op, ParsedFont, PdfDocument, PdfFontHandle, PdfPage, PdfSaveOptions, Point,
     Pt, Rect, Rgb, TextItem,
 };
+use sha2::{Digest, Sha256};
 use testamur_common::wire::JobCertificate;
 
 #[derive(Debug, thiserror::Error)]
@@ -226,8 +227,31 @@ impl Renderer {
             ..Default::default()
         };
         let mut warnings = Vec::new();
-        Ok(doc.with_pages(vec![page]).save(&opts, &mut warnings))
+        let mut pdf = doc.with_pages(vec![page]).save(&opts, &mut warnings);
+        fix_trailer_id(&mut pdf);
+        Ok(pdf)
     }
+}
+
+/// printpdf writes a random file identifier (`/ID[(..32..)(..32..)]` in the
+/// trailer). Replace it, in place and at the same length, with one derived from the
+/// document's content, so the same job always yields the same bytes (PDF 32000
+/// 14.4 suggests a content digest for it anyway). The trailer follows the xref
+/// table, so no offset changes.
+fn fix_trailer_id(pdf: &mut [u8]) {
+    const MARK: &[u8] = b"/ID[(";
+    let Some(start) = pdf.windows(MARK.len()).rposition(|w| w == MARK) else {
+        return;
+    };
+    let first = start + MARK.len();
+    let second = first + 32 + 2; // ")("
+    if pdf.len() < second + 33 || &pdf[first + 32..second] != b")(" || pdf[second + 32] != b')' {
+        return;
+    }
+    let digest = Sha256::digest(&pdf[..start]);
+    let id = hex::encode_upper(&digest[..16]);
+    pdf[first..first + 32].copy_from_slice(id.as_bytes());
+    pdf[second..second + 32].copy_from_slice(id.as_bytes());
 }
 
 fn rect(x: f32, y: f32, w: f32, h: f32) -> Rect {
@@ -265,6 +289,61 @@ pub fn human_date(iso: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use testamur_common::ids::{CertId, CourseId, PublicUuid, Username};
+
+    use super::*;
+
+    const FONT: &str = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf";
+
+    fn job(name: &str) -> JobCertificate {
+        let course = CourseId::parse("course-v1:X+Y+Z").unwrap();
+        let user = Username::parse("u1").unwrap();
+        JobCertificate {
+            cert_id: CertId::for_pair(&course, &user),
+            course_id: course,
+            username: user,
+            name: Some(name.into()),
+            course_name: Some("Course".into()),
+            org: Some("Org".into()),
+            grade: None,
+            designation: None,
+            issued_date: "2026-11-23".into(),
+            template: None,
+            download_uuid: Some(PublicUuid::parse("9f1a0d42-ef42-4dab-ac9f-1b12c197066b").unwrap()),
+            verify_uuid: Some(PublicUuid::parse("25daeae4-5d47-4404-99cb-6c9a703aa14c").unwrap()),
+        }
+    }
+
+    #[test]
+    fn same_job_renders_identical_bytes() {
+        let r = Renderer::new(Path::new(FONT))
+            .expect("fonts-dejavu-core is installed by scripts/setup.sh");
+        let ctx = RenderContext {
+            verify_url: "https://x/cert/1/",
+        };
+        let a = r.render(&job("Zoë Ångström"), &ctx).unwrap();
+        let b = r.render(&job("Zoë Ångström"), &ctx).unwrap();
+        assert!(a == b, "two renders of the same job differ");
+        let c = r.render(&job("Someone Else"), &ctx).unwrap();
+        assert!(a != c);
+        assert!(a.len() < 60_000, "{} bytes: is the font subset?", a.len());
+    }
+
+    #[test]
+    fn unsupported_characters_are_named() {
+        let r = Renderer::new(Path::new(FONT)).unwrap();
+        let ctx = RenderContext {
+            verify_url: "https://x/",
+        };
+        match r.render(&job("李雷 Smith"), &ctx) {
+            Err(RenderError::Unsupported { field, chars }) => {
+                assert_eq!(field, "name");
+                assert_eq!(chars, "李雷");
+            }
+            other => panic!("expected Unsupported, got {:?}", other.map(|b| b.len())),
+        }
+    }
+
     #[test]
     fn human_dates() {
         assert_eq!(super::human_date("2026-11-23"), "November 23, 2026");
