@@ -111,9 +111,25 @@ impl SigningKey {
         Ok(out)
     }
 
-    /// Check a detached signature over `data` against this key.
+    /// Check a detached signature we just made over `data`: parse it and verify it
+    /// against our signing (sub)key directly. One hash and one signature check; the
+    /// certificate's own binding signatures were checked once, at load time.
     pub fn verify_detached(&self, data: &[u8], signature: &[u8]) -> Result<(), SignError> {
-        verify_detached(&self.cert, data, signature)
+        let err = |e: anyhow::Error| SignError::Verify(e.to_string());
+        if signature.is_empty() {
+            return Err(SignError::Verify("the signature is empty".into()));
+        }
+        let pile = openpgp::PacketPile::from_bytes(signature).map_err(err)?;
+        let mut sigs = pile.into_children().filter_map(|p| match p {
+            openpgp::Packet::Signature(s) => Some(s),
+            _ => None,
+        });
+        let (Some(sig), None) = (sigs.next(), sigs.next()) else {
+            return Err(SignError::Verify(
+                "expected exactly one signature packet".into(),
+            ));
+        };
+        sig.verify_message(self.keypair.public(), data).map_err(err)
     }
 }
 
@@ -213,6 +229,16 @@ mod tests {
         key.verify_detached(b"hello", &sig).unwrap();
         assert!(key.verify_detached(b"hellO", &sig).is_err());
         assert!(key.verify_detached(b"hello", b"").is_err());
+        // The full policy-checking verifier agrees.
+        verify_detached(&key.cert, b"hello", &sig).unwrap();
+        assert!(verify_detached(&key.cert, b"hellO", &sig).is_err());
+        // A signature by another key is rejected.
+        let (other, _, _) = generate_key("other <o@example.org>").unwrap();
+        let other =
+            SigningKey::from_cert(openpgp::Cert::from_bytes(other.as_bytes()).unwrap()).unwrap();
+        let foreign = other.sign_detached(b"hello").unwrap();
+        assert!(key.verify_detached(b"hello", &foreign).is_err());
+        assert!(verify_detached(&key.cert, b"hello", &foreign).is_err());
     }
 }
 
