@@ -190,7 +190,12 @@ async fn bad_requests_get_precise_errors() {
 
     // Too large: 413.
     let big = add(json!({"course_name": "x".repeat(2 * 1024 * 1024)}));
-    expect_error(post(big).await.unwrap(), 413, "body_too_large").await;
+    let r = post(big).await.unwrap();
+    assert_eq!(
+        r.headers().get("connection").map(|v| v.as_bytes()),
+        Some(&b"close"[..])
+    );
+    expect_error(r, 413, "body_too_large").await;
 
     // Workserver endpoints validate too.
     let (_, token) = register_manual_ws(&c, "ws-bad", 1).await;
