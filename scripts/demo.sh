@@ -5,4 +5,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-exec cargo run --release --quiet --bin testamur -- demo "$@"
+# The dev profile (dependencies optimised, see Cargo.toml) is what scripts/test.sh
+# builds too, so the two quick-start commands share one build.
+exec cargo run --quiet --bin testamur -- demo "$@"

@@ -65,7 +65,8 @@ pub fn sample_request(i: usize) -> SubmitRequest {
 
 pub async fn run(a: DemoArgs, log_json: bool) -> anyhow::Result<ExitCode> {
     crate::logging::init(log_json);
-    let bin = std::env::current_exe().context("locating the testamur binary")?;
+    let exe = std::env::current_exe().context("locating the testamur binary")?;
+    let bin = exe.clone();
     if a.dir.exists() {
         std::fs::remove_dir_all(&a.dir).with_context(|| format!("clearing {}", a.dir.display()))?;
     }
@@ -139,15 +140,17 @@ pub async fn run(a: DemoArgs, log_json: bool) -> anyhow::Result<ExitCode> {
             public.display()
         );
         println!("public key:  {}", key.display());
-        println!("\ncheck one with gpg (in a throwaway keyring):");
+        println!("\ncheck one with gpg, in a throwaway keyring (gpg warns that the key is not");
+        println!("certified: expected for a key you have only just imported):");
         println!(
-            "  export GNUPGHOME=$(mktemp -d) && gpg --import {} && gpg --verify {} {}",
+            "  d=$(mktemp -d); gpg --homedir \"$d\" --import {} && gpg --homedir \"$d\" --verify {} {}",
             key.display(),
             sig.display(),
             pdf.display()
         );
         println!(
-            "or offline with testamur:\n  testamur verify {} {} --key {}",
+            "or offline with testamur:\n  {} verify {} {} --key {}",
+            exe.display(),
             pdf.display(),
             sig.display(),
             key.display()
@@ -164,7 +167,11 @@ pub async fn run(a: DemoArgs, log_json: bool) -> anyhow::Result<ExitCode> {
             cluster.info.cc_url,
             cluster.info.ca_cert.display()
         );
-        println!("  try: testamur status --cluster {}", json.display());
+        println!(
+            "  try: {} status --cluster {}",
+            exe.display(),
+            json.display()
+        );
         println!("press Ctrl-C to stop");
         crate::cmd::serve::shutdown_signal().await;
     }
