@@ -43,14 +43,6 @@ impl ApiClient {
         })
     }
 
-    /// The same connection pool with another credential.
-    pub fn with_key(&self, key: &str) -> Self {
-        Self {
-            key: key.to_owned(),
-            ..self.clone()
-        }
-    }
-
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }

@@ -61,7 +61,6 @@ pub struct Cluster {
     pub info: ClusterInfo,
     pub redis: RedisServer,
     cc: Option<Child>,
-    cc_port: u16,
     ws: Vec<Option<Child>>,
 }
 
@@ -163,7 +162,6 @@ base_url = "file://{public}/"
             info,
             redis,
             cc: None,
-            cc_port,
             ws: Vec::new(),
         };
         cluster.start_cc()?;
@@ -213,10 +211,6 @@ base_url = "file://{public}/"
         let child = self.spawn_ws(i)?;
         self.ws[i - 1] = Some(child);
         Ok(())
-    }
-
-    pub fn cc_port(&self) -> u16 {
-        self.cc_port
     }
 
     pub fn ws_pid(&self, i: usize) -> Option<u32> {

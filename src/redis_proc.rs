@@ -104,10 +104,6 @@ impl RedisServer {
         format!("redis+unix://{}", self.socket.display())
     }
 
-    pub fn socket(&self) -> &Path {
-        &self.socket
-    }
-
     /// Kill the server hard (SIGKILL): what is not yet in the append-only file is lost,
     /// as in a crash.
     pub fn kill(&mut self) {
@@ -115,12 +111,6 @@ impl RedisServer {
             let _ = c.kill();
             let _ = c.wait();
         }
-    }
-
-    /// Start it again on the same socket and data, after a hard kill.
-    pub fn restart(&mut self) -> anyhow::Result<()> {
-        self.kill();
-        self.spawn()
     }
 
     /// Stop it cleanly (SIGTERM: Redis flushes its append-only file) and start it again.

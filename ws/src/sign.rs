@@ -215,6 +215,17 @@ pub fn generate_key(userid: &str) -> Result<(String, String, String), SignError>
     Ok((secret, public, cert.fingerprint().to_hex()))
 }
 
+/// The OpenPGP certificate type, for callers that do not depend on sequoia.
+pub type Cert = openpgp::Cert;
+
+/// Parse an armored or binary key.
+pub fn parse_cert(bytes: &[u8]) -> Result<Cert, SignError> {
+    openpgp::Cert::from_bytes(bytes).map_err(|e| SignError::Load {
+        path: "<memory>".into(),
+        detail: e.to_string(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -240,15 +251,4 @@ mod tests {
         assert!(key.verify_detached(b"hello", &foreign).is_err());
         assert!(verify_detached(&key.cert, b"hello", &foreign).is_err());
     }
-}
-
-/// The OpenPGP certificate type, for callers that do not depend on sequoia.
-pub type Cert = openpgp::Cert;
-
-/// Parse an armored or binary key.
-pub fn parse_cert(bytes: &[u8]) -> Result<Cert, SignError> {
-    openpgp::Cert::from_bytes(bytes).map_err(|e| SignError::Load {
-        path: "<memory>".into(),
-        detail: e.to_string(),
-    })
 }

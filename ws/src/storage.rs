@@ -7,7 +7,7 @@
 //! file and a retried job simply overwrites what a failed attempt left.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use testamur_common::config::StorageConfig;
 use testamur_common::ids::PublicUuid;
@@ -57,10 +57,6 @@ impl DiskStorage {
         format!("{}{}", self.base_url, rel)
     }
 
-    pub fn local_path(&self, rel: &str) -> PathBuf {
-        self.dir.join(rel)
-    }
-
     /// Write `bytes` at `rel` atomically.
     pub fn put(&self, rel: &str, bytes: &[u8]) -> Result<(), StorageError> {
         let path = self.dir.join(rel);
@@ -87,15 +83,6 @@ impl DiskStorage {
         })
     }
 
-    pub fn get(&self, rel: &str) -> Result<Vec<u8>, StorageError> {
-        let path = self.dir.join(rel);
-        std::fs::read(&path).map_err(|source| StorageError {
-            op: "read",
-            path,
-            source,
-        })
-    }
-
     /// Remove the file at `rel` and its directory if that became empty. Removing
     /// something that is not there is not an error (deletes are retried).
     pub fn remove(&self, rel: &str) -> Result<(), StorageError> {
@@ -115,9 +102,5 @@ impl DiskStorage {
             let _ = std::fs::remove_dir(parent);
         }
         Ok(())
-    }
-
-    pub fn root(&self) -> &Path {
-        &self.dir
     }
 }

@@ -92,7 +92,7 @@ pub async fn get_one(
         CertId::parse(&cert_id).map_err(|_| ApiError::not_found("no certificate with this id"))?;
     state
         .store
-        .certificate(&id, true)
+        .certificate(&id)
         .await?
         .map(Json)
         .ok_or_else(|| ApiError::not_found("no certificate with this id"))

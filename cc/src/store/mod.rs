@@ -447,32 +447,24 @@ impl Store {
         Ok(n.unwrap_or(0))
     }
 
-    pub async fn certificate(
-        &self,
-        id: &CertId,
-        with_history: bool,
-    ) -> Result<Option<CertificateView>> {
+    /// A certificate with its full history; `None` if it was never added.
+    pub async fn certificate(&self, id: &CertId) -> Result<Option<CertificateView>> {
         let mut c = self.conn.clone();
         let key = format!("{P}cert:{id}");
         let (fields, hist): (HashMap<String, String>, Vec<String>) = redis::pipe()
             .hgetall(&key)
-            .lrange(format!("{key}:hist"), 0, if with_history { -1 } else { -2 })
+            .lrange(format!("{key}:hist"), 0, -1)
             .query_async(&mut c)
             .await?;
         if fields.is_empty() {
             return Ok(None);
         }
-        let history = if with_history {
-            Some(
-                hist.iter()
-                    .map(|h| serde_json::from_str::<HistoryEntry>(h))
-                    .collect::<std::result::Result<Vec<_>, _>>()
-                    .map_err(|e| StoreError::Corrupt(format!("history of {id}: {e}")))?,
-            )
-        } else {
-            None
-        };
-        cert_view(&fields, history).map(Some)
+        let history = hist
+            .iter()
+            .map(|h| serde_json::from_str::<HistoryEntry>(h))
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| StoreError::Corrupt(format!("history of {id}: {e}")))?;
+        cert_view(&fields, Some(history)).map(Some)
     }
 
     pub async fn workservers(&self, heartbeat_interval: Duration) -> Result<Vec<WorkserverStatus>> {
@@ -603,7 +595,7 @@ fn corrupt(e: impl std::fmt::Display) -> StoreError {
 }
 
 fn leased_job(parts: Vec<String>, exp: i64) -> Result<LeasedJob> {
-    if parts.len() < 6 || parts.len() % 2 != 0 {
+    if parts.len() < 6 || !parts.len().is_multiple_of(2) {
         return Err(StoreError::Corrupt(format!(
             "lease entry has {} parts",
             parts.len()
