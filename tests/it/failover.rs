@@ -9,7 +9,9 @@ use serde_json::{json, Value};
 use testamur::cmd::demo::sample_request;
 use testamur_common::state::CertState;
 
-use crate::helpers::{assert_all_downloadable, cluster, public_file, register_manual_ws};
+use crate::helpers::{
+    assert_all_downloadable, cluster, lease_jobs, public_file, register_manual_ws,
+};
 
 fn signal(pid: u32, sig: &str) {
     let ok = Command::new("kill")
@@ -53,18 +55,8 @@ async fn killed_workserver_loses_nothing_and_stale_leases_get_409() {
     for i in 0..30 {
         ids.push(submit(i).await);
     }
-    let ghost_jobs: Value = http
-        .post(op.url("/v1/leases"))
-        .bearer_auth(&ghost_token)
-        .json(&json!({"max_jobs": 5, "wait_ms": 5000}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ghost_jobs = lease_jobs(&c, &ghost_token, 5, 5000).await;
     real.iter().for_each(|p| signal(*p, "CONT"));
-    let ghost_jobs = ghost_jobs["jobs"].as_array().unwrap().clone();
     assert_eq!(ghost_jobs.len(), 5, "the ghost should hold five jobs");
     for i in 30..N {
         ids.push(submit(i).await);

@@ -194,3 +194,28 @@ pub async fn assert_all_downloadable(c: &Cluster, ids: &[testamur_common::ids::C
         assert_eq!(times, 1, "{id} reached downloadable {times} times");
     }
 }
+
+/// `POST /v1/leases` as a manually registered workserver; returns the jobs.
+pub async fn lease_jobs(
+    c: &Cluster,
+    token: &str,
+    max_jobs: u32,
+    wait_ms: u64,
+) -> Vec<serde_json::Value> {
+    let api = c.operator().unwrap();
+    let v: serde_json::Value = api
+        .http()
+        .post(api.url("/v1/leases"))
+        .bearer_auth(token)
+        .json(&serde_json::json!({"max_jobs": max_jobs, "wait_ms": wait_ms}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    v["jobs"]
+        .as_array()
+        .expect("a lease answer has jobs")
+        .clone()
+}

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use testamur::cmd::demo::sample_request;
 use testamur_common::state::CertState;
 
-use crate::helpers::{cluster, register_manual_ws};
+use crate::helpers::{cluster, lease_jobs, register_manual_ws};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn failures_retry_until_max_attempts_then_error() {
@@ -21,19 +21,7 @@ async fn failures_retry_until_max_attempts_then_error() {
     let lms = c.lms().unwrap();
     let http = lms.http().clone();
     let (_, token) = register_manual_ws(&c, "manual", 1).await;
-    let lease = || async {
-        let v: Value = http
-            .post(lms.url("/v1/leases"))
-            .bearer_auth(&token)
-            .json(&json!({"max_jobs": 1, "wait_ms": 2000}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        v["jobs"][0].clone()
-    };
+    let lease = || async { lease_jobs(&c, &token, 1, 2000).await.remove(0) };
     let fail = |lease_id: String, retryable: bool, reason: &'static str| {
         let http = http.clone();
         let url = lms.url(&format!("/v1/leases/{lease_id}/fail"));
