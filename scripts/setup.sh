@@ -8,7 +8,7 @@ set -euo pipefail
 # Tests: gnupg (gpg --verify), poppler-utils (pdftotext, pdffonts).
 # Build: a C toolchain, pkg-config, OpenSSL headers (sequoia's crypto backend) and
 # libclang (bindgen for the OpenSSL bindings).
-PACKAGES=(redis-server gnupg poppler-utils fonts-dejavu-core fonts-noto-core
+PACKAGES=(redis-server gnupg poppler-utils fonts-dejavu-core fonts-noto-core fonts-noto-cjk
           build-essential pkg-config libssl-dev libclang-dev ca-certificates)
 
 missing=()

@@ -27,6 +27,13 @@ pub struct ClusterSpec {
     pub heartbeat_interval_s: u64,
     pub max_attempts: u32,
     pub log_level: String,
+    /// Templates directory for the workservers (default: the repository's).
+    pub templates: PathBuf,
+}
+
+/// The templates shipped in this repository.
+pub fn default_templates() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/templates"))
 }
 
 impl ClusterSpec {
@@ -40,6 +47,7 @@ impl ClusterSpec {
             heartbeat_interval_s: 5,
             max_attempts: 5,
             log_level: "info".into(),
+            templates: default_templates(),
         }
     }
 }
@@ -138,6 +146,7 @@ ssl_ca_certs = "tls/ca.pem"
 cc_pass = "{cc_pass}"
 capacity = {cap}
 signing_key = "keys/signing.key"
+templates = "{templates}"
 
 [storage]
 dir = "public"
@@ -147,6 +156,7 @@ base_url = "file://{public}/"
                 cc_pass = info.cc_pass,
                 cap = spec.ws_capacity,
                 public = dir.join("public").display(),
+                templates = spec.templates.display(),
             );
             std::fs::write(dir.join(format!("ws-{i}.conf")), ws_conf)?;
         }

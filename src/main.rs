@@ -55,6 +55,8 @@ enum Command {
     Verify(cmd::verify::VerifyArgs),
     /// Run a local cluster and generate sample certificates.
     Demo(cmd::demo::DemoArgs),
+    /// Render one certificate to a PDF file from a templates folder (no cluster).
+    Preview(cmd::preview::PreviewArgs),
     /// Measure render+sign speed or end-to-end throughput.
     Bench(cmd::bench::BenchArgs),
 }
@@ -82,6 +84,7 @@ fn main() -> std::process::ExitCode {
             Command::Verify(a) => cmd::verify::run(a),
             Command::Demo(a) => cmd::demo::run(a, cli.log_json).await,
             Command::Bench(a) => cmd::bench::run(a).await,
+            Command::Preview(a) => cmd::preview::run(a),
         }
     });
     match result {

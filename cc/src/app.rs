@@ -27,6 +27,8 @@ pub struct AppState {
     pub jobs_queued: Arc<Notify>,
     /// Becomes true when the CC shuts down: long polls return early.
     pub shutdown: watch::Receiver<bool>,
+    /// The workservers' template catalogue, cached from Redis.
+    pub catalog: crate::catalog::CatalogCache,
 }
 
 /// The address of the TCP peer, inserted by the server for every request.

@@ -13,6 +13,7 @@
 //! serve the same Redis.
 
 pub mod app;
+pub mod catalog;
 pub mod error;
 pub mod extract;
 pub mod reaper;
@@ -70,6 +71,7 @@ pub async fn run(
         store,
         jobs_queued,
         shutdown: stop_rx,
+        catalog: Default::default(),
     };
     tracing::info!(name = %config.name, addr = %listener.local_addr()?, "command center listening (HTTPS)");
     let app = app::router(state);

@@ -264,8 +264,7 @@ struct WsFile {
     #[serde(default = "default_capacity")]
     capacity: u32,
     signing_key: PathBuf,
-    #[serde(default = "default_font")]
-    font: PathBuf,
+    templates: PathBuf,
     #[serde(default)]
     log_format: LogFormat,
     storage: StorageFile,
@@ -275,9 +274,6 @@ fn default_capacity() -> u32 {
     std::thread::available_parallelism()
         .map(|n| n.get() as u32)
         .unwrap_or(1)
-}
-fn default_font() -> PathBuf {
-    PathBuf::from("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
 }
 
 #[derive(Debug, Deserialize)]
@@ -305,7 +301,8 @@ pub struct WsConfig {
     pub cc_pass: Secret,
     pub capacity: u32,
     pub signing_key: PathBuf,
-    pub font: PathBuf,
+    /// Templates directory (index.toml + one TOML file per template).
+    pub templates: PathBuf,
     pub log_format: LogFormat,
     pub storage: StorageConfig,
 }
@@ -355,7 +352,22 @@ impl WsConfig {
             cc_pass: secret(file, "cc_pass", &base, &raw.cc_pass)?,
             capacity: raw.capacity,
             signing_key: existing_file(file, "signing_key", &base, &raw.signing_key)?,
-            font: existing_file(file, "font", &base, &raw.font)?,
+            templates: {
+                let dir = base.join(&raw.templates);
+                if !dir.join("index.toml").is_file() {
+                    return Err(ConfigError::key(
+                        file,
+                        "templates",
+                        format!(
+                            "{} is not a templates directory (it has no index.toml); \
+                             point it at the `templates` folder of testamur or your own \
+                             (docs/TEMPLATES.md)",
+                            dir.display()
+                        ),
+                    ));
+                }
+                dir
+            },
             log_format: raw.log_format,
             storage: StorageConfig {
                 dir: base.join(&raw.storage.dir),

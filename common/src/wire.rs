@@ -44,6 +44,10 @@ pub struct Capabilities {
     pub scripts: Vec<String>,
     #[serde(default)]
     pub storage: Vec<String>,
+    /// Extension: the workserver's template catalogue (see docs/API.md). The CC
+    /// checks submissions against the catalogue of the workservers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub templates: Option<crate::catalog::Catalog>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

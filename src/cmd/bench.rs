@@ -21,18 +21,39 @@ pub enum Kind {
     E2e,
 }
 
+#[derive(Clone, Copy, ValueEnum)]
+pub enum Script {
+    Latin,
+    Cjk,
+}
+
+/// The i-th synthetic learner name: varied, so fonts are subset differently.
+pub fn bench_name(script: Script, i: usize) -> String {
+    const GIVEN: &[&str] = &["Zoë", "Ana", "Björn", "Chloé", "Dmitri", "Émile", "Fatima", "Grégoire", "Hannah", "Iñigo"];
+    const FAMILY: &[&str] = &["Ångström", "Müller", "García", "O'Brien", "Nakamura", "Dubois", "Kowalski", "Søndergaard"];
+    const CJK_FAMILY: &[&str] = &["王", "李", "张", "刘", "陈", "杨", "黄", "赵", "吴", "周"];
+    const CJK_GIVEN: &[&str] = &["小明", "秀英", "建国", "美玲", "志强", "丽娟", "海涛", "晓峰", "雅静", "俊杰", "文博"];
+    match script {
+        Script::Latin => format!("{} {} {}", GIVEN[i % GIVEN.len()], FAMILY[(i / 7) % FAMILY.len()], i),
+        Script::Cjk => format!("{}{}", CJK_FAMILY[i % CJK_FAMILY.len()], CJK_GIVEN[(i / 3) % CJK_GIVEN.len()]),
+    }
+}
+
 #[derive(Args)]
 pub struct BenchArgs {
     kind: Kind,
     /// How many certificates.
     #[arg(long, default_value_t = 1000)]
     n: usize,
-    /// Font for `render` (default DejaVu Sans).
-    #[arg(
-        long,
-        default_value = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
-    )]
-    font: PathBuf,
+    /// Templates directory for `render` (default: the repository's).
+    #[arg(long)]
+    templates: Option<PathBuf>,
+    /// Template for `render` (default: the catalogue's default).
+    #[arg(long)]
+    template: Option<String>,
+    /// Names for `render`: latin or cjk.
+    #[arg(long, value_enum, default_value_t = Script::Latin)]
+    script: Script,
     /// Working directory for `e2e`.
     #[arg(long, default_value = "target/bench-e2e")]
     dir: PathBuf,
@@ -49,7 +70,8 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn render(a: &BenchArgs) -> anyhow::Result<ExitCode> {
-    let renderer = testamur_ws::render::Renderer::new(&a.font)?;
+    let dir = a.templates.clone().unwrap_or_else(crate::devcluster::default_templates);
+    let renderer = testamur_ws::render::Renderer::load(&dir)?;
     let (secret, _, _) = testamur_ws::sign::generate_key("bench")?;
     let key = testamur_ws::sign::SigningKey::from_cert(sequoia_cert(&secret)?)?;
     let job = |i: usize| JobCertificate {
@@ -59,13 +81,16 @@ fn render(a: &BenchArgs) -> anyhow::Result<ExitCode> {
         ),
         course_id: CourseId::parse("course-v1:BenchX+B1+2026").unwrap(),
         username: Username::parse(format!("u{i}")).unwrap(),
-        name: Some(format!("Learner Number {i} Ångström")),
-        course_name: Some("Performance Engineering".into()),
+        name: Some(bench_name(a.script, i)),
+        course_name: Some(match a.script {
+            Script::Latin => "Performance Engineering of Software Systems".into(),
+            Script::Cjk => "软件系统性能工程".into(),
+        }),
         org: Some("BenchX".into()),
         grade: None,
         designation: None,
         issued_date: "2026-11-23".into(),
-        template: None,
+        template: a.template.clone(),
         download_uuid: Some(PublicUuid::generate()),
         verify_uuid: Some(PublicUuid::generate()),
     };
@@ -76,7 +101,7 @@ fn render(a: &BenchArgs) -> anyhow::Result<ExitCode> {
     let start = Instant::now();
     for i in 0..a.n {
         let t0 = Instant::now();
-        let pdf = renderer.render(&job(i), &ctx)?;
+        let pdf = renderer.render(&job(i), &ctx)?.pdf;
         let t1 = Instant::now();
         let sig = key.sign_detached(&pdf)?;
         key.verify_detached(&pdf, &sig)?;
@@ -85,7 +110,12 @@ fn render(a: &BenchArgs) -> anyhow::Result<ExitCode> {
         bytes += pdf.len();
     }
     let total = start.elapsed();
-    println!("render+sign+verify, one thread, {} certificates", a.n);
+    println!(
+        "render+sign+verify, one thread, {} certificates, template {}, {} names",
+        a.n,
+        a.template.as_deref().unwrap_or("(default)"),
+        match a.script { Script::Latin => "Latin", Script::Cjk => "CJK" }
+    );
     println!(
         "  total {:.2}s -> {:.1} certificates/s",
         total.as_secs_f64(),

@@ -5,6 +5,7 @@ pub mod bench;
 pub mod certs;
 pub mod demo;
 pub mod keygen;
+pub mod preview;
 pub mod serve;
 pub mod status;
 pub mod submit;

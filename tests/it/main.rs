@@ -8,3 +8,4 @@ mod failover;
 mod helpers;
 mod lifecycle;
 mod registration;
+mod rendering;

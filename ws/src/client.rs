@@ -38,6 +38,8 @@ impl ClientError {
 pub struct CcClient {
     http: reqwest::Client,
     base: String,
+    /// Sent at registration: the templates this workserver renders.
+    catalog: Option<testamur_common::catalog::Catalog>,
 }
 
 /// Credentials from a successful registration.
@@ -63,7 +65,13 @@ impl CcClient {
         Ok(Self {
             http: builder.build()?,
             base: config.cc_url.clone(),
+            catalog: None,
         })
+    }
+
+    pub fn with_catalog(mut self, catalog: testamur_common::catalog::Catalog) -> Self {
+        self.catalog = Some(catalog);
+        self
     }
 
     async fn call<B: Serialize, T: DeserializeOwned>(
@@ -126,6 +134,7 @@ impl CcClient {
             capabilities: Some(Capabilities {
                 scripts: vec![],
                 storage: vec!["disk".into()],
+                templates: self.catalog.clone(),
             }),
         };
         let r: RegisterResponse = self

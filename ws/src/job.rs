@@ -48,6 +48,9 @@ pub struct Artifacts {
     pub pdf: Vec<u8>,
     pub signature: Vec<u8>,
     pub sha256: String,
+    /// Whether the template publishes a verification page.
+    pub verification: bool,
+    pub noun: String,
 }
 
 impl Pipeline {
@@ -57,10 +60,11 @@ impl Pipeline {
         cert: &JobCertificate,
         verify_url: &str,
     ) -> Result<Artifacts, JobError> {
-        let pdf = self
+        let rendered = self
             .renderer
             .render(cert, &RenderContext { verify_url })
             .map_err(|e| JobError::permanent(&format!("render on {}", self.workserver), e))?;
+        let pdf = rendered.pdf;
         let signature = self
             .key
             .sign_detached(&pdf)
@@ -73,6 +77,8 @@ impl Pipeline {
             pdf,
             signature,
             sha256,
+            verification: rendered.verification,
+            noun: rendered.noun,
         })
     }
 
@@ -97,15 +103,36 @@ impl Pipeline {
                 .put(rel, bytes)
                 .map_err(|e| JobError::transient(&format!("store on {}", self.workserver), e))
         };
+        // With verification off nothing goes under cert/: the signature sits
+        // beside the PDF.
         let pdf_rel = storage::pdf_path(du);
-        let sig_rel = storage::sig_path(vu);
+        let sig_rel = match art.verification {
+            true => storage::sig_path(vu),
+            false => storage::pdf_sig_path(du),
+        };
         store(&pdf_rel, &art.pdf)?;
         store(&sig_rel, &art.signature)?;
+        if art.verification {
+            let date = crate::render::fields::long_date(&cert.issued_date)
+                .unwrap_or_else(|| cert.issued_date.clone());
+            let page = crate::verify_page::render(
+                cert,
+                &crate::verify_page::PageInfo {
+                    noun: &art.noun,
+                    date: &date,
+                    fingerprint: &self.key.fingerprint(),
+                    pdf_url: &self.storage.url(&pdf_rel),
+                    sig_url: &self.storage.url(&sig_rel),
+                    key_url: &self.storage.url(storage::PUBLIC_KEY_PATH),
+                },
+            );
+            store(&storage::verify_page_path(vu), page.as_bytes())?;
+        }
         Ok(JobResult {
             download_uuid: Some(du.clone()),
             verify_uuid: Some(vu.clone()),
             download_url: Some(self.storage.url(&pdf_rel)),
-            verify_url: Some(verify_url),
+            verify_url: art.verification.then_some(verify_url),
             signature_url: Some(self.storage.url(&sig_rel)),
             sha256: Some(art.sha256),
         })
@@ -117,10 +144,14 @@ impl Pipeline {
                 .remove(rel)
                 .map_err(|e| JobError::transient(&format!("delete on {}", self.workserver), e))
         };
+        // The page and signature go first: a PDF is never left without them...
+        // and nothing points at a removed PDF.
         if let Some(vu) = &cert.verify_uuid {
+            remove(&storage::verify_page_path(vu))?;
             remove(&storage::sig_path(vu))?;
         }
         if let Some(du) = &cert.download_uuid {
+            remove(&storage::pdf_sig_path(du))?;
             remove(&storage::pdf_path(du))?;
         }
         Ok(JobResult::default())

@@ -5,7 +5,8 @@
 //! - [`worker`]: registration, heartbeats, the lease loop and per-job lease extension.
 //! - [`client`]: the HTTPS client for the CC API.
 //! - [`job`]: one job end to end (render, sign, verify, publish or delete) — blocking code.
-//! - [`render`]: the PDF (printpdf).
+//! - [`render`]: templates, text layout in every script, and the PDF.
+//! - [`verify_page`]: the public verification page of a certificate.
 //! - [`sign`]: OpenPGP keys and detached signatures (sequoia).
 //! - [`storage`]: where certificates are published.
 //!
@@ -17,6 +18,7 @@ pub mod job;
 pub mod render;
 pub mod sign;
 pub mod storage;
+pub mod verify_page;
 pub mod worker;
 
 pub use worker::run;

@@ -1,6 +1,8 @@
 //! Publishing files. One backend today: a local directory served by any web server
 //! under `base_url`. Object layout (as in the old agent):
 //! `downloads/{download_uuid}/Certificate.pdf`, `cert/{verify_uuid}/Certificate.pdf.sig`,
+//! `cert/{verify_uuid}/index.html` (the verification page; with verification off the
+//! signature is `downloads/{download_uuid}/Certificate.pdf.sig` and `cert/` is unused),
 //! and the public key once at `keys/signing-key.asc`.
 //!
 //! Writes are atomic (temporary file, fsync, rename), so a reader never sees half a
@@ -29,6 +31,15 @@ pub fn pdf_path(download: &PublicUuid) -> String {
 
 pub fn sig_path(verify: &PublicUuid) -> String {
     format!("cert/{verify}/Certificate.pdf.sig")
+}
+
+/// The signature when the template has verification off (nothing under `cert/`).
+pub fn pdf_sig_path(download: &PublicUuid) -> String {
+    format!("downloads/{download}/Certificate.pdf.sig")
+}
+
+pub fn verify_page_path(verify: &PublicUuid) -> String {
+    format!("cert/{verify}/index.html")
 }
 
 pub fn verify_dir(verify: &PublicUuid) -> String {

@@ -35,7 +35,7 @@ struct Shared {
 
 /// Build everything that can fail on bad configuration, before touching the network.
 pub fn pipeline(config: &WsConfig) -> anyhow::Result<Pipeline> {
-    let renderer = Renderer::new(&config.font).context("key `font` in ws.conf")?;
+    let renderer = Renderer::load(&config.templates).context("key `templates` in ws.conf")?;
     let key = SigningKey::load(&config.signing_key).context("key `signing_key` in ws.conf")?;
     let storage = DiskStorage::new(&config.storage).context("key `storage.dir` in ws.conf")?;
     storage
@@ -56,7 +56,7 @@ pub async fn run(
     let pipeline = Arc::new(pipeline(&config)?);
     tracing::info!(name = %config.name, capacity = config.capacity, key = %pipeline.key.fingerprint(),
         "workserver starting");
-    let client = CcClient::new(&config)?;
+    let client = CcClient::new(&config)?.with_catalog(pipeline.renderer.catalog().clone());
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {
         shutdown.await;

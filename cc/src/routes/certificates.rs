@@ -18,7 +18,34 @@ pub async fn submit(
     _caller: LmsCaller,
     JsonBody(body): JsonBody<SubmitRequest>,
 ) -> Result<(StatusCode, Json<SubmitResponse>), ApiError> {
-    let req = CertRequest::parse(body).map_err(|e| ApiError::invalid(e.field, e.message))?;
+    let mut req = CertRequest::parse(body).map_err(|e| ApiError::invalid(e.field, e.message))?;
+    if req.action.renders() {
+        // Reject what no workserver could draw now, not as a failed job later; and
+        // pin the template so that retries and regenerations render the same way.
+        if let Some(catalog) = state.catalog.get(&state.store).await? {
+            let template = catalog
+                .resolve(req.template.as_deref(), req.course_id.as_str())
+                .map_err(|e| ApiError::invalid("template", e.to_string()))?
+                .to_owned();
+            let course = req.course_name.as_deref().unwrap_or(req.course_id.as_str());
+            let o = |v: &Option<String>| v.clone().unwrap_or_default();
+            let (name, org, grade, designation) =
+                (o(&req.name), o(&req.org), o(&req.grade), o(&req.designation));
+            catalog
+                .check(
+                    &template,
+                    &[
+                        ("name", name.as_str()),
+                        ("course_name", course),
+                        ("org", org.as_str()),
+                        ("grade", grade.as_str()),
+                        ("designation", designation.as_str()),
+                    ],
+                )
+                .map_err(|e| ApiError::invalid(e.field, e.message))?;
+            req.template = Some(template);
+        }
+    }
     let cert_id = req.cert_id();
     let job_id = JobId::generate();
     let fields = if req.action.renders() {

@@ -441,6 +441,39 @@ impl Store {
         Ok(n)
     }
 
+    /// Stores a workserver's template catalogue under its digest and makes it the
+    /// current one (the newest registration wins; workservers of one cluster are
+    /// expected to run the same templates).
+    pub async fn put_catalog(&self, catalog: &testamur_common::catalog::Catalog) -> Result<String> {
+        let digest = catalog.digest();
+        let json = serde_json::to_string(catalog)
+            .map_err(|e| StoreError::Corrupt(format!("catalogue: {e}")))?;
+        let mut c = self.conn.clone();
+        let _: () = redis::pipe()
+            .atomic()
+            .set(format!("{P}catalog:{digest}"), json)
+            .set(format!("{P}catalog:current"), &digest)
+            .query_async(&mut c)
+            .await?;
+        Ok(digest)
+    }
+
+    pub async fn current_catalog_digest(&self) -> Result<Option<String>> {
+        let mut c = self.conn.clone();
+        Ok(c.get(format!("{P}catalog:current")).await?)
+    }
+
+    pub async fn catalog(&self, digest: &str) -> Result<Option<testamur_common::catalog::Catalog>> {
+        let mut c = self.conn.clone();
+        let json: Option<String> = c.get(format!("{P}catalog:{digest}")).await?;
+        match json {
+            None => Ok(None),
+            Some(j) => serde_json::from_str(&j)
+                .map(Some)
+                .map_err(|e| StoreError::Corrupt(format!("catalogue {digest}: {e}"))),
+        }
+    }
+
     pub async fn register_failures(&self, ip: &str) -> Result<u64> {
         let mut c = self.conn.clone();
         let n: Option<u64> = c.get(format!("{P}regfail:{ip}")).await?;

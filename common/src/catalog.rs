@@ -1,0 +1,258 @@
+//! The template catalogue: which templates a workserver can render, which course maps
+//! to which template, and which characters each template can draw in each field.
+//!
+//! A workserver builds it from its templates directory and sends it when it registers;
+//! the CC keeps it in Redis and checks every submission against it, so a name that no
+//! configured font can draw is a 422 at submit time, never a box in a PDF or a failed
+//! job. Both sides choose a template with [`Catalog::resolve`], so they always agree.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::request::FieldError;
+
+/// Request fields a template may print, as named in the API.
+pub const TEXT_FIELDS: &[&str] = &["name", "course_name", "org", "grade", "designation"];
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Catalog {
+    /// Template used when neither the request nor a course rule picks one.
+    pub default: String,
+    /// Course rules in the order they are tried: exact matches first, then prefixes
+    /// (a pattern ending in `*`), longest first.
+    pub courses: Vec<CourseRule>,
+    pub templates: BTreeMap<String, TemplateInfo>,
+    /// Characters each font stack can draw, by stack name.
+    pub coverage: BTreeMap<String, Coverage>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CourseRule {
+    /// An exact course id, or a prefix followed by `*`.
+    pub course: String,
+    pub template: String,
+}
+
+impl CourseRule {
+    pub fn matches(&self, course_id: &str) -> bool {
+        match self.course.strip_suffix('*') {
+            Some(prefix) => course_id.starts_with(prefix),
+            None => course_id == self.course,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TemplateInfo {
+    /// Request field -> the font stacks that print it (one per text block that
+    /// uses the field; every one of them must be able to draw the value).
+    pub fields: BTreeMap<String, Vec<String>>,
+}
+
+/// A set of Unicode scalar values as sorted, disjoint, inclusive ranges.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Coverage(Vec<(u32, u32)>);
+
+impl Coverage {
+    /// From any code points, in any order, with duplicates.
+    pub fn from_code_points(points: impl IntoIterator<Item = u32>) -> Self {
+        let mut v: Vec<u32> = points.into_iter().collect();
+        v.sort_unstable();
+        v.dedup();
+        let mut ranges: Vec<(u32, u32)> = Vec::new();
+        for p in v {
+            match ranges.last_mut() {
+                Some((_, end)) if *end + 1 == p => *end = p,
+                _ => ranges.push((p, p)),
+            }
+        }
+        Self(ranges)
+    }
+
+    pub fn union(&self, other: &Coverage) -> Coverage {
+        let mut all: Vec<(u32, u32)> = self.0.iter().chain(other.0.iter()).copied().collect();
+        all.sort_unstable();
+        let mut out: Vec<(u32, u32)> = Vec::with_capacity(all.len());
+        for (s, e) in all {
+            match out.last_mut() {
+                Some((_, end)) if s <= end.saturating_add(1) => *end = (*end).max(e),
+                _ => out.push((s, e)),
+            }
+        }
+        Coverage(out)
+    }
+
+    pub fn contains(&self, c: char) -> bool {
+        let c = c as u32;
+        let i = self.0.partition_point(|&(_, end)| end < c);
+        self.0.get(i).is_some_and(|&(start, _)| start <= c)
+    }
+
+    pub fn ranges(&self) -> &[(u32, u32)] {
+        &self.0
+    }
+}
+
+/// Characters that need no glyph: spaces, and invisible format characters that
+/// shaping consumes (joiners, direction marks, variation selectors).
+pub fn needs_no_glyph(c: char) -> bool {
+    c.is_whitespace()
+        || matches!(c,
+            '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{180E}'
+            | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{2069}' | '\u{FE00}'..='\u{FE0F}' | '\u{FEFF}'
+            | '\u{E0100}'..='\u{E01EF}')
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CatalogError {
+    #[error("unknown template `{name}`; this cluster has: {known}")]
+    UnknownTemplate { name: String, known: String },
+    #[error("template `{template}` (from {via}) is not in the catalogue")]
+    Dangling { template: String, via: String },
+}
+
+impl Catalog {
+    /// The template for a request: its `template` field, else the first course rule
+    /// that matches, else the default.
+    pub fn resolve<'a>(
+        &'a self,
+        requested: Option<&'a str>,
+        course_id: &str,
+    ) -> Result<&'a str, CatalogError> {
+        if let Some(name) = requested.filter(|n| !n.is_empty()) {
+            return match self.templates.contains_key(name) {
+                true => Ok(name),
+                false => Err(CatalogError::UnknownTemplate {
+                    name: name.to_owned(),
+                    known: self.templates.keys().cloned().collect::<Vec<_>>().join(", "),
+                }),
+            };
+        }
+        let chosen = self
+            .courses
+            .iter()
+            .find(|r| r.matches(course_id))
+            .map(|r| (r.template.as_str(), r.course.as_str()))
+            .unwrap_or((self.default.as_str(), "default"));
+        match self.templates.contains_key(chosen.0) {
+            true => Ok(chosen.0),
+            false => Err(CatalogError::Dangling {
+                template: chosen.0.to_owned(),
+                via: chosen.1.to_owned(),
+            }),
+        }
+    }
+
+    /// Checks that `template` can draw every given field value. The error names the
+    /// field and the characters (with their code points) that no font can draw.
+    pub fn check(&self, template: &str, fields: &[(&'static str, &str)]) -> Result<(), FieldError> {
+        let Some(info) = self.templates.get(template) else {
+            return Ok(());
+        };
+        for &(field, value) in fields {
+            let Some(stacks) = info.fields.get(field) else {
+                continue;
+            };
+            for stack in stacks {
+                let Some(cov) = self.coverage.get(stack) else {
+                    continue;
+                };
+                let mut missing: Vec<char> = value
+                    .chars()
+                    .filter(|&c| !needs_no_glyph(c) && !cov.contains(c))
+                    .collect();
+                if !missing.is_empty() {
+                    missing.sort_unstable();
+                    missing.dedup();
+                    let list: Vec<String> = missing
+                        .iter()
+                        .map(|c| format!("{c} (U+{:04X})", *c as u32))
+                        .collect();
+                    return Err(FieldError {
+                        field,
+                        message: format!(
+                            "no font of template `{template}` can draw {}: {}; \
+                             add a font that has them to the `{stack}` font stack or \
+                             send the name in another script",
+                            if missing.len() == 1 { "this character" } else { "these characters" },
+                            list.join(", ")
+                        ),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A digest of the catalogue's content: equal catalogues have equal digests.
+    pub fn digest(&self) -> String {
+        let json = serde_json::to_vec(self).unwrap_or_default();
+        hex::encode(&Sha256::digest(&json)[..16])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn catalog() -> Catalog {
+        let mut templates = BTreeMap::new();
+        let fields: BTreeMap<String, Vec<String>> =
+            [("name".to_owned(), vec!["latin".to_owned()])].into();
+        templates.insert("a".to_owned(), TemplateInfo { fields: fields.clone() });
+        templates.insert("b".to_owned(), TemplateInfo { fields });
+        templates.insert("c".to_owned(), TemplateInfo { fields: BTreeMap::new() });
+        Catalog {
+            default: "a".into(),
+            courses: vec![
+                CourseRule { course: "course-v1:X+1+2026".into(), template: "c".into() },
+                CourseRule { course: "course-v1:X+*".into(), template: "b".into() },
+            ],
+            templates,
+            coverage: [(
+                "latin".to_owned(),
+                Coverage::from_code_points((0x20..0x7f).chain([0xe9])),
+            )]
+            .into(),
+        }
+    }
+
+    #[test]
+    fn precedence_request_then_course_then_default() {
+        let c = catalog();
+        assert_eq!(c.resolve(Some("c"), "course-v1:X+9+9").unwrap(), "c");
+        assert_eq!(c.resolve(None, "course-v1:X+1+2026").unwrap(), "c");
+        assert_eq!(c.resolve(None, "course-v1:X+9+9").unwrap(), "b");
+        assert_eq!(c.resolve(None, "course-v1:Y+1+1").unwrap(), "a");
+        assert_eq!(c.resolve(Some(""), "course-v1:Y+1+1").unwrap(), "a");
+        let e = c.resolve(Some("nope"), "x").unwrap_err().to_string();
+        assert!(e.contains("nope") && e.contains("a, b, c"), "{e}");
+    }
+
+    #[test]
+    fn coverage_names_missing_characters() {
+        let c = catalog();
+        assert!(c.check("a", &[("name", "José Smith")]).is_ok());
+        let e = c.check("a", &[("name", "李 Smith\u{200D}")]).unwrap_err();
+        assert_eq!(e.field, "name");
+        assert!(e.message.contains("李 (U+674E)"), "{}", e.message);
+        // A template that does not print the name accepts anything.
+        assert!(c.check("c", &[("name", "李")]).is_ok());
+    }
+
+    #[test]
+    fn coverage_ranges() {
+        let cov = Coverage::from_code_points([5, 1, 2, 3, 9, 10, 3]);
+        assert_eq!(cov.ranges(), &[(1, 3), (5, 5), (9, 10)]);
+        let u = cov.union(&Coverage::from_code_points([4, 11, 20]));
+        assert_eq!(u.ranges(), &[(1, 5), (9, 11), (20, 20)]);
+        assert!(u.contains('\u{14}') && !u.contains('\u{13}'));
+    }
+}

@@ -1,0 +1,67 @@
+//! `testamur preview`: render one certificate from a templates folder to a PDF file,
+//! without a cluster, so template designers see their changes at once.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Args;
+use testamur_common::ids::{CertId, CourseId, PublicUuid, Username};
+use testamur_common::wire::JobCertificate;
+
+#[derive(Args)]
+pub struct PreviewArgs {
+    /// Where to write the PDF.
+    #[arg(long, default_value = "preview.pdf")]
+    out: PathBuf,
+    /// Templates folder (default: the repository's `templates`).
+    #[arg(long)]
+    templates: Option<PathBuf>,
+    /// Template name (default: what the course mapping or the default gives).
+    #[arg(long)]
+    template: Option<String>,
+    #[arg(long, default_value = "Zoë Ångström")]
+    name: String,
+    #[arg(long, default_value = "Introduction to Typography")]
+    course_name: String,
+    #[arg(long, default_value = "course-v1:TestX+T1+2026")]
+    course_id: String,
+    #[arg(long, default_value = "TestX University")]
+    org: String,
+    #[arg(long)]
+    grade: Option<String>,
+    #[arg(long)]
+    designation: Option<String>,
+    #[arg(long, default_value = "2026-11-23")]
+    issued_date: String,
+}
+
+pub fn run(a: PreviewArgs) -> anyhow::Result<ExitCode> {
+    let dir = a.templates.clone().unwrap_or_else(crate::devcluster::default_templates);
+    let renderer = testamur_ws::render::Renderer::load(&dir)?;
+    let course = CourseId::parse(a.course_id.clone()).context("--course-id")?;
+    let user = Username::parse("preview").context("username")?;
+    let job = JobCertificate {
+        cert_id: CertId::for_pair(&course, &user),
+        course_id: course,
+        username: user,
+        name: Some(a.name),
+        course_name: Some(a.course_name),
+        org: Some(a.org).filter(|o| !o.is_empty()),
+        grade: a.grade,
+        designation: a.designation,
+        issued_date: a.issued_date,
+        template: a.template,
+        download_uuid: Some(PublicUuid::generate()),
+        verify_uuid: Some(PublicUuid::generate()),
+    };
+    let out = renderer.render(
+        &job,
+        &testamur_ws::render::RenderContext {
+            verify_url: "https://certs.example.org/cert/00000000-0000-4000-8000-000000000000/",
+        },
+    )?;
+    std::fs::write(&a.out, &out.pdf).with_context(|| format!("writing {}", a.out.display()))?;
+    println!("{}: template {}, {} bytes", a.out.display(), out.template, out.pdf.len());
+    Ok(ExitCode::SUCCESS)
+}

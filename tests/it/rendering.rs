@@ -1,0 +1,470 @@
+//! Certificates that are right for every learner: a names corpus in many scripts
+//! through both default templates, checked with poppler (`pdftotext` for the text,
+//! `pdffonts` for embedded subsets, `pdftotext -bbox` for boxes), plus template
+//! behaviour, determinism, verification pages and visual regression (`pdftoppm`).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use testamur_common::ids::{CertId, CourseId, PublicUuid, Username};
+use testamur_common::state::Action;
+use testamur_common::wire::JobCertificate;
+use testamur_ws::render::{RenderContext, Renderer};
+
+use crate::helpers::{pdffonts, pdftotext};
+
+const VERIFY_URL: &str = "https://certs.example.org/cert/25daeae4-5d47-4404-99cb-6c9a703aa14c/";
+
+fn templates_dir() -> PathBuf {
+    testamur::devcluster::default_templates()
+}
+
+/// The default templates, loaded once (fonts take a moment).
+fn renderer() -> &'static Renderer {
+    static R: OnceLock<Renderer> = OnceLock::new();
+    R.get_or_init(|| {
+        Renderer::load(&templates_dir()).expect(
+            "the default templates load (fonts: run scripts/setup.sh for fonts-noto-core, fonts-noto-cjk)",
+        )
+    })
+}
+
+fn job(name: &str, course: &str, template: Option<&str>) -> JobCertificate {
+    let course_id = CourseId::parse("course-v1:TestX+T1+2026").unwrap();
+    let user = Username::parse("learner").unwrap();
+    JobCertificate {
+        cert_id: CertId::for_pair(&course_id, &user),
+        course_id,
+        username: user,
+        name: Some(name.into()),
+        course_name: Some(course.into()),
+        org: Some("TestX University".into()),
+        grade: None,
+        designation: None,
+        issued_date: "2026-11-23".into(),
+        template: template.map(str::to_owned),
+        download_uuid: Some(PublicUuid::parse("9f1a0d42-ef42-4dab-ac9f-1b12c197066b").unwrap()),
+        verify_uuid: Some(PublicUuid::parse("25daeae4-5d47-4404-99cb-6c9a703aa14c").unwrap()),
+    }
+}
+
+fn render_to(dir: &Path, file: &str, j: &JobCertificate) -> PathBuf {
+    let out = renderer()
+        .render(j, &RenderContext { verify_url: VERIFY_URL })
+        .unwrap_or_else(|e| panic!("render {:?}: {e}", j.name));
+    let p = dir.join(file);
+    std::fs::write(&p, &out.pdf).unwrap();
+    p
+}
+
+/// Whitespace collapsed, and without the direction marks pdftotext puts around
+/// right-to-left text (U+202A..U+202E).
+fn squash(s: &str) -> String {
+    s.replace(|c: char| ('\u{202A}'..='\u{202E}').contains(&c), "")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// How pdftotext gives a name back.
+#[derive(Clone, Copy)]
+enum Extract {
+    /// Exactly as typed.
+    AsTyped,
+    /// Every word: for mixed-direction names poppler's simplified bidi (it
+    /// reverses each right-to-left stretch of a line, spaces included) moves a
+    /// space or the Latin part; their visual order is checked with boxes instead
+    /// (`right_to_left_names_are_in_visual_order`).
+    Words,
+}
+
+const LONG_NAME: &str =
+    "Maximiliana Alexandra Bartholomea Fitzgerald-Worthington von Hohenzollern-Sigmaringen III";
+const LONG_COURSE: &str = "Advanced Topics in Distributed Systems: Consensus, Replication, Fault Tolerance and Verification of Concurrent Software";
+
+fn corpus() -> Vec<(&'static str, &'static str, Extract)> {
+    vec![
+        ("accented Latin", "José Ñúñez-Çelik Ångström", Extract::AsTyped),
+        ("Vietnamese", "Nguyễn Thị Minh Khai", Extract::AsTyped),
+        ("Cyrillic", "Анастасия Владимировна Кузнецова", Extract::AsTyped),
+        ("Greek", "Αλέξανδρος Παπαδόπουλος", Extract::AsTyped),
+        ("Arabic", "محمد عبد الله", Extract::AsTyped),
+        ("Hebrew", "שרה לוי", Extract::AsTyped),
+        ("mixed Arabic/Latin", "Dr. محمد Smith", Extract::Words),
+        ("Hebrew/Latin with parentheses", "שרה לוי (Sarah)", Extract::Words),
+        ("Chinese", "王小明", Extract::AsTyped),
+        ("Japanese", "山田さくら", Extract::AsTyped),
+        ("Korean", "김민준", Extract::AsTyped),
+        ("Devanagari", "प्रिया शर्मा", Extract::AsTyped),
+        ("Thai", "สมชาย ใจดี", Extract::AsTyped),
+        ("90-character name", LONG_NAME, Extract::AsTyped),
+        ("markup", "AT&T <Tester>", Extract::AsTyped),
+    ]
+}
+
+/// Words with their boxes from `pdftotext -bbox`: (text, xmin, ymin, xmax, ymax).
+fn bbox_words(pdf: &Path) -> Vec<(String, f32, f32, f32, f32)> {
+    let out = Command::new("pdftotext")
+        .args(["-bbox"])
+        .arg(pdf)
+        .arg("-")
+        .output()
+        .expect("pdftotext (poppler-utils) is installed by scripts/setup.sh");
+    let html = String::from_utf8_lossy(&out.stdout);
+    let attr = |line: &str, k: &str| -> f32 {
+        let i = line.find(&format!("{k}=\"")).unwrap() + k.len() + 2;
+        line[i..].split('"').next().unwrap().parse().unwrap()
+    };
+    html.lines()
+        .filter(|l| l.trim_start().starts_with("<word "))
+        .map(|l| {
+            let text = l.split('>').nth(1).unwrap_or("").split('<').next().unwrap_or("");
+            (text.to_owned(), attr(l, "xMin"), attr(l, "yMin"), attr(l, "xMax"), attr(l, "yMax"))
+        })
+        .collect()
+}
+
+/// No two words overlap, and words in a field's box stay inside it.
+fn check_boxes(pdf: &Path, template: &str, label: &str) {
+    let words = bbox_words(pdf);
+    assert!(!words.is_empty(), "{label}: no words in {}", pdf.display());
+    const EPS: f32 = 0.6;
+    for (i, a) in words.iter().enumerate() {
+        for b in &words[i + 1..] {
+            let overlap_x = a.3.min(b.3) - a.1.max(b.1);
+            let overlap_y = a.4.min(b.4) - a.2.max(b.2);
+            assert!(
+                overlap_x <= EPS || overlap_y <= EPS,
+                "{label} ({template}): words overlap: {a:?} and {b:?}"
+            );
+        }
+    }
+    for (field, [x, y, w, h]) in renderer().field_boxes(template) {
+        if !["name", "course_name"].contains(&field.as_str()) {
+            continue;
+        }
+        let inside: Vec<_> = words
+            .iter()
+            .filter(|wd| {
+                let cy = (wd.2 + wd.4) / 2.0;
+                let cx = (wd.1 + wd.3) / 2.0;
+                cy > y && cy < y + h && cx > x - 50.0 && cx < x + w + 50.0
+            })
+            .collect();
+        assert!(!inside.is_empty(), "{label} ({template}): nothing in the {field} box");
+        for wd in inside {
+            assert!(
+                wd.1 >= x - EPS && wd.3 <= x + w + EPS && wd.2 >= y - EPS && wd.4 <= y + h + EPS,
+                "{label} ({template}): {wd:?} leaves the {field} box {:?}",
+                [x, y, x + w, y + h]
+            );
+        }
+    }
+}
+
+#[test]
+fn names_in_every_script_extract_embed_and_fit() {
+    let dir = tempfile::tempdir().unwrap();
+    for template in ["classic", "letter"] {
+        for (i, (label, name, extract)) in corpus().into_iter().enumerate() {
+            let course = if label == "90-character name" { LONG_COURSE } else { "Introduction to Typography" };
+            let pdf = render_to(dir.path(), &format!("{template}-{i}.pdf"), &job(name, course, Some(template)));
+            let text = squash(&pdftotext(&pdf));
+            match extract {
+                Extract::AsTyped => assert!(
+                    text.contains(&squash(name)),
+                    "{label} ({template}): pdftotext does not give back {name:?}:\n{text}"
+                ),
+                Extract::Words => {
+                    for w in name.split_whitespace() {
+                        assert!(text.contains(w), "{label} ({template}): {w:?} missing:\n{text}");
+                    }
+                }
+            }
+            assert!(text.contains(&squash(course)), "{label} ({template}): course title missing:\n{text}");
+            let fonts = pdffonts(&pdf);
+            assert!(!fonts.is_empty(), "{label}: no fonts");
+            for (font, emb, sub, uni) in fonts {
+                assert_eq!((emb.as_str(), sub.as_str(), uni.as_str()), ("yes", "yes", "yes"), "{label} ({template}): {font}");
+            }
+            check_boxes(&pdf, template, label);
+        }
+    }
+}
+
+#[test]
+fn right_to_left_names_are_in_visual_order() {
+    let dir = tempfile::tempdir().unwrap();
+    // "שרה לוי (Sarah)" is a right-to-left paragraph: read from the right, the
+    // Hebrew comes first, so "(Sarah)" is drawn at the left.
+    let pdf = render_to(dir.path(), "he.pdf", &job("שרה לוי (Sarah)", "Course", Some("classic")));
+    let words = bbox_words(&pdf);
+    let x_of = |needle: &str| {
+        words
+            .iter()
+            .find(|w| w.0.contains(needle))
+            .map(|w| w.1)
+            .unwrap_or_else(|| panic!("{needle} not found in {words:?}"))
+    };
+    let sarah = x_of("Sarah");
+    let hebrew: Vec<f32> = words.iter().filter(|w| w.0.chars().any(|c| ('\u{5d0}'..='\u{5ea}').contains(&c))).map(|w| w.1).collect();
+    assert_eq!(hebrew.len(), 2, "{words:?}");
+    assert!(hebrew.iter().all(|&x| x > sarah), "Hebrew must be right of (Sarah): {words:?}");
+    // "Dr. محمد Smith" is left-to-right: Dr. | محمد | Smith.
+    let pdf = render_to(dir.path(), "ar.pdf", &job("Dr. محمد Smith", "Course", Some("classic")));
+    let words = bbox_words(&pdf);
+    let find = |pred: &dyn Fn(&str) -> bool| words.iter().find(|w| pred(&w.0)).map(|w| w.1).unwrap();
+    let dr = find(&|t| t == "Dr.");
+    let ar = find(&|t| t.chars().any(|c| ('\u{600}'..='\u{6ff}').contains(&c)));
+    let smith = find(&|t| t == "Smith");
+    assert!(dr < ar && ar < smith, "{words:?}");
+}
+
+#[test]
+fn long_titles_shrink_and_wrap_without_overlap() {
+    let dir = tempfile::tempdir().unwrap();
+    for template in ["classic", "letter"] {
+        let pdf = render_to(dir.path(), &format!("{template}.pdf"), &job(LONG_NAME, LONG_COURSE, Some(template)));
+        check_boxes(&pdf, template, "long");
+        // The course title wrapped onto two lines.
+        let words = bbox_words(&pdf);
+        let (_, [x, y, w, h]) = renderer().field_boxes(template).into_iter().find(|f| f.0 == "course_name").unwrap();
+        let mut tops: Vec<i32> = words
+            .iter()
+            .filter(|wd| wd.1 >= x - 1.0 && wd.3 <= x + w + 1.0 && wd.2 >= y - 1.0 && wd.4 <= y + h + 1.0)
+            .map(|wd| wd.2.round() as i32)
+            .collect();
+        tops.sort();
+        tops.dedup();
+        assert_eq!(tops.len(), 2, "{template}: the course title should take two lines: {tops:?}");
+    }
+}
+
+#[test]
+fn same_job_gives_identical_bytes() {
+    let j = job("Zoë Ångström 王小明", "Course", None);
+    let ctx = RenderContext { verify_url: VERIFY_URL };
+    let a = renderer().render(&j, &ctx).unwrap().pdf;
+    let b = renderer().render(&j, &ctx).unwrap().pdf;
+    assert!(a == b, "two renders of one job differ");
+    let c = renderer().render(&job("Zoë Ångström 王小明x", "Course", None), &ctx).unwrap().pdf;
+    assert!(a != c);
+}
+
+#[test]
+fn pdf_sizes_without_artwork_stay_small() {
+    let ctx = RenderContext { verify_url: VERIFY_URL };
+    for name in ["Zoë Ångström", "王小明"] {
+        let pdf = renderer().render(&job(name, "软件系统性能工程 Software", Some("letter")), &ctx).unwrap().pdf;
+        assert!(pdf.len() <= 40 * 1024, "{name}: {} bytes (goal: 40 KB without background art)", pdf.len());
+    }
+}
+
+#[test]
+fn undrawable_names_are_refused_with_the_characters() {
+    let e = renderer()
+        .render(&job("𓀀 Ankh", "Course", None), &RenderContext { verify_url: VERIFY_URL })
+        .err()
+        .expect("no default font has Egyptian hieroglyphs");
+    let msg = e.to_string();
+    assert!(msg.contains('𓀀') && msg.contains("name"), "{msg}");
+    // The catalogue the CC checks with agrees.
+    let cat = renderer().catalog();
+    let err = cat.check("classic", &[("name", "𓀀 Ankh")]).unwrap_err();
+    assert_eq!(err.field, "name");
+    assert!(err.message.contains("U+13000"), "{}", err.message);
+    for (_, name, _) in corpus() {
+        for t in ["classic", "letter"] {
+            cat.check(t, &[("name", name)]).unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
+    }
+}
+
+/// A templates folder with the defaults plus an index of our own.
+fn custom_templates(index_extra: &str, patch: impl Fn(&str, String) -> String) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let src = templates_dir();
+    std::fs::create_dir_all(dir.path().join("art")).unwrap();
+    for e in std::fs::read_dir(src.join("art")).unwrap().flatten() {
+        std::fs::copy(e.path(), dir.path().join("art").join(e.file_name())).unwrap();
+    }
+    for f in ["classic.toml", "letter.toml"] {
+        let text = std::fs::read_to_string(src.join(f)).unwrap();
+        std::fs::write(dir.path().join(f), patch(f, text)).unwrap();
+    }
+    let index = std::fs::read_to_string(src.join("index.toml")).unwrap();
+    let index = index.replace("[courses]\n", &format!("[courses]\n{index_extra}\n"));
+    std::fs::write(dir.path().join("index.toml"), index).unwrap();
+    dir
+}
+
+fn page_size(pdf: &Path) -> String {
+    let out = Command::new("pdfinfo").arg(pdf).output().expect("pdfinfo (poppler-utils)");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find(|l| l.starts_with("Page size:"))
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[test]
+fn template_precedence_request_then_course_then_default() {
+    let t = custom_templates(
+        "\"course-v1:LetterX+*\" = \"letter\"\n\"course-v1:LetterX+Special+2026\" = \"classic\"",
+        |_, s| s,
+    );
+    let r = Renderer::load(t.path()).unwrap();
+    let ctx = RenderContext { verify_url: VERIFY_URL };
+    let dir = tempfile::tempdir().unwrap();
+    let size_for = |course: &str, template: Option<&str>| {
+        let mut j = job("Ana", "Course", template);
+        j.course_id = CourseId::parse(course).unwrap();
+        let p = dir.path().join("x.pdf");
+        std::fs::write(&p, r.render(&j, &ctx).unwrap().pdf).unwrap();
+        page_size(&p)
+    };
+    let letter = "612 x 792";
+    let a4_landscape = "841.89 x 595.28";
+    assert!(size_for("course-v1:Other+1+1", None).contains(a4_landscape), "default");
+    assert!(size_for("course-v1:LetterX+C1+2026", None).contains(letter), "course prefix");
+    assert!(size_for("course-v1:LetterX+Special+2026", None).contains(a4_landscape), "exact beats prefix");
+    assert!(size_for("course-v1:LetterX+C1+2026", Some("classic")).contains(a4_landscape), "request wins");
+}
+
+#[test]
+fn bad_templates_name_file_and_key() {
+    let t = custom_templates("", |f, s| if f == "letter.toml" { s.replace("font = \"sans-bold\"", "font = \"nope\"") } else { s });
+    let e = Renderer::load(t.path()).err().unwrap().to_string();
+    assert!(e.contains("letter.toml") && e.contains(".font") && e.contains("nope"), "{e}");
+    let t = custom_templates("\"x\" = \"missing\"", |_, s| s);
+    let e = Renderer::load(t.path()).err().unwrap().to_string();
+    assert!(e.contains("index.toml") && e.contains("missing"), "{e}");
+    let t = custom_templates("", |f, s| if f == "classic.toml" { s.replace("{org}", "{orgg}") } else { s });
+    let e = Renderer::load(t.path()).err().unwrap().to_string();
+    assert!(e.contains("classic.toml") && e.contains("orgg"), "{e}");
+}
+
+fn pipeline(templates: &Path, storage: &Path) -> testamur_ws::job::Pipeline {
+    let (secret, _, _) = testamur_ws::sign::generate_key("test").unwrap();
+    let cert = testamur_ws::sign::parse_cert(secret.as_bytes()).unwrap();
+    testamur_ws::job::Pipeline {
+        renderer: Renderer::load(templates).unwrap(),
+        key: testamur_ws::sign::SigningKey::from_cert(cert).unwrap(),
+        storage: testamur_ws::storage::DiskStorage::new(&testamur_common::config::StorageConfig {
+            dir: storage.to_owned(),
+            base_url: "https://certs.example.org/".into(),
+        })
+        .unwrap(),
+        workserver: "test".into(),
+    }
+}
+
+fn files_under(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            if e.path().is_dir() {
+                stack.push(e.path());
+            } else {
+                out.push(e.path().strip_prefix(dir).unwrap().display().to_string());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn verification_pages_escape_and_verification_off_publishes_none() {
+    let storage = tempfile::tempdir().unwrap();
+    let p = pipeline(&templates_dir(), storage.path());
+    let j = job("AT&T <Tester>", "Course <b>bold</b> & more", Some("classic"));
+    let result = p.run(Action::Add, &j).unwrap();
+    let files = files_under(storage.path());
+    let page_rel = "cert/25daeae4-5d47-4404-99cb-6c9a703aa14c/index.html";
+    assert!(files.iter().any(|f| f == page_rel), "{files:?}");
+    let html = std::fs::read_to_string(storage.path().join(page_rel)).unwrap();
+    assert!(html.contains("AT&amp;T &lt;Tester&gt;") && !html.contains("<Tester>"), "{html}");
+    assert!(html.contains("Course &lt;b&gt;bold&lt;/b&gt; &amp; more") && !html.contains("<b>bold"));
+    assert!(html.contains(&p.key.fingerprint()), "fingerprint");
+    assert!(html.contains("keys/signing-key.asc") && html.contains("Certificate.pdf.sig") && html.contains("gpg --verify"));
+    assert!(html.contains(j.cert_id.as_str()) && html.contains("November 23rd, 2026"));
+    assert_eq!(result.verify_url.as_deref(), Some("https://certs.example.org/cert/25daeae4-5d47-4404-99cb-6c9a703aa14c/"));
+    // The PDF prints the verify URL.
+    let pdf = storage.path().join("downloads/9f1a0d42-ef42-4dab-ac9f-1b12c197066b/Certificate.pdf");
+    let text = pdftotext(&pdf);
+    assert!(squash(&text).contains("AT&T <Tester>"), "{text}");
+    assert!(text.contains("cert/25daeae4-5d47-4404-99cb-6c9a703aa14c"), "{text}");
+
+    // Verification off: no cert/ files, no URL printed, signature beside the PDF.
+    let t = custom_templates("", |_, s| s.replace("verification = true", "verification = false"));
+    let storage = tempfile::tempdir().unwrap();
+    let p = pipeline(t.path(), storage.path());
+    let result = p.run(Action::Add, &job("Ana", "Course", Some("classic"))).unwrap();
+    let files = files_under(storage.path());
+    assert!(files.iter().all(|f| !f.starts_with("cert/")), "{files:?}");
+    assert!(files.iter().any(|f| f.ends_with("Certificate.pdf.sig")), "{files:?}");
+    assert!(result.verify_url.is_none());
+    let pdf = storage.path().join("downloads/9f1a0d42-ef42-4dab-ac9f-1b12c197066b/Certificate.pdf");
+    assert!(!pdftotext(&pdf).contains("cert/"), "verify URL printed with verification off");
+}
+
+/// Grayscale pixels of page 1 at 30 dpi.
+fn raster(pdf: &Path, out_prefix: &Path) -> (u32, u32, Vec<u8>) {
+    let st = Command::new("pdftoppm")
+        .args(["-r", "30", "-gray", "-png", "-singlefile"])
+        .arg(pdf)
+        .arg(out_prefix)
+        .status()
+        .expect("pdftoppm (poppler-utils)");
+    assert!(st.success());
+    decode_gray(&out_prefix.with_extension("png"))
+}
+
+fn decode_gray(p: &Path) -> (u32, u32, Vec<u8>) {
+    let file = std::io::BufReader::new(std::fs::File::open(p).unwrap());
+    let mut d = png::Decoder::new(file);
+    d.set_transformations(png::Transformations::normalize_to_color8());
+    let mut r = d.read_info().unwrap();
+    let mut buf = vec![0; r.output_buffer_size().unwrap()];
+    let info = r.next_frame(&mut buf).unwrap();
+    let channels = info.color_type.samples();
+    let gray = buf[..(info.width * info.height) as usize * channels].chunks(channels).map(|c| c[0]).collect();
+    (info.width, info.height, gray)
+}
+
+/// Key pages against the reference images in tests/reference (look at them when
+/// they change; `UPDATE_REFERENCE=1` rewrites them).
+#[test]
+fn key_pages_match_reference_images() {
+    let dir = tempfile::tempdir().unwrap();
+    let refs = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/reference");
+    let cases = [
+        ("classic-latin", job("José Ñúñez-Çelik Ångström", "Introduction to Typography", Some("classic"))),
+        ("letter-arabic", job("Dr. محمد Smith", "مقدمة في الطباعة Typography", Some("letter"))),
+        ("classic-cjk", job("山田さくら", "软件系统性能工程", Some("classic"))),
+    ];
+    for (name, j) in cases {
+        let pdf = render_to(dir.path(), &format!("{name}.pdf"), &j);
+        let (w, h, px) = raster(&pdf, &dir.path().join(name));
+        let reference = refs.join(format!("{name}.png"));
+        if std::env::var_os("UPDATE_REFERENCE").is_some() {
+            std::fs::create_dir_all(&refs).unwrap();
+            std::fs::copy(dir.path().join(format!("{name}.png")), &reference).unwrap();
+            continue;
+        }
+        let (rw, rh, rpx) = decode_gray(&reference);
+        assert_eq!((w, h), (rw, rh), "{name}: page size changed");
+        let diff: u64 = px.iter().zip(&rpx).map(|(a, b)| (*a as i32 - *b as i32).unsigned_abs() as u64).sum();
+        let mean = diff as f64 / px.len() as f64;
+        let changed = px.iter().zip(&rpx).filter(|(a, b)| (**a as i32 - **b as i32).abs() > 64).count();
+        assert!(
+            mean < 1.0 && (changed as f64) < px.len() as f64 * 0.005,
+            "{name}: differs from {} (mean {mean:.2}, {changed} pixels); look at {} and rerun with UPDATE_REFERENCE=1 if the change is intended",
+            reference.display(),
+            dir.keep().join(format!("{name}.png")).display()
+        );
+    }
+}

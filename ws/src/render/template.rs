@@ -1,0 +1,504 @@
+//! The template format (docs/TEMPLATES.md) and loading a templates directory:
+//! `index.toml` (default template, course mapping, font stacks) plus one TOML file
+//! per template. Everything is checked at start-up, and every error names the file
+//! and the key, so a bad template stops the workserver before it takes a job.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use testamur_common::catalog::{Catalog, CourseRule, TemplateInfo, TEXT_FIELDS};
+
+use super::artwork::{Background, Image};
+use super::fields::{parse_pieces, GradeRules, Piece};
+use super::fonts::{FontBook, FontStack};
+
+#[derive(Debug, thiserror::Error)]
+#[error("{file}: `{key}`: {message}")]
+pub struct TemplateError {
+    pub file: String,
+    pub key: String,
+    pub message: String,
+}
+
+fn terr(file: &Path, key: impl Into<String>, message: impl std::fmt::Display) -> TemplateError {
+    TemplateError {
+        file: file.display().to_string(),
+        key: key.into(),
+        message: message.to_string(),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IndexFile {
+    default: String,
+    #[serde(default)]
+    courses: BTreeMap<String, String>,
+    fonts: BTreeMap<String, Vec<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TemplateFile {
+    #[serde(default)]
+    description: String,
+    page: PageFile,
+    #[serde(default)]
+    background: Option<PathBuf>,
+    #[serde(default = "default_noun")]
+    noun: String,
+    #[serde(default = "default_date")]
+    date: String,
+    #[serde(default)]
+    grade: GradeRules,
+    #[serde(default)]
+    disclaimer: Option<String>,
+    #[serde(default = "yes")]
+    verification: bool,
+    #[serde(default)]
+    qr: Option<QrSpec>,
+    #[serde(default)]
+    frame: Vec<FrameSpec>,
+    #[serde(default)]
+    text: Vec<TextFile>,
+    #[serde(default)]
+    signatory: Vec<SignatoryFile>,
+}
+
+fn default_noun() -> String {
+    "Certificate".into()
+}
+fn default_date() -> String {
+    "rolling".into()
+}
+fn yes() -> bool {
+    true
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PageFile {
+    size: String,
+    orientation: String,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QrSpec {
+    /// Left and top edge and side, in mm from the top-left corner of the page.
+    pub x: f32,
+    pub y: f32,
+    pub size: f32,
+}
+
+/// A decorative rectangle (borders, rules).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FrameSpec {
+    pub x: f32,
+    pub y: f32,
+    pub width: f32,
+    pub height: f32,
+    #[serde(default = "default_color")]
+    pub color: String,
+    /// Line width in pt; 0 fills the rectangle instead.
+    #[serde(default = "default_thickness")]
+    pub thickness: f32,
+}
+
+fn default_color() -> String {
+    "#222a3d".into()
+}
+fn default_thickness() -> f32 {
+    1.0
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TextFile {
+    text: String,
+    x: f32,
+    y: f32,
+    width: f32,
+    height: f32,
+    font: String,
+    /// `[min, max]` in pt, or one size.
+    size: SizeFile,
+    #[serde(default = "default_color")]
+    color: String,
+    #[serde(default = "default_align")]
+    align: String,
+    #[serde(default = "one")]
+    max_lines: usize,
+    #[serde(default = "default_leading")]
+    leading: f32,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum SizeFile {
+    One(f32),
+    Range([f32; 2]),
+}
+
+fn default_align() -> String {
+    "center".into()
+}
+fn one() -> usize {
+    1
+}
+fn default_leading() -> f32 {
+    1.0
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SignatoryFile {
+    name: String,
+    title: String,
+    #[serde(default)]
+    image: Option<PathBuf>,
+    x: f32,
+    y: f32,
+    width: f32,
+    font: String,
+    #[serde(default = "default_color")]
+    color: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Align {
+    Left,
+    Center,
+    Right,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Rgb(pub f32, pub f32, pub f32);
+
+/// A text block: where, in which fonts, how large.
+#[derive(Debug, Clone)]
+pub struct TextBlock {
+    pub pieces: Vec<Piece>,
+    /// Box, in pt from the bottom-left corner of the page (PDF space).
+    pub x: f32,
+    pub y_top: f32,
+    pub width: f32,
+    pub height: f32,
+    pub stack: usize,
+    pub min_size: f32,
+    pub max_size: f32,
+    pub color: Rgb,
+    pub align: Align,
+    pub max_lines: usize,
+    pub leading: f32,
+}
+
+pub struct Signatory {
+    pub image: Option<Image>,
+    /// Image box and the blocks for name and title below it.
+    pub image_box: [f32; 4],
+    pub rule: [f32; 3],
+    pub color: Rgb,
+    pub name: TextBlock,
+    pub title: TextBlock,
+}
+
+pub struct Template {
+    pub name: String,
+    pub description: String,
+    /// Page size in pt.
+    pub page: (f32, f32),
+    pub background: Option<Background>,
+    pub noun: String,
+    /// None: the job's issued date, written out ("November 23rd, 2026").
+    pub fixed_date: Option<String>,
+    pub grade: GradeRules,
+    pub disclaimer: Option<String>,
+    pub verification: bool,
+    /// QR code square (x, y bottom, side) in pt.
+    pub qr: Option<[f32; 3]>,
+    pub frames: Vec<(FrameSpec, Rgb, [f32; 4])>,
+    pub texts: Vec<TextBlock>,
+    pub signatories: Vec<Signatory>,
+}
+
+/// Every template of a workserver, their fonts and the course mapping.
+pub struct Templates {
+    pub fonts: FontBook,
+    pub stacks: Vec<FontStack>,
+    pub templates: BTreeMap<String, Template>,
+    pub catalog: Catalog,
+}
+
+const MM: f32 = 72.0 / 25.4;
+
+pub fn parse_color(s: &str) -> Option<Rgb> {
+    let h = s.strip_prefix('#')?;
+    if h.len() != 6 || !h.is_ascii() {
+        return None;
+    }
+    let c = |i: usize| u8::from_str_radix(&h[i..i + 2], 16).ok().map(|v| v as f32 / 255.0);
+    Some(Rgb(c(0)?, c(2)?, c(4)?))
+}
+
+fn read_toml<T: serde::de::DeserializeOwned>(file: &Path) -> Result<T, TemplateError> {
+    let text = std::fs::read_to_string(file).map_err(|e| terr(file, "(file)", e))?;
+    toml::from_str(&text).map_err(|e| {
+        let msg = e.message().to_owned();
+        let key = match e.span() {
+            Some(span) => {
+                let line = text[..span.start].lines().count().max(1);
+                format!("line {line}")
+            }
+            None => "(file)".into(),
+        };
+        terr(file, key, msg)
+    })
+}
+
+impl Templates {
+    /// Loads `dir/index.toml` and every other `*.toml` in `dir` as a template.
+    pub fn load(dir: &Path) -> Result<Self, TemplateError> {
+        let index_path = dir.join("index.toml");
+        let index: IndexFile = read_toml(&index_path)?;
+        let mut fonts = FontBook::default();
+        let mut stacks = Vec::new();
+        let mut stack_ids = BTreeMap::new();
+        for (name, specs) in &index.fonts {
+            if specs.is_empty() {
+                return Err(terr(&index_path, format!("fonts.{name}"), "a font stack needs at least one font"));
+            }
+            let mut ids = Vec::new();
+            for spec in specs {
+                let id = fonts
+                    .load(dir, spec)
+                    .map_err(|e| terr(&index_path, format!("fonts.{name}"), e))?;
+                ids.push(id);
+            }
+            stack_ids.insert(name.clone(), stacks.len());
+            stacks.push(FontStack { name: name.clone(), fonts: ids });
+        }
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map_err(|e| terr(dir, "templates", e))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "toml") && p.file_name().is_some_and(|n| n != "index.toml"))
+            .collect();
+        files.sort();
+        let mut templates = BTreeMap::new();
+        for file in &files {
+            let name = file
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let t = load_template(file, &name, dir, &stack_ids, &index.fonts)?;
+            templates.insert(name, t);
+        }
+        if templates.is_empty() {
+            return Err(terr(dir, "templates", "no template files (*.toml besides index.toml)"));
+        }
+        let known = templates.keys().cloned().collect::<Vec<_>>().join(", ");
+        if !templates.contains_key(&index.default) {
+            return Err(terr(&index_path, "default", format!("no template `{}`; there are: {known}", index.default)));
+        }
+        let mut courses = Vec::new();
+        for (course, template) in &index.courses {
+            if !templates.contains_key(template) {
+                return Err(terr(&index_path, format!("courses.\"{course}\""), format!("no template `{template}`; there are: {known}")));
+            }
+            courses.push(CourseRule { course: course.clone(), template: template.clone() });
+        }
+        // Exact ids first, then prefixes, longest first: the most specific rule wins.
+        courses.sort_by_key(|r| (r.course.ends_with('*'), std::cmp::Reverse(r.course.len())));
+        let mut infos = BTreeMap::new();
+        let mut used_stacks = BTreeMap::new();
+        for (name, t) in &templates {
+            let mut fields: BTreeMap<String, Vec<String>> = BTreeMap::new();
+            let blocks = t.texts.iter().chain(t.signatories.iter().flat_map(|s| [&s.name, &s.title]));
+            for b in blocks {
+                for p in &b.pieces {
+                    if let Piece::Field { name: f, .. } = p {
+                        let f = if f == "grade_sentence" { "grade" } else { f.as_str() };
+                        if TEXT_FIELDS.contains(&f) {
+                            let stack = &stacks[b.stack].name;
+                            let v = fields.entry(f.to_owned()).or_default();
+                            if !v.contains(stack) {
+                                v.push(stack.clone());
+                            }
+                            used_stacks.insert(stack.clone(), b.stack);
+                        }
+                    }
+                }
+            }
+            infos.insert(name.clone(), TemplateInfo { fields });
+        }
+        let coverage = used_stacks
+            .into_iter()
+            .map(|(name, i)| (name, stacks[i].coverage(&fonts)))
+            .collect();
+        let catalog = Catalog {
+            default: index.default.clone(),
+            courses,
+            templates: infos,
+            coverage,
+        };
+        Ok(Self { fonts, stacks, templates, catalog })
+    }
+}
+
+fn load_template(
+    file: &Path,
+    name: &str,
+    dir: &Path,
+    stack_ids: &BTreeMap<String, usize>,
+    stacks: &BTreeMap<String, Vec<String>>,
+) -> Result<Template, TemplateError> {
+    let raw: TemplateFile = read_toml(file)?;
+    let (w, h) = match raw.page.size.to_ascii_lowercase().as_str() {
+        "a4" => (595.28, 841.89),
+        "letter" => (612.0, 792.0),
+        other => return Err(terr(file, "page.size", format!("`{other}`: use \"A4\" or \"letter\""))),
+    };
+    let page = match raw.page.orientation.as_str() {
+        "portrait" => (w, h),
+        "landscape" => (h, w),
+        other => {
+            return Err(terr(file, "page.orientation", format!("`{other}`: use \"landscape\" or \"portrait\"")))
+        }
+    };
+    let color = |key: &str, s: &str| {
+        parse_color(s).ok_or_else(|| terr(file, key, format!("`{s}` is not a colour; write it as \"#rrggbb\"")))
+    };
+    let stack = |key: &str, s: &str| {
+        stack_ids.get(s).copied().ok_or_else(|| {
+            terr(file, key, format!(
+                "no font stack `{s}` in index.toml; there are: {}",
+                stacks.keys().cloned().collect::<Vec<_>>().join(", ")
+            ))
+        })
+    };
+    let in_page = |key: &str, x: f32, y: f32, bw: f32, bh: f32| {
+        let ok = x >= 0.0 && y >= 0.0 && bw > 0.0 && bh > 0.0 && (x + bw) * MM <= page.0 + 0.5 && (y + bh) * MM <= page.1 + 0.5;
+        match ok {
+            true => Ok(()),
+            false => Err(terr(file, key, format!(
+                "the box x={x} y={y} width={bw} height={bh} (mm from the top-left corner) is not inside the {:.0} x {:.0} mm page",
+                page.0 / MM, page.1 / MM
+            ))),
+        }
+    };
+    let mut texts = Vec::new();
+    for (i, t) in raw.text.iter().enumerate() {
+        let key = |k: &str| format!("text[{i}].{k}");
+        in_page(&key("x"), t.x, t.y, t.width, t.height)?;
+        let pieces = parse_pieces(&t.text).map_err(|e| terr(file, key("text"), e))?;
+        let (min_size, max_size) = match t.size {
+            SizeFile::One(s) => (s, s),
+            SizeFile::Range([a, b]) => (a.min(b), a.max(b)),
+        };
+        if !(min_size >= 1.0 && max_size <= 400.0) {
+            return Err(terr(file, key("size"), "sizes are in pt, between 1 and 400"));
+        }
+        let align = match t.align.as_str() {
+            "left" => Align::Left,
+            "center" | "centre" => Align::Center,
+            "right" => Align::Right,
+            other => return Err(terr(file, key("align"), format!("`{other}`: use left, center or right"))),
+        };
+        if !(1..=4).contains(&t.max_lines) {
+            return Err(terr(file, key("max_lines"), "between 1 and 4"));
+        }
+        texts.push(TextBlock {
+            pieces,
+            x: t.x * MM,
+            y_top: page.1 - t.y * MM,
+            width: t.width * MM,
+            height: t.height * MM,
+            stack: stack(&key("font"), &t.font)?,
+            min_size,
+            max_size,
+            color: color(&key("color"), &t.color)?,
+            align,
+            max_lines: t.max_lines,
+            leading: t.leading.max(1.0),
+        });
+    }
+    let mut frames = Vec::new();
+    for (i, f) in raw.frame.iter().enumerate() {
+        in_page(&format!("frame[{i}].x"), f.x, f.y, f.width, f.height)?;
+        let c = color(&format!("frame[{i}].color"), &f.color)?;
+        let rect = [f.x * MM, page.1 - (f.y + f.height) * MM, f.width * MM, f.height * MM];
+        frames.push((f.clone(), c, rect));
+    }
+    let mut signatories = Vec::new();
+    for (i, s) in raw.signatory.iter().enumerate() {
+        let key = |k: &str| format!("signatory[{i}].{k}");
+        in_page(&key("x"), s.x, s.y, s.width, 30.0)?;
+        let c = color(&key("color"), &s.color)?;
+        let st = stack(&key("font"), &s.font)?;
+        let image = match &s.image {
+            Some(p) => Some(Image::load_png(&dir.join(p)).map_err(|e| terr(file, key("image"), e))?),
+            None => None,
+        };
+        let block = |text: &str, top_mm: f32, h_mm: f32, size: f32| -> Result<TextBlock, TemplateError> {
+            Ok(TextBlock {
+                pieces: vec![Piece::Lit(text.to_owned())],
+                x: s.x * MM,
+                y_top: page.1 - (s.y + top_mm) * MM,
+                width: s.width * MM,
+                height: h_mm * MM,
+                stack: st,
+                min_size: size * 0.6,
+                max_size: size,
+                color: c,
+                align: Align::Center,
+                max_lines: 1,
+                leading: 1.0,
+            })
+        };
+        if s.name.contains(['{', '}']) || s.title.contains(['{', '}']) {
+            return Err(terr(file, key("name"), "signatory names and titles are fixed text"));
+        }
+        signatories.push(Signatory {
+            image,
+            image_box: [s.x * MM, page.1 - (s.y + 16.0) * MM, s.width * MM, 15.0 * MM],
+            rule: [s.x * MM, page.1 - (s.y + 17.0) * MM, s.width * MM],
+            color: c,
+            name: block(&s.name, 18.0, 6.0, 11.0)?,
+            title: block(&s.title, 24.0, 5.0, 8.5)?,
+        });
+    }
+    let qr = match raw.qr {
+        Some(q) => {
+            in_page("qr.x", q.x, q.y, q.size, q.size)?;
+            Some([q.x * MM, page.1 - (q.y + q.size) * MM, q.size * MM])
+        }
+        None => None,
+    };
+    let background = match &raw.background {
+        Some(p) => Some(Background::load(&dir.join(p), page).map_err(|e| terr(file, "background", e))?),
+        None => None,
+    };
+    let fixed_date = match raw.date.as_str() {
+        "rolling" => None,
+        "" => return Err(terr(file, "date", "write \"rolling\" (the issued date) or the date text to print")),
+        text => Some(text.to_owned()),
+    };
+    let _ = name;
+    Ok(Template {
+        name: name.to_owned(),
+        description: raw.description,
+        page,
+        background,
+        noun: raw.noun,
+        fixed_date,
+        grade: raw.grade,
+        disclaimer: raw.disclaimer,
+        verification: raw.verification,
+        qr,
+        frames,
+        texts,
+        signatories,
+    })
+}

@@ -1,0 +1,110 @@
+//! The public verification page of a certificate (`cert/{verify_uuid}/index.html`):
+//! who, what, when, which key signed it, links to the PDF, its signature and the
+//! public key, and how to check it with gpg. Every value is HTML-escaped: names are
+//! text, never markup.
+
+use std::fmt::Write;
+
+use testamur_common::wire::JobCertificate;
+
+pub struct PageInfo<'a> {
+    pub noun: &'a str,
+    pub date: &'a str,
+    pub fingerprint: &'a str,
+    pub pdf_url: &'a str,
+    pub sig_url: &'a str,
+    pub key_url: &'a str,
+}
+
+/// Escapes text for HTML element content and quoted attribute values.
+pub fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+pub fn render(cert: &JobCertificate, p: &PageInfo<'_>) -> String {
+    let e = escape;
+    let name = cert.name.as_deref().unwrap_or("");
+    let course = cert.course_name.as_deref().unwrap_or(cert.course_id.as_str());
+    let mut rows = String::new();
+    let mut row = |k: &str, v: &str, dir_auto: bool| {
+        let dir = if dir_auto { " dir=\"auto\"" } else { "" };
+        let _ = writeln!(rows, "      <tr><th>{}</th><td{dir}>{}</td></tr>", e(k), e(v));
+    };
+    row("Learner", name, true);
+    row("Course", course, true);
+    if let Some(org) = cert.org.as_deref() {
+        row("Issued by", org, true);
+    }
+    row("Date", p.date, false);
+    row("Certificate id", cert.cert_id.as_str(), false);
+    row("Signing key", p.fingerprint, false);
+    format!(
+        r#"<!doctype html>
+<html lang="en">
+<head>
+  <meta charset="utf-8">
+  <meta name="viewport" content="width=device-width, initial-scale=1">
+  <meta name="robots" content="noindex">
+  <title>{noun} for {name_e}: verification</title>
+  <style>
+    body {{ font-family: "Noto Sans", "DejaVu Sans", sans-serif; max-width: 46rem; margin: 2rem auto; padding: 0 1rem; color: #222a3d; line-height: 1.5; }}
+    h1 {{ font-size: 1.5rem; }}
+    table {{ border-collapse: collapse; width: 100%; }}
+    th {{ text-align: left; padding: .3rem 1rem .3rem 0; white-space: nowrap; vertical-align: top; color: #556; font-weight: normal; }}
+    td {{ padding: .3rem 0; overflow-wrap: anywhere; }}
+    pre {{ background: #f4f4f6; padding: .8rem; overflow-x: auto; }}
+  </style>
+</head>
+<body>
+  <h1>{noun} for <span dir="auto">{name_e}</span></h1>
+  <p>This page describes a certificate signed with an OpenPGP key. The signature
+  proves the PDF below is exactly the one that was issued.</p>
+  <table>
+{rows}  </table>
+  <ul>
+    <li><a href="{pdf}">The certificate (PDF)</a></li>
+    <li><a href="{sig}">Its detached signature</a></li>
+    <li><a href="{key}">The public signing key</a> (fingerprint {fpr})</li>
+  </ul>
+  <h2>Check it yourself</h2>
+  <pre>curl -sO {pdf_text}
+curl -sO {sig_text}
+curl -s {key_text} | gpg --import
+gpg --verify Certificate.pdf.sig Certificate.pdf</pre>
+  <p>gpg must say "Good signature" and show the fingerprint above. Or, with testamur:
+  <code>testamur verify Certificate.pdf Certificate.pdf.sig --key signing-key.asc</code>.</p>
+</body>
+</html>
+"#,
+        noun = e(p.noun),
+        name_e = e(name),
+        pdf = e(p.pdf_url),
+        sig = e(p.sig_url),
+        key = e(p.key_url),
+        fpr = e(p.fingerprint),
+        pdf_text = e(p.pdf_url),
+        sig_text = e(p.sig_url),
+        key_text = e(p.key_url),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_markup() {
+        assert_eq!(escape("AT&T <Tester> \"q\" 'a'"), "AT&amp;T &lt;Tester&gt; &quot;q&quot; &#39;a&#39;");
+    }
+}
