@@ -106,6 +106,21 @@ impl RedisServer {
 
     /// Kill the server hard (SIGKILL): what is not yet in the append-only file is lost,
     /// as in a crash.
+    /// Runs one command with `redis-cli` against this server; its output.
+    pub fn cli(&self, args: &[&str]) -> anyhow::Result<String> {
+        let out = std::process::Command::new("redis-cli")
+            .arg("-s")
+            .arg(&self.socket)
+            .args(args)
+            .output()?;
+        anyhow::ensure!(
+            out.status.success(),
+            "redis-cli {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();

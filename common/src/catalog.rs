@@ -131,7 +131,12 @@ impl Catalog {
                 true => Ok(name),
                 false => Err(CatalogError::UnknownTemplate {
                     name: name.to_owned(),
-                    known: self.templates.keys().cloned().collect::<Vec<_>>().join(", "),
+                    known: self
+                        .templates
+                        .keys()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", "),
                 }),
             };
         }
@@ -181,7 +186,11 @@ impl Catalog {
                             "no font of template `{template}` can draw {}: {}; \
                              add a font that has them to the `{stack}` font stack or \
                              send the name in another script",
-                            if missing.len() == 1 { "this character" } else { "these characters" },
+                            if missing.len() == 1 {
+                                "this character"
+                            } else {
+                                "these characters"
+                            },
                             list.join(", ")
                         ),
                     });
@@ -206,14 +215,30 @@ mod tests {
         let mut templates = BTreeMap::new();
         let fields: BTreeMap<String, Vec<String>> =
             [("name".to_owned(), vec!["latin".to_owned()])].into();
-        templates.insert("a".to_owned(), TemplateInfo { fields: fields.clone() });
+        templates.insert(
+            "a".to_owned(),
+            TemplateInfo {
+                fields: fields.clone(),
+            },
+        );
         templates.insert("b".to_owned(), TemplateInfo { fields });
-        templates.insert("c".to_owned(), TemplateInfo { fields: BTreeMap::new() });
+        templates.insert(
+            "c".to_owned(),
+            TemplateInfo {
+                fields: BTreeMap::new(),
+            },
+        );
         Catalog {
             default: "a".into(),
             courses: vec![
-                CourseRule { course: "course-v1:X+1+2026".into(), template: "c".into() },
-                CourseRule { course: "course-v1:X+*".into(), template: "b".into() },
+                CourseRule {
+                    course: "course-v1:X+1+2026".into(),
+                    template: "c".into(),
+                },
+                CourseRule {
+                    course: "course-v1:X+*".into(),
+                    template: "b".into(),
+                },
             ],
             templates,
             coverage: [(

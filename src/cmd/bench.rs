@@ -29,13 +29,44 @@ pub enum Script {
 
 /// The i-th synthetic learner name: varied, so fonts are subset differently.
 pub fn bench_name(script: Script, i: usize) -> String {
-    const GIVEN: &[&str] = &["Zoë", "Ana", "Björn", "Chloé", "Dmitri", "Émile", "Fatima", "Grégoire", "Hannah", "Iñigo"];
-    const FAMILY: &[&str] = &["Ångström", "Müller", "García", "O'Brien", "Nakamura", "Dubois", "Kowalski", "Søndergaard"];
+    const GIVEN: &[&str] = &[
+        "Zoë",
+        "Ana",
+        "Björn",
+        "Chloé",
+        "Dmitri",
+        "Émile",
+        "Fatima",
+        "Grégoire",
+        "Hannah",
+        "Iñigo",
+    ];
+    const FAMILY: &[&str] = &[
+        "Ångström",
+        "Müller",
+        "García",
+        "O'Brien",
+        "Nakamura",
+        "Dubois",
+        "Kowalski",
+        "Søndergaard",
+    ];
     const CJK_FAMILY: &[&str] = &["王", "李", "张", "刘", "陈", "杨", "黄", "赵", "吴", "周"];
-    const CJK_GIVEN: &[&str] = &["小明", "秀英", "建国", "美玲", "志强", "丽娟", "海涛", "晓峰", "雅静", "俊杰", "文博"];
+    const CJK_GIVEN: &[&str] = &[
+        "小明", "秀英", "建国", "美玲", "志强", "丽娟", "海涛", "晓峰", "雅静", "俊杰", "文博",
+    ];
     match script {
-        Script::Latin => format!("{} {} {}", GIVEN[i % GIVEN.len()], FAMILY[(i / 7) % FAMILY.len()], i),
-        Script::Cjk => format!("{}{}", CJK_FAMILY[i % CJK_FAMILY.len()], CJK_GIVEN[(i / 3) % CJK_GIVEN.len()]),
+        Script::Latin => format!(
+            "{} {} {}",
+            GIVEN[i % GIVEN.len()],
+            FAMILY[(i / 7) % FAMILY.len()],
+            i
+        ),
+        Script::Cjk => format!(
+            "{}{}",
+            CJK_FAMILY[i % CJK_FAMILY.len()],
+            CJK_GIVEN[(i / 3) % CJK_GIVEN.len()]
+        ),
     }
 }
 
@@ -70,7 +101,10 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn render(a: &BenchArgs) -> anyhow::Result<ExitCode> {
-    let dir = a.templates.clone().unwrap_or_else(crate::devcluster::default_templates);
+    let dir = a
+        .templates
+        .clone()
+        .unwrap_or_else(crate::devcluster::default_templates);
     let renderer = testamur_ws::render::Renderer::load(&dir)?;
     let (secret, _, _) = testamur_ws::sign::generate_key("bench")?;
     let key = testamur_ws::sign::SigningKey::from_cert(sequoia_cert(&secret)?)?;
@@ -114,7 +148,10 @@ fn render(a: &BenchArgs) -> anyhow::Result<ExitCode> {
         "render+sign+verify, one thread, {} certificates, template {}, {} names",
         a.n,
         a.template.as_deref().unwrap_or("(default)"),
-        match a.script { Script::Latin => "Latin", Script::Cjk => "CJK" }
+        match a.script {
+            Script::Latin => "Latin",
+            Script::Cjk => "CJK",
+        }
     );
     println!(
         "  total {:.2}s -> {:.1} certificates/s",

@@ -37,7 +37,10 @@ pub struct PreviewArgs {
 }
 
 pub fn run(a: PreviewArgs) -> anyhow::Result<ExitCode> {
-    let dir = a.templates.clone().unwrap_or_else(crate::devcluster::default_templates);
+    let dir = a
+        .templates
+        .clone()
+        .unwrap_or_else(crate::devcluster::default_templates);
     let renderer = testamur_ws::render::Renderer::load(&dir)?;
     let course = CourseId::parse(a.course_id.clone()).context("--course-id")?;
     let user = Username::parse("preview").context("username")?;
@@ -62,6 +65,11 @@ pub fn run(a: PreviewArgs) -> anyhow::Result<ExitCode> {
         },
     )?;
     std::fs::write(&a.out, &out.pdf).with_context(|| format!("writing {}", a.out.display()))?;
-    println!("{}: template {}, {} bytes", a.out.display(), out.template, out.pdf.len());
+    println!(
+        "{}: template {}, {} bytes",
+        a.out.display(),
+        out.template,
+        out.pdf.len()
+    );
     Ok(ExitCode::SUCCESS)
 }

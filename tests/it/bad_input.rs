@@ -254,8 +254,8 @@ fn bad_config_files_stop_startup_naming_file_and_key() {
     let cases = [
         ("cc", "cc.conf", "name = \"x\"\nlisten = \"127.0.0.1:1\"\nbogus_key = 1\n", "bogus_key"),
         ("cc", "cc2.conf", "name = \"x\"\nlisten = \"here\"\nssl_certfile = \"a\"\nssl_key = \"b\"\nredis_url = \"redis://x\"\ncc_pass = \"0123456789abcdef\"\n", "`listen`"),
-        ("ws", "ws.conf", "name = \"w\"\ncc_url = \"http://plain\"\ncc_pass = \"x\"\nsigning_key = \"k\"\n[storage]\ndir = \"p\"\nbase_url = \"https://x/\"\n", "`cc_url`"),
-        ("ws", "ws2.conf", "name = \"w\"\ncc_url = \"https://cc\"\ncc_pass = { env = \"TESTAMUR_SURELY_UNSET\" }\nsigning_key = \"k\"\n[storage]\ndir = \"p\"\nbase_url = \"https://x/\"\n", "TESTAMUR_SURELY_UNSET"),
+        ("ws", "ws.conf", "name = \"w\"\ncc_url = \"http://plain\"\ncc_pass = \"x\"\nsigning_key = \"k\"\ntemplates = \".\"\n[storage]\ndir = \"p\"\nbase_url = \"https://x/\"\n", "`cc_url`"),
+        ("ws", "ws2.conf", "name = \"w\"\ncc_url = \"https://cc\"\ncc_pass = { env = \"TESTAMUR_SURELY_UNSET\" }\nsigning_key = \"k\"\ntemplates = \".\"\n[storage]\ndir = \"p\"\nbase_url = \"https://x/\"\n", "TESTAMUR_SURELY_UNSET"),
         ("cc", "missing.conf", "", "cannot read"),
     ];
     for (cmd, file, text, needle) in cases {
@@ -295,7 +295,11 @@ fn example_configs_pass_check() {
     let storage = dir.path().join("public");
     let ws = std::fs::read_to_string(root.join("ws.conf"))
         .unwrap()
-        .replace("/var/lib/testamur/public", storage.to_str().unwrap());
+        .replace("/var/lib/testamur/public", storage.to_str().unwrap())
+        .replace(
+            "templates = \"templates\"",
+            &format!("templates = \"{}\"", root.join("templates").display()),
+        );
     std::fs::write(dir.path().join("ws.conf"), ws).unwrap();
     std::fs::copy(root.join("cc.conf"), dir.path().join("cc.conf")).unwrap();
     for (cmd, file) in [("cc", "cc.conf"), ("ws", "ws.conf")] {
@@ -316,4 +320,73 @@ fn example_configs_pass_check() {
         );
     }
     assert!(storage.join("keys/signing-key.asc").is_file());
+}
+
+/// What no configured font can draw, and unknown templates, are refused at submit
+/// (422 naming the field and characters), with nothing queued; the CC learns the
+/// templates from the workservers' registration.
+#[tokio::test(flavor = "multi_thread")]
+async fn undrawable_names_and_unknown_templates_are_422_at_submit() {
+    let c = cluster(|s| s.workservers = 1).await;
+    c.wait_workservers(1, std::time::Duration::from_secs(30))
+        .await
+        .unwrap();
+    let lms = c.lms().unwrap();
+    let http = lms.http().clone();
+    let url = lms.url("/v1/certificates");
+    let key = c.info.lms_api_key.clone();
+    let post = |body: Value| http.post(&url).bearer_auth(&key).json(&body).send();
+
+    let b = expect_error(
+        post(json!({"action": "add", "username": "u1", "course_id": "c1", "name": "𓀀 Ankh"}))
+            .await
+            .unwrap(),
+        422,
+        "invalid_value",
+    )
+    .await;
+    assert_eq!(b["error"]["field"], "name", "{b}");
+    let msg = b["error"]["message"].as_str().unwrap();
+    assert!(msg.contains("𓀀") && msg.contains("U+13000"), "{b}");
+    let b = expect_error(
+        post(
+            json!({"action": "add", "username": "u1", "course_id": "c1", "name": "Ada",
+                    "course_name": "Cuneiform 𒀀"}),
+        )
+        .await
+        .unwrap(),
+        422,
+        "invalid_value",
+    )
+    .await;
+    assert_eq!(b["error"]["field"], "course_name", "{b}");
+    let b = expect_error(
+        post(
+            json!({"action": "add", "username": "u1", "course_id": "c1", "name": "Ada",
+                    "template": "fancy"}),
+        )
+        .await
+        .unwrap(),
+        422,
+        "invalid_value",
+    )
+    .await;
+    assert_eq!(b["error"]["field"], "template", "{b}");
+    assert!(
+        b["error"]["message"].as_str().unwrap().contains("classic"),
+        "{b}"
+    );
+    // Nothing was recorded: the pair can still be added, and in every script.
+    let r = post(json!({"action": "add", "username": "u1", "course_id": "c1",
+                        "name": "王小明 محمد שרה Ada", "template": "letter"}))
+    .await
+    .unwrap();
+    assert_eq!(r.status().as_u16(), 202, "{}", r.text().await.unwrap());
+    let accepted: Value = r.json().await.unwrap();
+    let id = accepted["cert_id"].as_str().unwrap().to_owned();
+    let cert = lms
+        .wait_final(&id, std::time::Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(cert.state.as_str(), "downloadable", "{cert:?}");
 }

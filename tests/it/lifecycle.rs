@@ -123,9 +123,17 @@ async fn failures_retry_until_max_attempts_then_error() {
 async fn a_bad_job_fails_with_a_reason_and_the_workserver_carries_on() {
     let c = cluster(|s| s.workservers = 1).await;
     let lms = c.lms().unwrap();
-    // DejaVu Sans has no CJK glyphs: rendering must fail cleanly, not produce boxes.
+    c.wait_workservers(1, Duration::from_secs(30))
+        .await
+        .unwrap();
+    // The CC checks names against the workservers' templates at submit; take that
+    // catalogue away (as if templates changed while jobs were queued) so that a
+    // name no font can draw reaches the workserver: it must fail the job cleanly,
+    // naming the characters, not draw boxes.
+    c.redis.cli(&["DEL", "tm:catalog:current"]).unwrap();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
     let mut bad = sample_request(1);
-    bad.name = Some("王小明".into());
+    bad.name = Some("𓀀 Ankh".into());
     let bad_id = lms.submit(&bad).await.unwrap().unwrap().cert_id;
     let cert = lms
         .wait_final(bad_id.as_str(), Duration::from_secs(30))
@@ -134,7 +142,7 @@ async fn a_bad_job_fails_with_a_reason_and_the_workserver_carries_on() {
     assert_eq!(cert.state, CertState::Error);
     let reason = cert.error_reason.unwrap();
     assert!(
-        reason.contains("ws-1") && reason.contains("王小明") && reason.contains("render"),
+        reason.contains("ws-1") && reason.contains("𓀀") && reason.contains("render"),
         "{reason}"
     );
     assert_eq!(cert.attempts, 1, "a permanent failure is not retried");

@@ -51,7 +51,12 @@ fn job(name: &str, course: &str, template: Option<&str>) -> JobCertificate {
 
 fn render_to(dir: &Path, file: &str, j: &JobCertificate) -> PathBuf {
     let out = renderer()
-        .render(j, &RenderContext { verify_url: VERIFY_URL })
+        .render(
+            j,
+            &RenderContext {
+                verify_url: VERIFY_URL,
+            },
+        )
         .unwrap_or_else(|e| panic!("render {:?}: {e}", j.name));
     let p = dir.join(file);
     std::fs::write(&p, &out.pdf).unwrap();
@@ -85,14 +90,26 @@ const LONG_COURSE: &str = "Advanced Topics in Distributed Systems: Consensus, Re
 
 fn corpus() -> Vec<(&'static str, &'static str, Extract)> {
     vec![
-        ("accented Latin", "José Ñúñez-Çelik Ångström", Extract::AsTyped),
+        (
+            "accented Latin",
+            "José Ñúñez-Çelik Ångström",
+            Extract::AsTyped,
+        ),
         ("Vietnamese", "Nguyễn Thị Minh Khai", Extract::AsTyped),
-        ("Cyrillic", "Анастасия Владимировна Кузнецова", Extract::AsTyped),
+        (
+            "Cyrillic",
+            "Анастасия Владимировна Кузнецова",
+            Extract::AsTyped,
+        ),
         ("Greek", "Αλέξανδρος Παπαδόπουλος", Extract::AsTyped),
         ("Arabic", "محمد عبد الله", Extract::AsTyped),
         ("Hebrew", "שרה לוי", Extract::AsTyped),
         ("mixed Arabic/Latin", "Dr. محمد Smith", Extract::Words),
-        ("Hebrew/Latin with parentheses", "שרה לוי (Sarah)", Extract::Words),
+        (
+            "Hebrew/Latin with parentheses",
+            "שרה לוי (Sarah)",
+            Extract::Words,
+        ),
         ("Chinese", "王小明", Extract::AsTyped),
         ("Japanese", "山田さくら", Extract::AsTyped),
         ("Korean", "김민준", Extract::AsTyped),
@@ -119,8 +136,20 @@ fn bbox_words(pdf: &Path) -> Vec<(String, f32, f32, f32, f32)> {
     html.lines()
         .filter(|l| l.trim_start().starts_with("<word "))
         .map(|l| {
-            let text = l.split('>').nth(1).unwrap_or("").split('<').next().unwrap_or("");
-            (text.to_owned(), attr(l, "xMin"), attr(l, "yMin"), attr(l, "xMax"), attr(l, "yMax"))
+            let text = l
+                .split('>')
+                .nth(1)
+                .unwrap_or("")
+                .split('<')
+                .next()
+                .unwrap_or("");
+            (
+                text.to_owned(),
+                attr(l, "xMin"),
+                attr(l, "yMin"),
+                attr(l, "xMax"),
+                attr(l, "yMax"),
+            )
         })
         .collect()
 }
@@ -152,7 +181,10 @@ fn check_boxes(pdf: &Path, template: &str, label: &str) {
                 cy > y && cy < y + h && cx > x - 50.0 && cx < x + w + 50.0
             })
             .collect();
-        assert!(!inside.is_empty(), "{label} ({template}): nothing in the {field} box");
+        assert!(
+            !inside.is_empty(),
+            "{label} ({template}): nothing in the {field} box"
+        );
         for wd in inside {
             assert!(
                 wd.1 >= x - EPS && wd.3 <= x + w + EPS && wd.2 >= y - EPS && wd.4 <= y + h + EPS,
@@ -168,8 +200,16 @@ fn names_in_every_script_extract_embed_and_fit() {
     let dir = tempfile::tempdir().unwrap();
     for template in ["classic", "letter"] {
         for (i, (label, name, extract)) in corpus().into_iter().enumerate() {
-            let course = if label == "90-character name" { LONG_COURSE } else { "Introduction to Typography" };
-            let pdf = render_to(dir.path(), &format!("{template}-{i}.pdf"), &job(name, course, Some(template)));
+            let course = if label == "90-character name" {
+                LONG_COURSE
+            } else {
+                "Introduction to Typography"
+            };
+            let pdf = render_to(
+                dir.path(),
+                &format!("{template}-{i}.pdf"),
+                &job(name, course, Some(template)),
+            );
             let text = squash(&pdftotext(&pdf));
             match extract {
                 Extract::AsTyped => assert!(
@@ -178,15 +218,25 @@ fn names_in_every_script_extract_embed_and_fit() {
                 ),
                 Extract::Words => {
                     for w in name.split_whitespace() {
-                        assert!(text.contains(w), "{label} ({template}): {w:?} missing:\n{text}");
+                        assert!(
+                            text.contains(w),
+                            "{label} ({template}): {w:?} missing:\n{text}"
+                        );
                     }
                 }
             }
-            assert!(text.contains(&squash(course)), "{label} ({template}): course title missing:\n{text}");
+            assert!(
+                text.contains(&squash(course)),
+                "{label} ({template}): course title missing:\n{text}"
+            );
             let fonts = pdffonts(&pdf);
             assert!(!fonts.is_empty(), "{label}: no fonts");
             for (font, emb, sub, uni) in fonts {
-                assert_eq!((emb.as_str(), sub.as_str(), uni.as_str()), ("yes", "yes", "yes"), "{label} ({template}): {font}");
+                assert_eq!(
+                    (emb.as_str(), sub.as_str(), uni.as_str()),
+                    ("yes", "yes", "yes"),
+                    "{label} ({template}): {font}"
+                );
             }
             check_boxes(&pdf, template, label);
         }
@@ -198,7 +248,11 @@ fn right_to_left_names_are_in_visual_order() {
     let dir = tempfile::tempdir().unwrap();
     // "שרה לוי (Sarah)" is a right-to-left paragraph: read from the right, the
     // Hebrew comes first, so "(Sarah)" is drawn at the left.
-    let pdf = render_to(dir.path(), "he.pdf", &job("שרה לוי (Sarah)", "Course", Some("classic")));
+    let pdf = render_to(
+        dir.path(),
+        "he.pdf",
+        &job("שרה לוי (Sarah)", "Course", Some("classic")),
+    );
     let words = bbox_words(&pdf);
     let x_of = |needle: &str| {
         words
@@ -208,13 +262,25 @@ fn right_to_left_names_are_in_visual_order() {
             .unwrap_or_else(|| panic!("{needle} not found in {words:?}"))
     };
     let sarah = x_of("Sarah");
-    let hebrew: Vec<f32> = words.iter().filter(|w| w.0.chars().any(|c| ('\u{5d0}'..='\u{5ea}').contains(&c))).map(|w| w.1).collect();
+    let hebrew: Vec<f32> = words
+        .iter()
+        .filter(|w| w.0.chars().any(|c| ('\u{5d0}'..='\u{5ea}').contains(&c)))
+        .map(|w| w.1)
+        .collect();
     assert_eq!(hebrew.len(), 2, "{words:?}");
-    assert!(hebrew.iter().all(|&x| x > sarah), "Hebrew must be right of (Sarah): {words:?}");
+    assert!(
+        hebrew.iter().all(|&x| x > sarah),
+        "Hebrew must be right of (Sarah): {words:?}"
+    );
     // "Dr. محمد Smith" is left-to-right: Dr. | محمد | Smith.
-    let pdf = render_to(dir.path(), "ar.pdf", &job("Dr. محمد Smith", "Course", Some("classic")));
+    let pdf = render_to(
+        dir.path(),
+        "ar.pdf",
+        &job("Dr. محمد Smith", "Course", Some("classic")),
+    );
     let words = bbox_words(&pdf);
-    let find = |pred: &dyn Fn(&str) -> bool| words.iter().find(|w| pred(&w.0)).map(|w| w.1).unwrap();
+    let find =
+        |pred: &dyn Fn(&str) -> bool| words.iter().find(|w| pred(&w.0)).map(|w| w.1).unwrap();
     let dr = find(&|t| t == "Dr.");
     let ar = find(&|t| t.chars().any(|c| ('\u{600}'..='\u{6ff}').contains(&c)));
     let smith = find(&|t| t == "Smith");
@@ -225,46 +291,82 @@ fn right_to_left_names_are_in_visual_order() {
 fn long_titles_shrink_and_wrap_without_overlap() {
     let dir = tempfile::tempdir().unwrap();
     for template in ["classic", "letter"] {
-        let pdf = render_to(dir.path(), &format!("{template}.pdf"), &job(LONG_NAME, LONG_COURSE, Some(template)));
+        let pdf = render_to(
+            dir.path(),
+            &format!("{template}.pdf"),
+            &job(LONG_NAME, LONG_COURSE, Some(template)),
+        );
         check_boxes(&pdf, template, "long");
         // The course title wrapped onto two lines.
         let words = bbox_words(&pdf);
-        let (_, [x, y, w, h]) = renderer().field_boxes(template).into_iter().find(|f| f.0 == "course_name").unwrap();
+        let (_, [x, y, w, h]) = renderer()
+            .field_boxes(template)
+            .into_iter()
+            .find(|f| f.0 == "course_name")
+            .unwrap();
         let mut tops: Vec<i32> = words
             .iter()
-            .filter(|wd| wd.1 >= x - 1.0 && wd.3 <= x + w + 1.0 && wd.2 >= y - 1.0 && wd.4 <= y + h + 1.0)
+            .filter(|wd| {
+                wd.1 >= x - 1.0 && wd.3 <= x + w + 1.0 && wd.2 >= y - 1.0 && wd.4 <= y + h + 1.0
+            })
             .map(|wd| wd.2.round() as i32)
             .collect();
         tops.sort();
         tops.dedup();
-        assert_eq!(tops.len(), 2, "{template}: the course title should take two lines: {tops:?}");
+        assert_eq!(
+            tops.len(),
+            2,
+            "{template}: the course title should take two lines: {tops:?}"
+        );
     }
 }
 
 #[test]
 fn same_job_gives_identical_bytes() {
     let j = job("Zoë Ångström 王小明", "Course", None);
-    let ctx = RenderContext { verify_url: VERIFY_URL };
+    let ctx = RenderContext {
+        verify_url: VERIFY_URL,
+    };
     let a = renderer().render(&j, &ctx).unwrap().pdf;
     let b = renderer().render(&j, &ctx).unwrap().pdf;
     assert!(a == b, "two renders of one job differ");
-    let c = renderer().render(&job("Zoë Ångström 王小明x", "Course", None), &ctx).unwrap().pdf;
+    let c = renderer()
+        .render(&job("Zoë Ångström 王小明x", "Course", None), &ctx)
+        .unwrap()
+        .pdf;
     assert!(a != c);
 }
 
 #[test]
 fn pdf_sizes_without_artwork_stay_small() {
-    let ctx = RenderContext { verify_url: VERIFY_URL };
+    let ctx = RenderContext {
+        verify_url: VERIFY_URL,
+    };
     for name in ["Zoë Ångström", "王小明"] {
-        let pdf = renderer().render(&job(name, "软件系统性能工程 Software", Some("letter")), &ctx).unwrap().pdf;
-        assert!(pdf.len() <= 40 * 1024, "{name}: {} bytes (goal: 40 KB without background art)", pdf.len());
+        let pdf = renderer()
+            .render(
+                &job(name, "软件系统性能工程 Software", Some("letter")),
+                &ctx,
+            )
+            .unwrap()
+            .pdf;
+        assert!(
+            pdf.len() <= 40 * 1024,
+            "{name}: {} bytes (goal: 40 KB without background art)",
+            pdf.len()
+        );
     }
 }
 
 #[test]
 fn undrawable_names_are_refused_with_the_characters() {
     let e = renderer()
-        .render(&job("𓀀 Ankh", "Course", None), &RenderContext { verify_url: VERIFY_URL })
+        .render(
+            &job("𓀀 Ankh", "Course", None),
+            &RenderContext {
+                verify_url: VERIFY_URL,
+            },
+        )
         .err()
         .expect("no default font has Egyptian hieroglyphs");
     let msg = e.to_string();
@@ -276,13 +378,17 @@ fn undrawable_names_are_refused_with_the_characters() {
     assert!(err.message.contains("U+13000"), "{}", err.message);
     for (_, name, _) in corpus() {
         for t in ["classic", "letter"] {
-            cat.check(t, &[("name", name)]).unwrap_or_else(|e| panic!("{name}: {e}"));
+            cat.check(t, &[("name", name)])
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
         }
     }
 }
 
 /// A templates folder with the defaults plus an index of our own.
-fn custom_templates(index_extra: &str, patch: impl Fn(&str, String) -> String) -> tempfile::TempDir {
+fn custom_templates(
+    index_extra: &str,
+    patch: impl Fn(&str, String) -> String,
+) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let src = templates_dir();
     std::fs::create_dir_all(dir.path().join("art")).unwrap();
@@ -300,7 +406,10 @@ fn custom_templates(index_extra: &str, patch: impl Fn(&str, String) -> String) -
 }
 
 fn page_size(pdf: &Path) -> String {
-    let out = Command::new("pdfinfo").arg(pdf).output().expect("pdfinfo (poppler-utils)");
+    let out = Command::new("pdfinfo")
+        .arg(pdf)
+        .output()
+        .expect("pdfinfo (poppler-utils)");
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .find(|l| l.starts_with("Page size:"))
@@ -315,7 +424,9 @@ fn template_precedence_request_then_course_then_default() {
         |_, s| s,
     );
     let r = Renderer::load(t.path()).unwrap();
-    let ctx = RenderContext { verify_url: VERIFY_URL };
+    let ctx = RenderContext {
+        verify_url: VERIFY_URL,
+    };
     let dir = tempfile::tempdir().unwrap();
     let size_for = |course: &str, template: Option<&str>| {
         let mut j = job("Ana", "Course", template);
@@ -326,21 +437,48 @@ fn template_precedence_request_then_course_then_default() {
     };
     let letter = "612 x 792";
     let a4_landscape = "841.89 x 595.28";
-    assert!(size_for("course-v1:Other+1+1", None).contains(a4_landscape), "default");
-    assert!(size_for("course-v1:LetterX+C1+2026", None).contains(letter), "course prefix");
-    assert!(size_for("course-v1:LetterX+Special+2026", None).contains(a4_landscape), "exact beats prefix");
-    assert!(size_for("course-v1:LetterX+C1+2026", Some("classic")).contains(a4_landscape), "request wins");
+    assert!(
+        size_for("course-v1:Other+1+1", None).contains(a4_landscape),
+        "default"
+    );
+    assert!(
+        size_for("course-v1:LetterX+C1+2026", None).contains(letter),
+        "course prefix"
+    );
+    assert!(
+        size_for("course-v1:LetterX+Special+2026", None).contains(a4_landscape),
+        "exact beats prefix"
+    );
+    assert!(
+        size_for("course-v1:LetterX+C1+2026", Some("classic")).contains(a4_landscape),
+        "request wins"
+    );
 }
 
 #[test]
 fn bad_templates_name_file_and_key() {
-    let t = custom_templates("", |f, s| if f == "letter.toml" { s.replace("font = \"sans-bold\"", "font = \"nope\"") } else { s });
+    let t = custom_templates("", |f, s| {
+        if f == "letter.toml" {
+            s.replace("font = \"sans-bold\"", "font = \"nope\"")
+        } else {
+            s
+        }
+    });
     let e = Renderer::load(t.path()).err().unwrap().to_string();
-    assert!(e.contains("letter.toml") && e.contains(".font") && e.contains("nope"), "{e}");
+    assert!(
+        e.contains("letter.toml") && e.contains(".font") && e.contains("nope"),
+        "{e}"
+    );
     let t = custom_templates("\"x\" = \"missing\"", |_, s| s);
     let e = Renderer::load(t.path()).err().unwrap().to_string();
     assert!(e.contains("index.toml") && e.contains("missing"), "{e}");
-    let t = custom_templates("", |f, s| if f == "classic.toml" { s.replace("{org}", "{orgg}") } else { s });
+    let t = custom_templates("", |f, s| {
+        if f == "classic.toml" {
+            s.replace("{org}", "{orgg}")
+        } else {
+            s
+        }
+    });
     let e = Renderer::load(t.path()).err().unwrap().to_string();
     assert!(e.contains("classic.toml") && e.contains("orgg"), "{e}");
 }
@@ -380,35 +518,68 @@ fn files_under(dir: &Path) -> Vec<String> {
 fn verification_pages_escape_and_verification_off_publishes_none() {
     let storage = tempfile::tempdir().unwrap();
     let p = pipeline(&templates_dir(), storage.path());
-    let j = job("AT&T <Tester>", "Course <b>bold</b> & more", Some("classic"));
+    let j = job(
+        "AT&T <Tester>",
+        "Course <b>bold</b> & more",
+        Some("classic"),
+    );
     let result = p.run(Action::Add, &j).unwrap();
     let files = files_under(storage.path());
     let page_rel = "cert/25daeae4-5d47-4404-99cb-6c9a703aa14c/index.html";
     assert!(files.iter().any(|f| f == page_rel), "{files:?}");
     let html = std::fs::read_to_string(storage.path().join(page_rel)).unwrap();
-    assert!(html.contains("AT&amp;T &lt;Tester&gt;") && !html.contains("<Tester>"), "{html}");
-    assert!(html.contains("Course &lt;b&gt;bold&lt;/b&gt; &amp; more") && !html.contains("<b>bold"));
+    assert!(
+        html.contains("AT&amp;T &lt;Tester&gt;") && !html.contains("<Tester>"),
+        "{html}"
+    );
+    assert!(
+        html.contains("Course &lt;b&gt;bold&lt;/b&gt; &amp; more") && !html.contains("<b>bold")
+    );
     assert!(html.contains(&p.key.fingerprint()), "fingerprint");
-    assert!(html.contains("keys/signing-key.asc") && html.contains("Certificate.pdf.sig") && html.contains("gpg --verify"));
+    assert!(
+        html.contains("keys/signing-key.asc")
+            && html.contains("Certificate.pdf.sig")
+            && html.contains("gpg --verify")
+    );
     assert!(html.contains(j.cert_id.as_str()) && html.contains("November 23rd, 2026"));
-    assert_eq!(result.verify_url.as_deref(), Some("https://certs.example.org/cert/25daeae4-5d47-4404-99cb-6c9a703aa14c/"));
+    assert_eq!(
+        result.verify_url.as_deref(),
+        Some("https://certs.example.org/cert/25daeae4-5d47-4404-99cb-6c9a703aa14c/")
+    );
     // The PDF prints the verify URL.
-    let pdf = storage.path().join("downloads/9f1a0d42-ef42-4dab-ac9f-1b12c197066b/Certificate.pdf");
+    let pdf = storage
+        .path()
+        .join("downloads/9f1a0d42-ef42-4dab-ac9f-1b12c197066b/Certificate.pdf");
     let text = pdftotext(&pdf);
     assert!(squash(&text).contains("AT&T <Tester>"), "{text}");
-    assert!(text.contains("cert/25daeae4-5d47-4404-99cb-6c9a703aa14c"), "{text}");
+    assert!(
+        text.contains("cert/25daeae4-5d47-4404-99cb-6c9a703aa14c"),
+        "{text}"
+    );
 
     // Verification off: no cert/ files, no URL printed, signature beside the PDF.
-    let t = custom_templates("", |_, s| s.replace("verification = true", "verification = false"));
+    let t = custom_templates("", |_, s| {
+        s.replace("verification = true", "verification = false")
+    });
     let storage = tempfile::tempdir().unwrap();
     let p = pipeline(t.path(), storage.path());
-    let result = p.run(Action::Add, &job("Ana", "Course", Some("classic"))).unwrap();
+    let result = p
+        .run(Action::Add, &job("Ana", "Course", Some("classic")))
+        .unwrap();
     let files = files_under(storage.path());
     assert!(files.iter().all(|f| !f.starts_with("cert/")), "{files:?}");
-    assert!(files.iter().any(|f| f.ends_with("Certificate.pdf.sig")), "{files:?}");
+    assert!(
+        files.iter().any(|f| f.ends_with("Certificate.pdf.sig")),
+        "{files:?}"
+    );
     assert!(result.verify_url.is_none());
-    let pdf = storage.path().join("downloads/9f1a0d42-ef42-4dab-ac9f-1b12c197066b/Certificate.pdf");
-    assert!(!pdftotext(&pdf).contains("cert/"), "verify URL printed with verification off");
+    let pdf = storage
+        .path()
+        .join("downloads/9f1a0d42-ef42-4dab-ac9f-1b12c197066b/Certificate.pdf");
+    assert!(
+        !pdftotext(&pdf).contains("cert/"),
+        "verify URL printed with verification off"
+    );
 }
 
 /// Grayscale pixels of page 1 at 30 dpi.
@@ -431,7 +602,10 @@ fn decode_gray(p: &Path) -> (u32, u32, Vec<u8>) {
     let mut buf = vec![0; r.output_buffer_size().unwrap()];
     let info = r.next_frame(&mut buf).unwrap();
     let channels = info.color_type.samples();
-    let gray = buf[..(info.width * info.height) as usize * channels].chunks(channels).map(|c| c[0]).collect();
+    let gray = buf[..(info.width * info.height) as usize * channels]
+        .chunks(channels)
+        .map(|c| c[0])
+        .collect();
     (info.width, info.height, gray)
 }
 
@@ -442,9 +616,26 @@ fn key_pages_match_reference_images() {
     let dir = tempfile::tempdir().unwrap();
     let refs = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/reference");
     let cases = [
-        ("classic-latin", job("José Ñúñez-Çelik Ångström", "Introduction to Typography", Some("classic"))),
-        ("letter-arabic", job("Dr. محمد Smith", "مقدمة في الطباعة Typography", Some("letter"))),
-        ("classic-cjk", job("山田さくら", "软件系统性能工程", Some("classic"))),
+        (
+            "classic-latin",
+            job(
+                "José Ñúñez-Çelik Ångström",
+                "Introduction to Typography",
+                Some("classic"),
+            ),
+        ),
+        (
+            "letter-arabic",
+            job(
+                "Dr. محمد Smith",
+                "مقدمة في الطباعة Typography",
+                Some("letter"),
+            ),
+        ),
+        (
+            "classic-cjk",
+            job("山田さくら", "软件系统性能工程", Some("classic")),
+        ),
     ];
     for (name, j) in cases {
         let pdf = render_to(dir.path(), &format!("{name}.pdf"), &j);
@@ -457,9 +648,17 @@ fn key_pages_match_reference_images() {
         }
         let (rw, rh, rpx) = decode_gray(&reference);
         assert_eq!((w, h), (rw, rh), "{name}: page size changed");
-        let diff: u64 = px.iter().zip(&rpx).map(|(a, b)| (*a as i32 - *b as i32).unsigned_abs() as u64).sum();
+        let diff: u64 = px
+            .iter()
+            .zip(&rpx)
+            .map(|(a, b)| (*a as i32 - *b as i32).unsigned_abs() as u64)
+            .sum();
         let mean = diff as f64 / px.len() as f64;
-        let changed = px.iter().zip(&rpx).filter(|(a, b)| (**a as i32 - **b as i32).abs() > 64).count();
+        let changed = px
+            .iter()
+            .zip(&rpx)
+            .filter(|(a, b)| (**a as i32 - **b as i32).abs() > 64)
+            .count();
         assert!(
             mean < 1.0 && (changed as f64) < px.len() as f64 * 0.005,
             "{name}: differs from {} (mean {mean:.2}, {changed} pixels); look at {} and rerun with UPDATE_REFERENCE=1 if the change is intended",

@@ -35,11 +35,19 @@ pub fn escape(s: &str) -> String {
 pub fn render(cert: &JobCertificate, p: &PageInfo<'_>) -> String {
     let e = escape;
     let name = cert.name.as_deref().unwrap_or("");
-    let course = cert.course_name.as_deref().unwrap_or(cert.course_id.as_str());
+    let course = cert
+        .course_name
+        .as_deref()
+        .unwrap_or(cert.course_id.as_str());
     let mut rows = String::new();
     let mut row = |k: &str, v: &str, dir_auto: bool| {
         let dir = if dir_auto { " dir=\"auto\"" } else { "" };
-        let _ = writeln!(rows, "      <tr><th>{}</th><td{dir}>{}</td></tr>", e(k), e(v));
+        let _ = writeln!(
+            rows,
+            "      <tr><th>{}</th><td{dir}>{}</td></tr>",
+            e(k),
+            e(v)
+        );
     };
     row("Learner", name, true);
     row("Course", course, true);
@@ -105,6 +113,9 @@ mod tests {
 
     #[test]
     fn escapes_markup() {
-        assert_eq!(escape("AT&T <Tester> \"q\" 'a'"), "AT&amp;T &lt;Tester&gt; &quot;q&quot; &#39;a&#39;");
+        assert_eq!(
+            escape("AT&T <Tester> \"q\" 'a'"),
+            "AT&amp;T &lt;Tester&gt; &quot;q&quot; &#39;a&#39;"
+        );
     }
 }

@@ -29,8 +29,12 @@ pub async fn submit(
                 .to_owned();
             let course = req.course_name.as_deref().unwrap_or(req.course_id.as_str());
             let o = |v: &Option<String>| v.clone().unwrap_or_default();
-            let (name, org, grade, designation) =
-                (o(&req.name), o(&req.org), o(&req.grade), o(&req.designation));
+            let (name, org, grade, designation) = (
+                o(&req.name),
+                o(&req.org),
+                o(&req.grade),
+                o(&req.designation),
+            );
             catalog
                 .check(
                     &template,

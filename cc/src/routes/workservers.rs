@@ -62,7 +62,11 @@ pub async fn register(
             version: &body.version,
         })
         .await?;
-    if let Some(catalog) = body.capabilities.as_ref().and_then(|c| c.templates.as_ref()) {
+    if let Some(catalog) = body
+        .capabilities
+        .as_ref()
+        .and_then(|c| c.templates.as_ref())
+    {
         let previous = state.store.current_catalog_digest().await?;
         let digest = state.store.put_catalog(catalog).await?;
         if previous.as_ref().is_some_and(|p| *p != digest) {

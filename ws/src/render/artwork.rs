@@ -96,7 +96,11 @@ impl Background {
                 form.matrix([sx, 0.0, 0.0, sy, -media[0] * sx, -media[1] * sy]);
             }
             if let Some(res) = &resources {
-                write_mapped(form.insert(Name(b"Resources")), res, &mut res_refs.into_iter());
+                write_mapped(
+                    form.insert(Name(b"Resources")),
+                    res,
+                    &mut res_refs.into_iter(),
+                );
             }
             form.finish();
         }
@@ -111,7 +115,11 @@ impl Background {
     }
 }
 
-fn inherited<'a>(doc: &'a lopdf::Document, dict: &'a lopdf::Dictionary, key: &[u8]) -> Option<&'a lopdf::Object> {
+fn inherited<'a>(
+    doc: &'a lopdf::Document,
+    dict: &'a lopdf::Dictionary,
+    key: &[u8],
+) -> Option<&'a lopdf::Object> {
     let mut d = dict;
     for _ in 0..32 {
         if let Ok(o) = d.get(key) {
@@ -193,7 +201,9 @@ fn write_mapped(obj: Obj<'_>, o: &lopdf::Object, refs: &mut impl Iterator<Item =
     match o {
         lopdf::Object::Null => obj.primitive(pdf_writer::Null),
         lopdf::Object::Boolean(b) => obj.primitive(*b),
-        lopdf::Object::Integer(i) => obj.primitive((*i).clamp(i32::MIN as i64, i32::MAX as i64) as i32),
+        lopdf::Object::Integer(i) => {
+            obj.primitive((*i).clamp(i32::MIN as i64, i32::MAX as i64) as i32)
+        }
         lopdf::Object::Real(f) => obj.primitive(*f),
         lopdf::Object::Name(n) => obj.primitive(Name(n)),
         lopdf::Object::String(s, _) => obj.primitive(Str(s)),
@@ -236,7 +246,10 @@ impl Image {
         let (rgb, alpha, gray): (Vec<u8>, Option<Vec<u8>>, bool) = match info.color_type {
             png::ColorType::Rgb => (buf[..px * 3].to_vec(), None, false),
             png::ColorType::Rgba => {
-                let rgb = buf[..px * 4].chunks(4).flat_map(|p| [p[0], p[1], p[2]]).collect();
+                let rgb = buf[..px * 4]
+                    .chunks(4)
+                    .flat_map(|p| [p[0], p[1], p[2]])
+                    .collect();
                 let a: Vec<u8> = buf[..px * 4].chunks(4).map(|p| p[3]).collect();
                 (rgb, Some(a), false)
             }
@@ -246,7 +259,9 @@ impl Image {
                 let a: Vec<u8> = buf[..px * 2].chunks(2).map(|p| p[1]).collect();
                 (g, Some(a), true)
             }
-            png::ColorType::Indexed => return Err(format!("{}: indexed PNG was not expanded", path.display())),
+            png::ColorType::Indexed => {
+                return Err(format!("{}: indexed PNG was not expanded", path.display()))
+            }
         };
         let mut chunk = Chunk::new();
         let data = deflate(&rgb, 9);

@@ -8,7 +8,13 @@ use std::collections::BTreeMap;
 pub fn long_date(iso: &str) -> Option<String> {
     let fmt = time::macros::format_description!("[year]-[month]-[day]");
     let d = time::Date::parse(iso, &fmt).ok()?;
-    Some(format!("{} {}{}, {}", d.month(), d.day(), ordinal_suffix(d.day()), d.year()))
+    Some(format!(
+        "{} {}{}, {}",
+        d.month(),
+        d.day(),
+        ordinal_suffix(d.day()),
+        d.year()
+    ))
 }
 
 /// 1st 2nd 3rd 4th ... 11th 12th 13th ... 21st 22nd 23rd ... 31st.
@@ -71,7 +77,10 @@ impl GradeRules {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Piece {
     Lit(String),
-    Field { name: String, fallback: Option<String> },
+    Field {
+        name: String,
+        fallback: Option<String>,
+    },
 }
 
 pub const KNOWN_FIELDS: &[&str] = &[
@@ -163,9 +172,22 @@ mod tests {
     #[test]
     fn ordinals() {
         let cases = [
-            (1, "st"), (2, "nd"), (3, "rd"), (4, "th"), (10, "th"), (11, "th"), (12, "th"),
-            (13, "th"), (14, "th"), (20, "th"), (21, "st"), (22, "nd"), (23, "rd"), (24, "th"),
-            (30, "th"), (31, "st"),
+            (1, "st"),
+            (2, "nd"),
+            (3, "rd"),
+            (4, "th"),
+            (10, "th"),
+            (11, "th"),
+            (12, "th"),
+            (13, "th"),
+            (14, "th"),
+            (20, "th"),
+            (21, "st"),
+            (22, "nd"),
+            (23, "rd"),
+            (24, "th"),
+            (30, "th"),
+            (31, "st"),
         ];
         for (n, s) in cases {
             assert_eq!(ordinal_suffix(n), s, "{n}");
@@ -181,7 +203,8 @@ mod tests {
     #[test]
     fn grade_sentence_with_fallback() {
         let mut g = GradeRules::default();
-        g.sentences.insert("Distinction".into(), "with distinction".into());
+        g.sentences
+            .insert("Distinction".into(), "with distinction".into());
         assert_eq!(g.sentence("Distinction"), "with distinction");
         assert_eq!(g.sentence("Pass"), "");
         assert_eq!(g.sentence(""), "");
@@ -193,7 +216,13 @@ mod tests {
     #[test]
     fn pieces_and_filling() {
         let p = parse_pieces("{noun} of {designation|Achievement} {{x}}").unwrap();
-        let v = |f: &str| if f == "noun" { "Certificate".to_owned() } else { String::new() };
+        let v = |f: &str| {
+            if f == "noun" {
+                "Certificate".to_owned()
+            } else {
+                String::new()
+            }
+        };
         assert_eq!(fill(&p, &v).unwrap(), "Certificate of Achievement {x}");
         let p = parse_pieces("offered by {org}").unwrap();
         assert_eq!(fill(&p, &v), None);

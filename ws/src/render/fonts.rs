@@ -48,7 +48,15 @@ pub struct Font {
 impl Font {
     fn load(path: &Path, index: u32) -> Result<Self, FontError> {
         let err = |detail: String| FontError {
-            path: format!("{}{}", path.display(), if index > 0 { format!("#{index}") } else { String::new() }),
+            path: format!(
+                "{}{}",
+                path.display(),
+                if index > 0 {
+                    format!("#{index}")
+                } else {
+                    String::new()
+                }
+            ),
             detail,
         };
         let bytes = std::fs::read(path).map_err(|e| {
@@ -58,12 +66,16 @@ impl Font {
             ))
         })?;
         let data: &'static [u8] = Box::leak(bytes.into_boxed_slice());
-        let face = rustybuzz::Face::from_slice(data, index)
-            .ok_or_else(|| err("not an OpenType/TrueType font (or no face at that index)".into()))?;
+        let face = rustybuzz::Face::from_slice(data, index).ok_or_else(|| {
+            err("not an OpenType/TrueType font (or no face at that index)".into())
+        })?;
         let upem = face.units_per_em().max(1) as f32;
         let ascent = face.ascender() as f32 / upem;
         let descent = -(face.descender() as f32) / upem;
-        let cap_height = face.capital_height().map(|h| h as f32 / upem).unwrap_or(ascent * 0.7);
+        let cap_height = face
+            .capital_height()
+            .map(|h| h as f32 / upem)
+            .unwrap_or(ascent * 0.7);
         let gb = face.global_bounding_box();
         let postscript_name = face
             .names()
@@ -113,7 +125,12 @@ impl Font {
             ascent,
             descent,
             cap_height,
-            bbox: [gb.x_min as f32, gb.y_min as f32, gb.x_max as f32, gb.y_max as f32],
+            bbox: [
+                gb.x_min as f32,
+                gb.y_min as f32,
+                gb.x_max as f32,
+                gb.y_max as f32,
+            ],
             postscript_name,
             cff,
             glyph_chars,
@@ -174,8 +191,8 @@ pub struct FontStack {
 
 impl FontStack {
     pub fn coverage(&self, book: &FontBook) -> Coverage {
-        self.fonts
-            .iter()
-            .fold(Coverage::default(), |acc, &f| acc.union(&book.get(f).coverage))
+        self.fonts.iter().fold(Coverage::default(), |acc, &f| {
+            acc.union(&book.get(f).coverage)
+        })
     }
 }

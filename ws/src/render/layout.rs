@@ -63,7 +63,11 @@ pub fn shape(text: &str, stack: &FontStack, book: &FontBook) -> Result<Shaped, U
             || matches!(c, '.' | ',' | '-' | '\'' | '(' | ')');
         let font = match current {
             Some(f) if sticky && (book.get(f).has_char(c) || needs_no_glyph(c)) => Some(f),
-            _ => stack.fonts.iter().copied().find(|&f| book.get(f).has_char(c)),
+            _ => stack
+                .fonts
+                .iter()
+                .copied()
+                .find(|&f| book.get(f).has_char(c)),
         };
         let font = match (font, current) {
             (Some(f), _) => f,
@@ -116,11 +120,21 @@ fn is_mark(c: char) -> bool {
         | 0x1DC0..=0x1DFF | 0x20D0..=0x20FF | 0xFE20..=0xFE2F)
 }
 
-fn shape_run(text: &str, range: Range<usize>, font: FontIdx, rtl: bool, book: &FontBook) -> ShapedRun {
+fn shape_run(
+    text: &str,
+    range: Range<usize>,
+    font: FontIdx,
+    rtl: bool,
+    book: &FontBook,
+) -> ShapedRun {
     let f = book.get(font);
     let mut buf = UnicodeBuffer::new();
     buf.push_str(&text[range.clone()]);
-    buf.set_direction(if rtl { Direction::RightToLeft } else { Direction::LeftToRight });
+    buf.set_direction(if rtl {
+        Direction::RightToLeft
+    } else {
+        Direction::LeftToRight
+    });
     buf.guess_segment_properties();
     let out = rustybuzz::shape(&f.face, &[], buf);
     let upem = f.units_per_em;
@@ -189,9 +203,9 @@ impl Fitted {
 
     /// Ascent and descent over all lines, in em.
     pub fn extent(&self) -> (f32, f32) {
-        self.lines
-            .iter()
-            .fold((0.0f32, 0.0f32), |(a, d), l| (a.max(l.ascent), d.max(l.descent)))
+        self.lines.iter().fold((0.0f32, 0.0f32), |(a, d), l| {
+            (a.max(l.ascent), d.max(l.descent))
+        })
     }
 }
 
@@ -202,8 +216,11 @@ fn break_points(text: &str) -> Vec<usize> {
     for (i, c) in text.char_indices() {
         if let Some(p) = prev {
             let after_space = p.is_whitespace() && !c.is_whitespace();
-            let cjk = (is_cjk(p) || is_cjk(c)) && !c.is_whitespace() && !p.is_whitespace()
-                && !is_closing(c) && !is_opening(p);
+            let cjk = (is_cjk(p) || is_cjk(c))
+                && !c.is_whitespace()
+                && !p.is_whitespace()
+                && !is_closing(c)
+                && !is_opening(p);
             if after_space || cjk {
                 out.push(i);
             }
@@ -217,7 +234,10 @@ fn is_cjk(c: char) -> bool {
     matches!(c as u32, 0x2E80..=0x9FFF | 0xF900..=0xFAFF | 0x20000..=0x3FFFF)
 }
 fn is_closing(c: char) -> bool {
-    matches!(c, '、' | '。' | '，' | '）' | '」' | '』' | '・' | 'ー' | ')' | ',' | '.')
+    matches!(
+        c,
+        '、' | '。' | '，' | '）' | '」' | '』' | '・' | 'ー' | ')' | ',' | '.'
+    )
 }
 fn is_opening(c: char) -> bool {
     matches!(c, '（' | '「' | '『' | '(')

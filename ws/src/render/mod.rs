@@ -81,11 +81,13 @@ impl Renderer {
         t.texts
             .iter()
             .filter_map(|b| {
-                b.pieces.iter().find_map(|p| match p {
-                    Piece::Field { name, .. } => Some(name.clone()),
-                    Piece::Lit(_) => None,
-                })
-                .map(|f| (f, [b.x, t.page.1 - b.y_top, b.width, b.height]))
+                b.pieces
+                    .iter()
+                    .find_map(|p| match p {
+                        Piece::Field { name, .. } => Some(name.clone()),
+                        Piece::Lit(_) => None,
+                    })
+                    .map(|f| (f, [b.x, t.page.1 - b.y_top, b.width, b.height]))
             })
             .collect()
     }
@@ -107,13 +109,26 @@ impl Renderer {
             .ok_or_else(|| RenderError::Template(format!("template `{name}` is not loaded")))
     }
 
-    pub fn render(&self, cert: &JobCertificate, ctx: &RenderContext<'_>) -> Result<Rendered, RenderError> {
-        let name = cert.name.as_deref().filter(|n| !n.trim().is_empty()).ok_or(RenderError::NoName)?;
+    pub fn render(
+        &self,
+        cert: &JobCertificate,
+        ctx: &RenderContext<'_>,
+    ) -> Result<Rendered, RenderError> {
+        let name = cert
+            .name
+            .as_deref()
+            .filter(|n| !n.trim().is_empty())
+            .ok_or(RenderError::NoName)?;
         let t = self.template_for(cert)?;
-        let course = cert.course_name.as_deref().unwrap_or(cert.course_id.as_str());
+        let course = cert
+            .course_name
+            .as_deref()
+            .unwrap_or(cert.course_id.as_str());
         let date = match &t.fixed_date {
             Some(d) => d.clone(),
-            None => fields::long_date(&cert.issued_date).unwrap_or_else(|| cert.issued_date.clone()),
+            None => {
+                fields::long_date(&cert.issued_date).unwrap_or_else(|| cert.issued_date.clone())
+            }
         };
         let grade = cert.grade.as_deref().unwrap_or("");
         let values = |f: &str| -> String {
@@ -153,7 +168,10 @@ impl Renderer {
                 // Fit the image into its box, keeping its aspect ratio, centred.
                 let scale = (w / img.width as f32).min(h / img.height as f32);
                 let (iw, ih) = (img.width as f32 * scale, img.height as f32 * scale);
-                page.art(&img.art, [iw, 0.0, 0.0, ih, x + (w - iw) / 2.0, y + (h - ih) / 2.0]);
+                page.art(
+                    &img.art,
+                    [iw, 0.0, 0.0, ih, x + (w - iw) / 2.0, y + (h - ih) / 2.0],
+                );
             }
             let [x, y, w] = s.rule;
             page.line([x, y, x + w, y], s.color, 0.6);
@@ -163,7 +181,10 @@ impl Renderer {
             }
         }
         if let (true, Some([x, y, side])) = (t.verification, t.qr) {
-            if let Ok(code) = qrcode::QrCode::with_error_correction_level(ctx.verify_url.as_bytes(), qrcode::EcLevel::M) {
+            if let Ok(code) = qrcode::QrCode::with_error_correction_level(
+                ctx.verify_url.as_bytes(),
+                qrcode::EcLevel::M,
+            ) {
                 let n = code.width();
                 let colors = code.to_colors();
                 let m = side / n as f32;
@@ -199,7 +220,13 @@ impl Renderer {
         })
     }
 
-    fn draw_block<'a>(&'a self, page: &mut pdf::Page<'a>, t: &Template, block: &TextBlock, text: &str) -> Result<(), RenderError> {
+    fn draw_block<'a>(
+        &'a self,
+        page: &mut pdf::Page<'a>,
+        t: &Template,
+        block: &TextBlock,
+        text: &str,
+    ) -> Result<(), RenderError> {
         let book = &self.templates.fonts;
         let stack = &self.templates.stacks[block.stack];
         let shaped = layout::shape(text, stack, book).map_err(|u| RenderError::Unsupported {
@@ -259,7 +286,17 @@ fn place<'a>(page: &mut pdf::Page<'a>, block: &TextBlock, fitted: &Fitted, text:
                 x += adv;
                 continue;
             }
-            page.text(run.font, size, color, x, baseline, run.glyphs.clone(), text, run.text.clone(), run.rtl);
+            page.text(
+                run.font,
+                size,
+                color,
+                x,
+                baseline,
+                run.glyphs.clone(),
+                text,
+                run.text.clone(),
+                run.rtl,
+            );
             x += adv;
         }
         baseline -= fitted.line_height * size;

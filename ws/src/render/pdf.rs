@@ -128,7 +128,11 @@ impl<'a> Page<'a> {
                 None => {
                     let end = cluster_end(&glyphs, g.cluster, range.end);
                     let t = para.get(g.cluster..end).unwrap_or("");
-                    if rtl { t.chars().rev().collect() } else { t.to_owned() }
+                    if rtl {
+                        t.chars().rev().collect()
+                    } else {
+                        t.to_owned()
+                    }
                 }
             };
             seen_cluster = Some(g.cluster);
@@ -203,7 +207,11 @@ impl<'a> Page<'a> {
             };
             let mut cid_font = pdf.cid_font(cid);
             cid_font
-                .subtype(if font.cff { CidFontType::Type0 } else { CidFontType::Type2 })
+                .subtype(if font.cff {
+                    CidFontType::Type0
+                } else {
+                    CidFontType::Type2
+                })
                 .base_font(Name(base_font.as_bytes()))
                 .system_info(system_info)
                 .font_descriptor(desc)
@@ -231,7 +239,12 @@ impl<'a> Page<'a> {
             let mut d = pdf.font_descriptor(desc);
             d.name(Name(base_font.as_bytes()))
                 .flags(flags)
-                .bbox(Rect::new(scale(font.bbox[0]), scale(font.bbox[1]), scale(font.bbox[2]), scale(font.bbox[3])))
+                .bbox(Rect::new(
+                    scale(font.bbox[0]),
+                    scale(font.bbox[1]),
+                    scale(font.bbox[2]),
+                    scale(font.bbox[3]),
+                ))
                 .italic_angle(0.0)
                 .ascent(font.ascent * 1000.0)
                 .descent(-font.descent * 1000.0)
@@ -265,7 +278,14 @@ impl<'a> Page<'a> {
             }
             let cmap_data = to_unicode.finish();
             pdf.stream(cmap, cmap_data.as_slice());
-            written.insert(idx, Written { name: format!("F{i}"), remap, type0 });
+            written.insert(
+                idx,
+                Written {
+                    name: format!("F{i}"),
+                    remap,
+                    type0,
+                },
+            );
         }
 
         // Artwork (background, images), each under its own object numbers.
@@ -315,7 +335,12 @@ impl<'a> Page<'a> {
                     c.save_state();
                     c.set_fill_rgb(0.0, 0.0, 0.0);
                     for &(col, row, len) in dark {
-                        c.rect(x + col as f32 * m, y - (row as f32 + 1.0) * m, len as f32 * m, *m);
+                        c.rect(
+                            x + col as f32 * m,
+                            y - (row as f32 + 1.0) * m,
+                            len as f32 * m,
+                            *m,
+                        );
                     }
                     c.fill_nonzero();
                     c.restore_state();
@@ -403,7 +428,10 @@ fn subset_tag(name: &str, gids: &[u16]) -> String {
     for g in gids {
         h.update(g.to_be_bytes());
     }
-    h.finalize()[..6].iter().map(|b| (b'A' + b % 26) as char).collect()
+    h.finalize()[..6]
+        .iter()
+        .map(|b| (b'A' + b % 26) as char)
+        .collect()
 }
 
 fn pdf_date(iso: &str) -> Option<pdf_writer::Date> {
@@ -441,7 +469,14 @@ fn write_run(c: &mut Content, run: &TextRun, book: &FontBook, w: &Written) {
     while i < glyphs.len() {
         let g = glyphs[i];
         if g.x_offset != 0.0 || g.y_offset != 0.0 {
-            c.set_text_matrix([1.0, 0.0, 0.0, 1.0, pen + g.x_offset * run.size, run.y + g.y_offset * run.size]);
+            c.set_text_matrix([
+                1.0,
+                0.0,
+                0.0,
+                1.0,
+                pen + g.x_offset * run.size,
+                run.y + g.y_offset * run.size,
+            ]);
             let code = w.remap.get(g.gid).unwrap_or(0).to_be_bytes();
             c.show(Str(&code));
             pen += g.advance * run.size;

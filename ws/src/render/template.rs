@@ -239,7 +239,11 @@ pub fn parse_color(s: &str) -> Option<Rgb> {
     if h.len() != 6 || !h.is_ascii() {
         return None;
     }
-    let c = |i: usize| u8::from_str_radix(&h[i..i + 2], 16).ok().map(|v| v as f32 / 255.0);
+    let c = |i: usize| {
+        u8::from_str_radix(&h[i..i + 2], 16)
+            .ok()
+            .map(|v| v as f32 / 255.0)
+    };
     Some(Rgb(c(0)?, c(2)?, c(4)?))
 }
 
@@ -268,7 +272,11 @@ impl Templates {
         let mut stack_ids = BTreeMap::new();
         for (name, specs) in &index.fonts {
             if specs.is_empty() {
-                return Err(terr(&index_path, format!("fonts.{name}"), "a font stack needs at least one font"));
+                return Err(terr(
+                    &index_path,
+                    format!("fonts.{name}"),
+                    "a font stack needs at least one font",
+                ));
             }
             let mut ids = Vec::new();
             for spec in specs {
@@ -278,12 +286,18 @@ impl Templates {
                 ids.push(id);
             }
             stack_ids.insert(name.clone(), stacks.len());
-            stacks.push(FontStack { name: name.clone(), fonts: ids });
+            stacks.push(FontStack {
+                name: name.clone(),
+                fonts: ids,
+            });
         }
         let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
             .map_err(|e| terr(dir, "templates", e))?
             .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|e| e == "toml") && p.file_name().is_some_and(|n| n != "index.toml"))
+            .filter(|p| {
+                p.extension().is_some_and(|e| e == "toml")
+                    && p.file_name().is_some_and(|n| n != "index.toml")
+            })
             .collect();
         files.sort();
         let mut templates = BTreeMap::new();
@@ -296,18 +310,33 @@ impl Templates {
             templates.insert(name, t);
         }
         if templates.is_empty() {
-            return Err(terr(dir, "templates", "no template files (*.toml besides index.toml)"));
+            return Err(terr(
+                dir,
+                "templates",
+                "no template files (*.toml besides index.toml)",
+            ));
         }
         let known = templates.keys().cloned().collect::<Vec<_>>().join(", ");
         if !templates.contains_key(&index.default) {
-            return Err(terr(&index_path, "default", format!("no template `{}`; there are: {known}", index.default)));
+            return Err(terr(
+                &index_path,
+                "default",
+                format!("no template `{}`; there are: {known}", index.default),
+            ));
         }
         let mut courses = Vec::new();
         for (course, template) in &index.courses {
             if !templates.contains_key(template) {
-                return Err(terr(&index_path, format!("courses.\"{course}\""), format!("no template `{template}`; there are: {known}")));
+                return Err(terr(
+                    &index_path,
+                    format!("courses.\"{course}\""),
+                    format!("no template `{template}`; there are: {known}"),
+                ));
             }
-            courses.push(CourseRule { course: course.clone(), template: template.clone() });
+            courses.push(CourseRule {
+                course: course.clone(),
+                template: template.clone(),
+            });
         }
         // Exact ids first, then prefixes, longest first: the most specific rule wins.
         courses.sort_by_key(|r| (r.course.ends_with('*'), std::cmp::Reverse(r.course.len())));
@@ -315,11 +344,18 @@ impl Templates {
         let mut used_stacks = BTreeMap::new();
         for (name, t) in &templates {
             let mut fields: BTreeMap<String, Vec<String>> = BTreeMap::new();
-            let blocks = t.texts.iter().chain(t.signatories.iter().flat_map(|s| [&s.name, &s.title]));
+            let blocks = t
+                .texts
+                .iter()
+                .chain(t.signatories.iter().flat_map(|s| [&s.name, &s.title]));
             for b in blocks {
                 for p in &b.pieces {
                     if let Piece::Field { name: f, .. } = p {
-                        let f = if f == "grade_sentence" { "grade" } else { f.as_str() };
+                        let f = if f == "grade_sentence" {
+                            "grade"
+                        } else {
+                            f.as_str()
+                        };
                         if TEXT_FIELDS.contains(&f) {
                             let stack = &stacks[b.stack].name;
                             let v = fields.entry(f.to_owned()).or_default();
@@ -343,7 +379,12 @@ impl Templates {
             templates: infos,
             coverage,
         };
-        Ok(Self { fonts, stacks, templates, catalog })
+        Ok(Self {
+            fonts,
+            stacks,
+            templates,
+            catalog,
+        })
     }
 }
 
@@ -358,28 +399,53 @@ fn load_template(
     let (w, h) = match raw.page.size.to_ascii_lowercase().as_str() {
         "a4" => (595.28, 841.89),
         "letter" => (612.0, 792.0),
-        other => return Err(terr(file, "page.size", format!("`{other}`: use \"A4\" or \"letter\""))),
+        other => {
+            return Err(terr(
+                file,
+                "page.size",
+                format!("`{other}`: use \"A4\" or \"letter\""),
+            ))
+        }
     };
     let page = match raw.page.orientation.as_str() {
         "portrait" => (w, h),
         "landscape" => (h, w),
         other => {
-            return Err(terr(file, "page.orientation", format!("`{other}`: use \"landscape\" or \"portrait\"")))
+            return Err(terr(
+                file,
+                "page.orientation",
+                format!("`{other}`: use \"landscape\" or \"portrait\""),
+            ))
         }
     };
     let color = |key: &str, s: &str| {
-        parse_color(s).ok_or_else(|| terr(file, key, format!("`{s}` is not a colour; write it as \"#rrggbb\"")))
+        parse_color(s).ok_or_else(|| {
+            terr(
+                file,
+                key,
+                format!("`{s}` is not a colour; write it as \"#rrggbb\""),
+            )
+        })
     };
     let stack = |key: &str, s: &str| {
         stack_ids.get(s).copied().ok_or_else(|| {
-            terr(file, key, format!(
-                "no font stack `{s}` in index.toml; there are: {}",
-                stacks.keys().cloned().collect::<Vec<_>>().join(", ")
-            ))
+            terr(
+                file,
+                key,
+                format!(
+                    "no font stack `{s}` in index.toml; there are: {}",
+                    stacks.keys().cloned().collect::<Vec<_>>().join(", ")
+                ),
+            )
         })
     };
     let in_page = |key: &str, x: f32, y: f32, bw: f32, bh: f32| {
-        let ok = x >= 0.0 && y >= 0.0 && bw > 0.0 && bh > 0.0 && (x + bw) * MM <= page.0 + 0.5 && (y + bh) * MM <= page.1 + 0.5;
+        let ok = x >= 0.0
+            && y >= 0.0
+            && bw > 0.0
+            && bh > 0.0
+            && (x + bw) * MM <= page.0 + 0.5
+            && (y + bh) * MM <= page.1 + 0.5;
         match ok {
             true => Ok(()),
             false => Err(terr(file, key, format!(
@@ -398,13 +464,23 @@ fn load_template(
             SizeFile::Range([a, b]) => (a.min(b), a.max(b)),
         };
         if !(min_size >= 1.0 && max_size <= 400.0) {
-            return Err(terr(file, key("size"), "sizes are in pt, between 1 and 400"));
+            return Err(terr(
+                file,
+                key("size"),
+                "sizes are in pt, between 1 and 400",
+            ));
         }
         let align = match t.align.as_str() {
             "left" => Align::Left,
             "center" | "centre" => Align::Center,
             "right" => Align::Right,
-            other => return Err(terr(file, key("align"), format!("`{other}`: use left, center or right"))),
+            other => {
+                return Err(terr(
+                    file,
+                    key("align"),
+                    format!("`{other}`: use left, center or right"),
+                ))
+            }
         };
         if !(1..=4).contains(&t.max_lines) {
             return Err(terr(file, key("max_lines"), "between 1 and 4"));
@@ -428,7 +504,12 @@ fn load_template(
     for (i, f) in raw.frame.iter().enumerate() {
         in_page(&format!("frame[{i}].x"), f.x, f.y, f.width, f.height)?;
         let c = color(&format!("frame[{i}].color"), &f.color)?;
-        let rect = [f.x * MM, page.1 - (f.y + f.height) * MM, f.width * MM, f.height * MM];
+        let rect = [
+            f.x * MM,
+            page.1 - (f.y + f.height) * MM,
+            f.width * MM,
+            f.height * MM,
+        ];
         frames.push((f.clone(), c, rect));
     }
     let mut signatories = Vec::new();
@@ -438,31 +519,43 @@ fn load_template(
         let c = color(&key("color"), &s.color)?;
         let st = stack(&key("font"), &s.font)?;
         let image = match &s.image {
-            Some(p) => Some(Image::load_png(&dir.join(p)).map_err(|e| terr(file, key("image"), e))?),
+            Some(p) => {
+                Some(Image::load_png(&dir.join(p)).map_err(|e| terr(file, key("image"), e))?)
+            }
             None => None,
         };
-        let block = |text: &str, top_mm: f32, h_mm: f32, size: f32| -> Result<TextBlock, TemplateError> {
-            Ok(TextBlock {
-                pieces: vec![Piece::Lit(text.to_owned())],
-                x: s.x * MM,
-                y_top: page.1 - (s.y + top_mm) * MM,
-                width: s.width * MM,
-                height: h_mm * MM,
-                stack: st,
-                min_size: size * 0.6,
-                max_size: size,
-                color: c,
-                align: Align::Center,
-                max_lines: 1,
-                leading: 1.0,
-            })
-        };
+        let block =
+            |text: &str, top_mm: f32, h_mm: f32, size: f32| -> Result<TextBlock, TemplateError> {
+                Ok(TextBlock {
+                    pieces: vec![Piece::Lit(text.to_owned())],
+                    x: s.x * MM,
+                    y_top: page.1 - (s.y + top_mm) * MM,
+                    width: s.width * MM,
+                    height: h_mm * MM,
+                    stack: st,
+                    min_size: size * 0.6,
+                    max_size: size,
+                    color: c,
+                    align: Align::Center,
+                    max_lines: 1,
+                    leading: 1.0,
+                })
+            };
         if s.name.contains(['{', '}']) || s.title.contains(['{', '}']) {
-            return Err(terr(file, key("name"), "signatory names and titles are fixed text"));
+            return Err(terr(
+                file,
+                key("name"),
+                "signatory names and titles are fixed text",
+            ));
         }
         signatories.push(Signatory {
             image,
-            image_box: [s.x * MM, page.1 - (s.y + 16.0) * MM, s.width * MM, 15.0 * MM],
+            image_box: [
+                s.x * MM,
+                page.1 - (s.y + 16.0) * MM,
+                s.width * MM,
+                15.0 * MM,
+            ],
             rule: [s.x * MM, page.1 - (s.y + 17.0) * MM, s.width * MM],
             color: c,
             name: block(&s.name, 18.0, 6.0, 11.0)?,
@@ -477,12 +570,20 @@ fn load_template(
         None => None,
     };
     let background = match &raw.background {
-        Some(p) => Some(Background::load(&dir.join(p), page).map_err(|e| terr(file, "background", e))?),
+        Some(p) => {
+            Some(Background::load(&dir.join(p), page).map_err(|e| terr(file, "background", e))?)
+        }
         None => None,
     };
     let fixed_date = match raw.date.as_str() {
         "rolling" => None,
-        "" => return Err(terr(file, "date", "write \"rolling\" (the issued date) or the date text to print")),
+        "" => {
+            return Err(terr(
+                file,
+                "date",
+                "write \"rolling\" (the issued date) or the date text to print",
+            ))
+        }
         text => Some(text.to_owned()),
     };
     let _ = name;
