@@ -259,7 +259,7 @@ impl<'a> Page<'a> {
             }
             d.finish();
             if let Some(data) = &subset {
-                let packed = deflate(data, 6);
+                let packed = deflate(data, 2);
                 let mut s = pdf.stream(file, &packed);
                 s.filter(Filter::FlateDecode);
                 if font.cff {
