@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use rustybuzz::ttf_parser;
 use testamur_common::catalog::Coverage;
@@ -156,7 +157,13 @@ impl Font {
 pub struct FontBook {
     fonts: Vec<Font>,
     by_file: HashMap<(PathBuf, u32), FontIdx>,
+    /// Compressed subsets by font and glyph set: the fonts of a template's fixed
+    /// text give the same subset on every certificate.
+    subsets: Mutex<HashMap<(FontIdx, Vec<u16>), Arc<Vec<u8>>>>,
 }
+
+/// Subsets kept at most (each a few KB); the cache starts over when full.
+const SUBSET_CACHE: usize = 512;
 
 impl FontBook {
     /// Loads `spec` (a path, optionally `#N` for the N-th face of a collection,
@@ -179,6 +186,31 @@ impl FontBook {
 
     pub fn get(&self, i: FontIdx) -> &Font {
         &self.fonts[i]
+    }
+
+    /// The deflated subset of font `i` with the glyphs `gids` (sorted, as given to
+    /// `remap` in this order), computed once per glyph set. None if the font
+    /// cannot be subset (it is then not embedded).
+    pub fn packed_subset(
+        &self,
+        i: FontIdx,
+        gids: &[u16],
+        remap: &subsetter::GlyphRemapper,
+    ) -> Option<Arc<Vec<u8>>> {
+        let key = (i, gids.to_vec());
+        if let Some(hit) = self.subsets.lock().ok().and_then(|c| c.get(&key).cloned()) {
+            return Some(hit);
+        }
+        let font = self.get(i);
+        let data = subsetter::subset(font.data, font.index, remap).ok()?;
+        let packed = Arc::new(super::artwork::deflate(&data, 2));
+        if let Ok(mut c) = self.subsets.lock() {
+            if c.len() >= SUBSET_CACHE {
+                c.clear();
+            }
+            c.insert(key, packed.clone());
+        }
+        Some(packed)
     }
 }
 

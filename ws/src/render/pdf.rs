@@ -181,7 +181,7 @@ impl<'a> Page<'a> {
             for &g in &gids {
                 remap.remap(g);
             }
-            let subset = subsetter::subset(font.data, font.index, &remap).ok();
+            let subset = self.book.packed_subset(idx, &gids, &remap);
             let base = alloc(5);
             let (type0, cid, desc, file, cmap) = (
                 Ref::new(base),
@@ -258,9 +258,8 @@ impl<'a> Page<'a> {
                 }
             }
             d.finish();
-            if let Some(data) = &subset {
-                let packed = deflate(data, 2);
-                let mut s = pdf.stream(file, &packed);
+            if let Some(packed) = &subset {
+                let mut s = pdf.stream(file, packed);
                 s.filter(Filter::FlateDecode);
                 if font.cff {
                     s.pair(Name(b"Subtype"), Name(b"OpenType"));
