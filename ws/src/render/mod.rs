@@ -25,7 +25,7 @@ use testamur_common::wire::JobCertificate;
 
 use self::fields::Piece;
 use self::layout::{FitSpec, Fitted};
-use self::template::{Align, Rgb, Template, TemplateError, Templates, TextBlock};
+use self::template::{Align, Template, TemplateError, Templates, TextBlock};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RenderError {
@@ -249,7 +249,7 @@ impl Renderer {
         if fitted.below_min {
             tracing::warn!(template = %t.name, size = fitted.size, "text only fits its box below the template's smallest size");
         }
-        place(page, block, &fitted, &shaped.text, block.color);
+        place(page, block, &fitted, &shaped.text);
         Ok(())
     }
 }
@@ -267,7 +267,7 @@ fn block_field(block: &TextBlock) -> String {
 }
 
 /// Puts fitted lines into the block's box: centred vertically, aligned horizontally.
-fn place<'a>(page: &mut pdf::Page<'a>, block: &TextBlock, fitted: &Fitted, text: &str, color: Rgb) {
+fn place<'a>(page: &mut pdf::Page<'a>, block: &TextBlock, fitted: &Fitted, text: &str) {
     let size = fitted.size;
     let (ascent, _) = fitted.extent();
     let top = block.y_top - (block.height - fitted.height_pt()).max(0.0) / 2.0;
@@ -289,7 +289,7 @@ fn place<'a>(page: &mut pdf::Page<'a>, block: &TextBlock, fitted: &Fitted, text:
             page.text(
                 run.font,
                 size,
-                color,
+                block.color,
                 x,
                 baseline,
                 run.glyphs.clone(),

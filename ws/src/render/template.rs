@@ -586,7 +586,6 @@ fn load_template(
         }
         text => Some(text.to_owned()),
     };
-    let _ = name;
     Ok(Template {
         name: name.to_owned(),
         description: raw.description,
