@@ -8,7 +8,8 @@ use anyhow::{bail, Context};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use testamur_common::wire::{
-    CertificateView, ErrorBody, StatusResponse, SubmitRequest, SubmitResponse,
+    BatchRequest, BatchResponse, CertificateView, DeadLettersResponse, ErrorBody, ListResponse,
+    ReplayRequest, ReplayResponse, StatusResponse, SubmitRequest, SubmitResponse,
 };
 
 #[derive(Clone)]
@@ -47,6 +48,11 @@ impl ApiClient {
         format!("{}{}", self.base, path)
     }
 
+    /// The API key this client presents.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
     pub fn http(&self) -> &reqwest::Client {
         &self.http
     }
@@ -57,12 +63,25 @@ impl ApiClient {
         path: &str,
         body: Option<&B>,
     ) -> anyhow::Result<Result<T, ApiFailure>> {
+        self.call_with(method, path, body, None).await
+    }
+
+    async fn call_with<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&B>,
+        idempotency_key: Option<&str>,
+    ) -> anyhow::Result<Result<T, ApiFailure>> {
         let mut req = self
             .http
             .request(method, self.url(path))
             .bearer_auth(&self.key);
         if let Some(b) = body {
             req = req.json(b);
+        }
+        if let Some(k) = idempotency_key {
+            req = req.header("Idempotency-Key", k);
         }
         let resp = req
             .send()
@@ -93,6 +112,80 @@ impl ApiClient {
         req: &SubmitRequest,
     ) -> anyhow::Result<Result<SubmitResponse, ApiFailure>> {
         self.call(reqwest::Method::POST, "/v1/certificates", Some(req))
+            .await
+    }
+
+    /// Submit with an Idempotency-Key: repeating the same request with the same
+    /// key (within 24 h) answers the first answer and queues nothing new.
+    pub async fn submit_idempotent(
+        &self,
+        req: &SubmitRequest,
+        key: &str,
+    ) -> anyhow::Result<Result<SubmitResponse, ApiFailure>> {
+        self.call_with(
+            reqwest::Method::POST,
+            "/v1/certificates",
+            Some(req),
+            Some(key),
+        )
+        .await
+    }
+
+    /// Up to 10,000 requests at once; one result per request, in order.
+    pub async fn submit_batch(
+        &self,
+        requests: &[SubmitRequest],
+    ) -> anyhow::Result<Result<BatchResponse, ApiFailure>> {
+        let body = BatchRequest {
+            requests: requests
+                .iter()
+                .map(serde_json::to_value)
+                .collect::<Result<_, _>>()?,
+        };
+        self.call(reqwest::Method::POST, "/v1/certificates/batch", Some(&body))
+            .await
+    }
+
+    /// One page of `GET /v1/certificates`.
+    pub async fn list(
+        &self,
+        course_id: Option<&str>,
+        state: Option<&str>,
+        cursor: Option<&str>,
+        limit: Option<usize>,
+    ) -> anyhow::Result<Result<ListResponse, ApiFailure>> {
+        let mut url = reqwest::Url::parse(&self.url("/v1/certificates"))?;
+        {
+            let mut q = url.query_pairs_mut();
+            if let Some(c) = course_id {
+                q.append_pair("course_id", c);
+            }
+            if let Some(s) = state {
+                q.append_pair("state", s);
+            }
+            if let Some(c) = cursor {
+                q.append_pair("cursor", c);
+            }
+            if let Some(l) = limit {
+                q.append_pair("limit", &l.to_string());
+            }
+        }
+        let path = format!("/v1/certificates?{}", url.query().unwrap_or(""));
+        self.call::<(), _>(reqwest::Method::GET, &path, None).await
+    }
+
+    pub async fn dead_letters(&self) -> anyhow::Result<Result<DeadLettersResponse, ApiFailure>> {
+        self.call::<(), _>(reqwest::Method::GET, "/v1/callbacks/dead", None)
+            .await
+    }
+
+    /// Replay the given dead letters, or all of them.
+    pub async fn replay(
+        &self,
+        ids: Option<Vec<String>>,
+    ) -> anyhow::Result<Result<ReplayResponse, ApiFailure>> {
+        let body = ReplayRequest { callback_ids: ids };
+        self.call(reqwest::Method::POST, "/v1/callbacks/replay", Some(&body))
             .await
     }
 

@@ -33,6 +33,8 @@ pub struct ClusterSpec {
     pub keep_old_versions: bool,
     /// Publish to this S3 bucket instead of the cluster's `public` directory.
     pub s3: Option<S3Target>,
+    /// TOML appended to cc.conf (e.g. a `[callbacks]` table).
+    pub cc_extra: String,
 }
 
 /// An S3 (-compatible) bucket for the workservers, path-style.
@@ -64,6 +66,7 @@ impl ClusterSpec {
             templates: default_templates(),
             keep_old_versions: false,
             s3: None,
+            cc_extra: String::new(),
         }
     }
 }
@@ -74,6 +77,8 @@ pub struct ClusterInfo {
     pub cc_url: String,
     pub ca_cert: PathBuf,
     pub lms_api_key: String,
+    /// Signs the callbacks of requests made with the lms key (HMAC-SHA256).
+    pub callback_secret: String,
     pub operator_api_key: String,
     pub cc_pass: String,
     pub storage_dir: PathBuf,
@@ -117,6 +122,7 @@ impl Cluster {
             cc_url: format!("https://localhost:{cc_port}"),
             ca_cert: tls.ca_cert.clone(),
             lms_api_key: secret(),
+            callback_secret: secret(),
             operator_api_key: secret(),
             cc_pass: secret(),
             storage_dir: dir.join("public"),
@@ -138,11 +144,14 @@ max_attempts = {max}
 name = "demo-lms"
 role = "lms"
 key = "{lms}"
+callback_secret = "{cbs}"
 
 [[api_keys]]
 name = "demo-operator"
 role = "operator"
 key = "{op}"
+
+{extra}
 "#,
             redis = redis.url(),
             cc_pass = info.cc_pass,
@@ -150,7 +159,9 @@ key = "{op}"
             hb = spec.heartbeat_interval_s,
             max = spec.max_attempts,
             lms = info.lms_api_key,
+            cbs = info.callback_secret,
             op = info.operator_api_key,
+            extra = spec.cc_extra,
         );
         std::fs::write(dir.join("cc.conf"), cc_conf)?;
         for i in 1..=spec.workservers {

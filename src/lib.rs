@@ -8,6 +8,7 @@
 //! - [`tlsgen`]: development CA and server certificate.
 //! - [`fsutil`]: writing secret files 0600.
 //! - [`logging`]: tracing set-up (human or JSON).
+//! - [`xqueue`]: the bridge between an Open edX xqueue and a CC.
 
 pub mod api;
 pub mod cmd;
@@ -16,3 +17,4 @@ pub mod fsutil;
 pub mod logging;
 pub mod redis_proc;
 pub mod tlsgen;
+pub mod xqueue;

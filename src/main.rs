@@ -59,6 +59,9 @@ enum Command {
     Preview(cmd::preview::PreviewArgs),
     /// Measure render+sign speed or end-to-end throughput.
     Bench(cmd::bench::BenchArgs),
+    /// Serve an Open edX xqueue: take certificate submissions, submit them to a CC and
+    /// post each result back (drop-in for the old certificate agent).
+    XqueueBridge(cmd::xqueue::XqueueArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -69,7 +72,7 @@ fn main() -> std::process::ExitCode {
     #[cfg(unix)]
     if !matches!(
         cli.command,
-        Command::Cc { .. } | Command::Ws { .. } | Command::Demo(_)
+        Command::Cc { .. } | Command::Ws { .. } | Command::Demo(_) | Command::XqueueBridge(_)
     ) {
         // SAFETY: restoring the default disposition of SIGPIPE at start-up,
         // before any other thread exists.
@@ -99,6 +102,7 @@ fn main() -> std::process::ExitCode {
             Command::Demo(a) => cmd::demo::run(a, cli.log_json).await,
             Command::Bench(a) => cmd::bench::run(a).await,
             Command::Preview(a) => cmd::preview::run(a),
+            Command::XqueueBridge(a) => cmd::xqueue::run(a, cli.log_json).await,
         }
     });
     match result {

@@ -29,6 +29,9 @@ pub struct AppState {
     pub shutdown: watch::Receiver<bool>,
     /// The workservers' template catalogue, cached from Redis.
     pub catalog: crate::catalog::CatalogCache,
+    /// Woken when a certificate of this CC reaches a final state, so its callback
+    /// goes out at once (the dispatcher also polls).
+    pub callbacks_due: Arc<Notify>,
 }
 
 /// The address of the TCP peer, inserted by the server for every request.
@@ -60,7 +63,17 @@ pub fn router(state: AppState) -> Router {
             post(routes::leases::complete),
         )
         .route("/v1/leases/{lease_id}/fail", post(routes::leases::fail))
-        .route("/v1/certificates", post(routes::certificates::submit))
+        .route(
+            "/v1/certificates",
+            post(routes::certificates::submit).get(routes::certificates::list),
+        )
+        .route(
+            "/v1/certificates/batch",
+            post(routes::certificates::batch)
+                .layer(DefaultBodyLimit::max(state.config.max_batch_body_bytes)),
+        )
+        .route("/v1/callbacks/replay", post(routes::callbacks::replay))
+        .route("/v1/callbacks/dead", get(routes::callbacks::dead))
         .route(
             "/v1/certificates/{cert_id}",
             get(routes::certificates::get_one),
@@ -98,4 +111,27 @@ async fn log_request(req: Request, next: Next) -> Response {
         tracing::debug!(%method, %path, status = status.as_u16(), ms, "request");
     }
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every route of the router is documented in openapi.json.
+    #[test]
+    fn every_route_is_in_openapi() {
+        let spec: serde_json::Value =
+            serde_json::from_str(include_str!("../openapi.json")).unwrap();
+        let src = include_str!("app.rs");
+        let src = &src[..src.find("#[cfg(test)]").unwrap()];
+        let mut n = 0;
+        for part in src.split(".route(").skip(1) {
+            let path = part.trim_start().trim_start_matches('"');
+            let path = &path[..path.find('"').unwrap()];
+            assert!(
+                spec["paths"][path].is_object(),
+                "{path} is not in cc/openapi.json"
+            );
+            n += 1;
+        }
+        assert!(n >= 15, "found only {n} routes");
+    }
 }

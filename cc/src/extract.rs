@@ -26,7 +26,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
                 ApiError::new(
                     StatusCode::PAYLOAD_TOO_LARGE,
                     "body_too_large",
-                    "the request body is larger than max_body_bytes; split it into smaller requests",
+                    "the request body is larger than this endpoint accepts (cc.conf max_body_bytes, max_batch_body_bytes for batches); split it",
                 )
             } else {
                 ApiError::bad_request("bad_body", format!("could not read the request body: {rej}"))
@@ -38,7 +38,16 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
 
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let de = &mut serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(de).map_err(|e| {
+    serde_path_to_error::deserialize(de).map_err(json_error)
+}
+
+/// Like [`parse_json`], for a value already parsed (one request of a batch).
+pub fn parse_value<T: DeserializeOwned>(v: serde_json::Value) -> Result<T, ApiError> {
+    serde_path_to_error::deserialize(v).map_err(json_error)
+}
+
+fn json_error(e: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
+    {
         let path = e.path().to_string();
         let inner = e.into_inner();
         let code = if inner.is_syntax() || inner.is_eof() {
@@ -54,7 +63,7 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             err = err.with_field(path);
         }
         err
-    })
+    }
 }
 
 fn bearer(parts: &Parts) -> Result<&str, ApiError> {
@@ -85,7 +94,7 @@ fn api_key_role(state: &AppState, key: &str) -> Option<(Role, String)> {
 
 /// A caller holding an `lms` API key.
 pub struct LmsCaller {
-    #[allow(dead_code)]
+    /// Scopes Idempotency-Keys and picks the callback secret.
     pub key_name: String,
 }
 

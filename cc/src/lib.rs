@@ -8,11 +8,13 @@
 //! - [`error`]: `ApiError`, the only error type handlers return.
 //! - [`store`]: the Redis key schema and Lua scripts (nothing else touches Redis).
 //! - [`reaper`]: re-queues jobs whose lease expired.
+//! - [`callbacks`]: delivers signed callbacks to LMSs, with retries and dead letters.
 //!
 //! Architecture invariant: the CC keeps no state of its own; any number of CCs can
 //! serve the same Redis.
 
 pub mod app;
+pub mod callbacks;
 pub mod catalog;
 pub mod error;
 pub mod extract;
@@ -66,12 +68,19 @@ pub async fn run(
         jobs_queued.clone(),
         stop_rx.clone(),
     ));
+    let callbacks_due = Arc::new(Notify::new());
+    let dispatcher = tokio::spawn(
+        callbacks::Dispatcher::new(store.clone(), config.clone())
+            .context("setting up the callback client ([callbacks] in cc.conf)")?
+            .run(callbacks_due.clone(), stop_rx.clone()),
+    );
     let state = app::AppState {
         config: config.clone(),
         store,
         jobs_queued,
         shutdown: stop_rx,
         catalog: Default::default(),
+        callbacks_due,
     };
     tracing::info!(name = %config.name, addr = %listener.local_addr()?, "command center listening (HTTPS)");
     let app = app::router(state);
@@ -81,6 +90,7 @@ pub async fn run(
     })
     .await;
     reaper.abort();
+    dispatcher.abort();
     tracing::info!("command center stopped");
     Ok(())
 }

@@ -90,10 +90,90 @@ struct CcFile {
     max_attempts: u32,
     #[serde(default = "default_body_limit")]
     max_body_bytes: usize,
+    #[serde(default = "default_batch_body_limit")]
+    max_batch_body_bytes: usize,
     #[serde(default)]
     log_format: LogFormat,
     #[serde(default)]
     api_keys: Vec<ApiKeyFile>,
+    #[serde(default)]
+    callbacks: CallbacksFile,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CallbacksFile {
+    #[serde(default = "default_cb_attempts")]
+    max_attempts: u32,
+    #[serde(default = "default_cb_base_ms")]
+    retry_base_ms: u64,
+    #[serde(default = "default_cb_max_s")]
+    retry_max_s: u64,
+    #[serde(default = "default_cb_timeout")]
+    timeout_s: u64,
+    #[serde(default = "default_cb_concurrency")]
+    concurrency: usize,
+    #[serde(default)]
+    allow_http: bool,
+    #[serde(default)]
+    allow_private_addresses: bool,
+    #[serde(default)]
+    ssl_ca_certs: Option<PathBuf>,
+}
+
+impl Default for CallbacksFile {
+    fn default() -> Self {
+        Self {
+            max_attempts: default_cb_attempts(),
+            retry_base_ms: default_cb_base_ms(),
+            retry_max_s: default_cb_max_s(),
+            timeout_s: default_cb_timeout(),
+            concurrency: default_cb_concurrency(),
+            allow_http: false,
+            allow_private_addresses: false,
+            ssl_ca_certs: None,
+        }
+    }
+}
+
+fn default_cb_attempts() -> u32 {
+    12
+}
+fn default_cb_base_ms() -> u64 {
+    1000
+}
+fn default_cb_max_s() -> u64 {
+    3600
+}
+fn default_cb_timeout() -> u64 {
+    10
+}
+fn default_cb_concurrency() -> usize {
+    32
+}
+fn default_batch_body_limit() -> usize {
+    32 * 1024 * 1024
+}
+
+/// How the CC calls LMSs back (`[callbacks]` in cc.conf).
+#[derive(Debug, Clone)]
+pub struct CallbacksConfig {
+    /// Deliveries tried before a callback becomes a dead letter.
+    pub max_attempts: u32,
+    /// Delay before the second attempt; doubles each time (with jitter) up to `retry_max`.
+    pub retry_base: Duration,
+    pub retry_max: Duration,
+    /// Per delivery: connect + send + answer.
+    pub timeout: Duration,
+    /// Deliveries in flight at once per CC.
+    pub concurrency: usize,
+    /// Accept `http://` callback URLs (default: https only).
+    pub allow_http: bool,
+    /// Accept callback URLs on loopback, private, link-local and other
+    /// non-public addresses (default: refused, no SSRF through callbacks).
+    pub allow_private_addresses: bool,
+    /// Trust exactly the CAs in this file for callback URLs instead of the system's roots.
+    pub ssl_ca_certs: Option<PathBuf>,
 }
 
 fn default_lease_ttl() -> u64 {
@@ -115,6 +195,8 @@ struct ApiKeyFile {
     name: String,
     role: Role,
     key: SecretSource,
+    #[serde(default)]
+    callback_secret: Option<SecretSource>,
 }
 
 /// Who a credential belongs to (API.md: three roles).
@@ -130,6 +212,9 @@ pub struct ApiKey {
     pub name: String,
     pub role: Role,
     pub key: Secret,
+    /// Signs callbacks for requests made with this key (HMAC-SHA256). When not
+    /// configured, the key itself is the HMAC secret.
+    pub callback_secret: Secret,
 }
 
 /// Validated command-center settings.
@@ -147,8 +232,11 @@ pub struct CcConfig {
     pub heartbeat_interval: Duration,
     pub max_attempts: u32,
     pub max_body_bytes: usize,
+    /// Body limit of `POST /v1/certificates/batch` (up to 10,000 requests).
+    pub max_batch_body_bytes: usize,
     pub log_format: LogFormat,
     pub api_keys: Vec<ApiKey>,
+    pub callbacks: CallbacksConfig,
 }
 
 impl CcConfig {
@@ -210,12 +298,85 @@ impl CcConfig {
                     "is shorter than 16 characters; generate one with `openssl rand -hex 32`",
                 ));
             }
+            if api_keys.iter().any(|a: &ApiKey| a.name == k.name) {
+                return Err(ConfigError::key(
+                    file,
+                    &format!("api_keys[{i}].name"),
+                    format!(
+                        "`{}` is used by two keys; give every key its own name",
+                        k.name
+                    ),
+                ));
+            }
+            let callback_secret = match &k.callback_secret {
+                Some(src) => {
+                    let s = secret(file, &format!("api_keys[{i}].callback_secret"), &base, src)?;
+                    if s.expose().len() < 16 {
+                        return Err(ConfigError::key(
+                            file,
+                            &format!("api_keys[{i}].callback_secret"),
+                            "is shorter than 16 characters; generate one with `openssl rand -hex 32`",
+                        ));
+                    }
+                    s
+                }
+                None => key.clone(),
+            };
             api_keys.push(ApiKey {
                 name: k.name.clone(),
                 role: k.role,
                 key,
+                callback_secret,
             });
         }
+        let cb = &raw.callbacks;
+        if cb.max_attempts == 0 {
+            return Err(ConfigError::key(
+                file,
+                "callbacks.max_attempts",
+                "must be at least 1",
+            ));
+        }
+        if cb.retry_base_ms == 0 || cb.retry_max_s == 0 || cb.retry_base_ms > cb.retry_max_s * 1000
+        {
+            return Err(ConfigError::key(
+                file,
+                "callbacks.retry_base_ms",
+                "must be at least 1 and at most callbacks.retry_max_s (which must be at least 1)",
+            ));
+        }
+        if cb.timeout_s == 0 || cb.concurrency == 0 {
+            return Err(ConfigError::key(
+                file,
+                if cb.timeout_s == 0 {
+                    "callbacks.timeout_s"
+                } else {
+                    "callbacks.concurrency"
+                },
+                "must be at least 1",
+            ));
+        }
+        if raw.max_batch_body_bytes < raw.max_body_bytes {
+            return Err(ConfigError::key(
+                file,
+                "max_batch_body_bytes",
+                "must be at least max_body_bytes",
+            ));
+        }
+        let callbacks = CallbacksConfig {
+            max_attempts: cb.max_attempts,
+            retry_base: Duration::from_millis(cb.retry_base_ms),
+            retry_max: Duration::from_secs(cb.retry_max_s),
+            timeout: Duration::from_secs(cb.timeout_s),
+            concurrency: cb.concurrency,
+            allow_http: cb.allow_http,
+            allow_private_addresses: cb.allow_private_addresses,
+            ssl_ca_certs: cb
+                .ssl_ca_certs
+                .as_deref()
+                .map(|p| existing_file(file, "callbacks.ssl_ca_certs", &base, p))
+                .transpose()?,
+        };
         let cc_pass = secret(file, "cc_pass", &base, &raw.cc_pass)?;
         if cc_pass.expose().len() < 16 {
             return Err(ConfigError::key(
@@ -245,8 +406,10 @@ impl CcConfig {
             heartbeat_interval: Duration::from_secs(raw.heartbeat_interval_s),
             max_attempts: raw.max_attempts,
             max_body_bytes: raw.max_body_bytes,
+            max_batch_body_bytes: raw.max_batch_body_bytes,
             log_format: raw.log_format,
             api_keys,
+            callbacks,
         })
     }
 }
@@ -431,66 +594,6 @@ impl WsConfig {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
-        let p = dir.join(name);
-        std::fs::write(&p, text).unwrap();
-        p
-    }
-
-    fn tmp() -> PathBuf {
-        let d = std::env::temp_dir().join(format!("tm-conf-{}", crate::ids::random_hex(4)));
-        std::fs::create_dir_all(&d).unwrap();
-        d
-    }
-
-    #[test]
-    fn unknown_keys_are_named() {
-        let d = tmp();
-        let f = write(
-            &d,
-            "ws.conf",
-            "name = \"a\"\ncc_url = \"https://x\"\ncc_pas = \"x\"\n",
-        );
-        let e = WsConfig::load(&f).unwrap_err().to_string();
-        assert!(e.contains("ws.conf") && e.contains("cc_pas"), "{e}");
-    }
-
-    #[test]
-    fn bad_values_name_the_key() {
-        let d = tmp();
-        write(&d, "c.pem", "x");
-        write(&d, "k.pem", "x");
-        let f = write(
-            &d,
-            "cc.conf",
-            "name = \"cc\"\nlisten = \"nope\"\nssl_certfile = \"c.pem\"\nssl_key = \"k.pem\"\nredis_url = \"redis://127.0.0.1:1\"\ncc_pass = \"0123456789abcdef0\"\n",
-        );
-        let e = CcConfig::load(&f).unwrap_err().to_string();
-        assert!(e.contains("cc.conf") && e.contains("`listen`"), "{e}");
-        let f = write(
-            &d,
-            "cc2.conf",
-            "name = \"cc\"\nlisten = \"127.0.0.1:1\"\nssl_certfile = \"missing.pem\"\nssl_key = \"k.pem\"\nredis_url = \"redis://127.0.0.1:1\"\ncc_pass = \"0123456789abcdef0\"\n",
-        );
-        let e = CcConfig::load(&f).unwrap_err().to_string();
-        assert!(
-            e.contains("`ssl_certfile`") && e.contains("missing.pem"),
-            "{e}"
-        );
-        let f = write(
-            &d,
-            "cc3.conf",
-            "name = \"cc\"\nlisten = \"127.0.0.1:1\"\nssl_certfile = \"c.pem\"\nssl_key = \"k.pem\"\nredis_url = \"redis://127.0.0.1:1\"\ncc_pass = \"tiny9\"\n",
-        );
-        let e = CcConfig::load(&f).unwrap_err().to_string();
-        assert!(e.contains("`cc_pass`") && !e.contains("tiny9"), "{e}");
-    }
-}
-
 fn storage_backend(
     file: &Path,
     base: &Path,
@@ -558,5 +661,89 @@ fn storage_backend(
                 credentials,
             }))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    fn tmp() -> PathBuf {
+        let d = std::env::temp_dir().join(format!("tm-conf-{}", crate::ids::random_hex(4)));
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let d = tmp();
+        let f = write(
+            &d,
+            "ws.conf",
+            "name = \"a\"\ncc_url = \"https://x\"\ncc_pas = \"x\"\n",
+        );
+        let e = WsConfig::load(&f).unwrap_err().to_string();
+        assert!(e.contains("ws.conf") && e.contains("cc_pas"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        let d = tmp();
+        write(&d, "c.pem", "x");
+        write(&d, "k.pem", "x");
+        let f = write(
+            &d,
+            "cc.conf",
+            "name = \"cc\"\nlisten = \"nope\"\nssl_certfile = \"c.pem\"\nssl_key = \"k.pem\"\nredis_url = \"redis://127.0.0.1:1\"\ncc_pass = \"0123456789abcdef0\"\n",
+        );
+        let e = CcConfig::load(&f).unwrap_err().to_string();
+        assert!(e.contains("cc.conf") && e.contains("`listen`"), "{e}");
+        let f = write(
+            &d,
+            "cc2.conf",
+            "name = \"cc\"\nlisten = \"127.0.0.1:1\"\nssl_certfile = \"missing.pem\"\nssl_key = \"k.pem\"\nredis_url = \"redis://127.0.0.1:1\"\ncc_pass = \"0123456789abcdef0\"\n",
+        );
+        let e = CcConfig::load(&f).unwrap_err().to_string();
+        assert!(
+            e.contains("`ssl_certfile`") && e.contains("missing.pem"),
+            "{e}"
+        );
+        let f = write(
+            &d,
+            "cc3.conf",
+            "name = \"cc\"\nlisten = \"127.0.0.1:1\"\nssl_certfile = \"c.pem\"\nssl_key = \"k.pem\"\nredis_url = \"redis://127.0.0.1:1\"\ncc_pass = \"tiny9\"\n",
+        );
+        let e = CcConfig::load(&f).unwrap_err().to_string();
+        assert!(e.contains("`cc_pass`") && !e.contains("tiny9"), "{e}");
+        let base = "name = \"cc\"\nlisten = \"127.0.0.1:1\"\nssl_certfile = \"c.pem\"\nssl_key = \"k.pem\"\nredis_url = \"redis://127.0.0.1:1\"\ncc_pass = \"0123456789abcdef0\"\n";
+        for (extra, key) in [
+            ("[callbacks]\nmax_attempts = 0\n", "`callbacks.max_attempts`"),
+            ("[callbacks]\nretry_base_ms = 5000\nretry_max_s = 1\n", "`callbacks.retry_base_ms`"),
+            ("[callbacks]\nssl_ca_certs = \"nope.pem\"\n", "`callbacks.ssl_ca_certs`"),
+            ("[callbacks]\nallow_htp = true\n", "allow_htp"),
+            ("[[api_keys]]\nname = \"l\"\nrole = \"lms\"\nkey = \"0123456789abcdef0\"\ncallback_secret = \"short\"\n", "`api_keys[0].callback_secret`"),
+        ] {
+            let f = write(&d, "cc4.conf", &format!("{base}{extra}"));
+            let e = CcConfig::load(&f).unwrap_err().to_string();
+            assert!(e.contains("cc4.conf") && e.contains(key), "{extra}: {e}");
+        }
+        let f = write(
+            &d,
+            "cc5.conf",
+            &format!("{base}[[api_keys]]\nname = \"l\"\nrole = \"lms\"\nkey = \"0123456789abcdef0\"\n"),
+        );
+        let c = CcConfig::load(&f).unwrap();
+        assert_eq!(
+            c.api_keys[0].callback_secret.expose(),
+            "0123456789abcdef0",
+            "without a callback_secret, the key itself signs"
+        );
+        assert!(!c.callbacks.allow_http && !c.callbacks.allow_private_addresses);
     }
 }

@@ -81,14 +81,26 @@ impl CertRequest {
             .filter(|d| !d.trim().is_empty())
             .map(|d| date(&d))
             .transpose()?;
+        // The scheme and address policy (https only, no private addresses unless
+        // cc.conf allows them) is the CC's: see cc/src/callbacks/policy.rs.
         let callback_url = match w.callback_url.filter(|u| !u.trim().is_empty()) {
-            Some(u) if !u.starts_with("https://") => {
-                return Err(field_err(
-                    "callback_url",
-                    "callback_url must be an https:// URL",
-                ))
+            Some(u) => {
+                let u = u.trim();
+                if !(u.starts_with("https://") || u.starts_with("http://")) {
+                    return Err(field_err(
+                        "callback_url",
+                        "callback_url must be an https:// URL",
+                    ));
+                }
+                if u.len() > 2000 || u.chars().any(|c| c.is_control() || c == ' ') {
+                    return Err(field_err(
+                        "callback_url",
+                        "callback_url must be a URL of at most 2000 characters without spaces",
+                    ));
+                }
+                Some(u.to_owned())
             }
-            other => other,
+            None => None,
         };
         Ok(Self {
             action,
@@ -186,7 +198,7 @@ mod tests {
         r.issued_date = Some("23/11/2026".into());
         assert_eq!(CertRequest::parse(r).unwrap_err().field, "issued_date");
         let mut r = req("add", Some("x"));
-        r.callback_url = Some("http://lms".into());
+        r.callback_url = Some("ftp://lms".into());
         assert_eq!(CertRequest::parse(r).unwrap_err().field, "callback_url");
         let mut r = req("add", Some("x"));
         r.username = None;

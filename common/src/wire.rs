@@ -250,6 +250,97 @@ pub struct SubmitResponse {
     pub job_id: JobId,
 }
 
+/// `POST /v1/certificates/batch`. Each request is parsed on its own, so one
+/// malformed request gets its own error without spoiling the rest.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchRequest {
+    pub requests: Vec<serde_json::Value>,
+}
+
+/// The most requests one batch may carry.
+pub const MAX_BATCH: usize = 10_000;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BatchResponse {
+    pub results: Vec<BatchResult>,
+}
+
+/// One result per request, in order: accepted, or the error a single submit
+/// would have answered (with its HTTP status, an extension).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum BatchResult {
+    Accepted(SubmitResponse),
+    Rejected { error: ErrorDetail, status: u16 },
+}
+
+/// `GET /v1/certificates?course_id=&state=&cursor=&limit=`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ListResponse {
+    pub items: Vec<CertificateView>,
+    pub next_cursor: Option<String>,
+}
+
+/// The body the CC POSTs to a request's `callback_url` when its certificate
+/// reaches downloadable, deleted or error. Field order is fixed, so every
+/// delivery of one callback carries the same bytes (and the same signature).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CallbackPayload {
+    pub cert_id: String,
+    pub course_id: String,
+    pub username: String,
+    pub action: String,
+    pub state: String,
+    pub download_url: Option<String>,
+    pub verify_url: Option<String>,
+    pub download_uuid: Option<String>,
+    pub verify_uuid: Option<String>,
+    pub error_reason: Option<String>,
+    /// Extensions: the callback's id (the same on every retry and replay: use it
+    /// to ignore duplicates) and when the certificate reached the state.
+    pub callback_id: String,
+    pub at: String,
+}
+
+/// A callback that was never accepted after every attempt.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeadLetter {
+    pub callback_id: String,
+    pub cert_id: String,
+    pub url: String,
+    pub state: String,
+    pub attempts: u32,
+    pub last_error: String,
+    pub dead_at: String,
+}
+
+/// `GET /v1/callbacks/dead` (operator, extension).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeadLettersResponse {
+    pub count: u64,
+    /// The most recent first, at most `limit`.
+    pub items: Vec<DeadLetter>,
+}
+
+/// `POST /v1/callbacks/replay` (operator): replay the listed dead letters, or
+/// all of them when `callback_ids` is absent.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplayRequest {
+    #[serde(default)]
+    pub callback_ids: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReplayResponse {
+    /// How many dead letters went back to the delivery queue.
+    pub replayed: u64,
+    /// Requested ids that are not dead letters (unknown, or delivered already).
+    #[serde(default)]
+    pub not_found: Vec<String>,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct HistoryEntry {
     pub state: CertState,
@@ -292,6 +383,9 @@ pub struct StatusResponse {
     pub oldest_waiting_job_age_s: f64,
     pub recent_errors: Vec<RecentError>,
     pub dead_letters: u64,
+    /// Callbacks waiting for (another) delivery attempt.
+    #[serde(default)]
+    pub callbacks_pending: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -9,5 +9,7 @@ pub mod preview;
 pub mod serve;
 pub mod status;
 pub mod submit;
+pub mod submit_csv;
 pub mod target;
 pub mod verify;
+pub mod xqueue;

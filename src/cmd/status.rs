@@ -35,6 +35,16 @@ pub async fn run(a: TargetArgs) -> anyhow::Result<ExitCode> {
             w.last_heartbeat
         );
     }
+    println!(
+        "callbacks: {} waiting for delivery, {} dead letters{}",
+        s.callbacks_pending,
+        s.dead_letters,
+        if s.dead_letters > 0 {
+            " (list: GET /v1/callbacks/dead; replay: POST /v1/callbacks/replay)"
+        } else {
+            ""
+        }
+    );
     if !s.recent_errors.is_empty() {
         println!("recent errors:");
         for e in s.recent_errors.iter().take(10) {

@@ -320,6 +320,7 @@ fn example_configs_pass_check() {
             .arg("--check")
             .env("TESTAMUR_CC_PASS", "0123456789abcdef0123456789abcdef")
             .env("TESTAMUR_LMS_KEY", "lms-key-0123456789abcdef")
+            .env("TESTAMUR_LMS_CALLBACK_SECRET", "cb-secret-0123456789abcdef")
             .env("TESTAMUR_OPERATOR_KEY", "op-key-0123456789abcdef")
             .output()
             .unwrap();

@@ -3,11 +3,14 @@
 //! (modules below) so the build links once.
 
 mod bad_input;
+mod callbacks;
 mod end_to_end;
 mod failover;
 mod helpers;
 mod lifecycle;
+mod lms_api;
 mod publishing;
 mod registration;
 mod rendering;
 mod s3;
+mod xqueue;

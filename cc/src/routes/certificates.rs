@@ -1,28 +1,142 @@
-//! Submitting certificate requests and reading certificates (role: lms).
+//! Submitting certificate requests (one, or a batch of up to 10,000), reading one
+//! certificate and listing them page by page (role: lms).
 
-use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
-use testamur_common::ids::{CertId, JobId, PublicUuid};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use testamur_common::catalog::Catalog;
+use testamur_common::ids::{CertId, CourseId, JobId, PublicUuid};
 use testamur_common::request::CertRequest;
+use testamur_common::state::{Action, CertState};
 use testamur_common::time_fmt::today_iso;
-use testamur_common::wire::{CertificateView, SubmitRequest, SubmitResponse};
+use testamur_common::wire::{
+    BatchRequest, BatchResponse, BatchResult, CertificateView, ErrorDetail, ListResponse,
+    SubmitRequest, SubmitResponse, MAX_BATCH,
+};
 
 use crate::app::AppState;
+use crate::callbacks::policy::CallbackPolicy;
 use crate::error::ApiError;
-use crate::extract::{JsonBody, LmsCaller};
-use crate::store::{NewJob, SubmitOutcome};
+use crate::extract::{parse_value, JsonBody, LmsCaller};
+use crate::store::{ListIndex, NewJob, SubmitOutcome};
+
+/// The header that makes a submission safe to retry.
+const IDEMPOTENCY_KEY: &str = "idempotency-key";
 
 pub async fn submit(
     State(state): State<AppState>,
-    _caller: LmsCaller,
+    caller: LmsCaller,
+    headers: HeaderMap,
     JsonBody(body): JsonBody<SubmitRequest>,
-) -> Result<(StatusCode, Json<SubmitResponse>), ApiError> {
+) -> Result<Response, ApiError> {
+    let idempotency = idempotency(&headers, &caller, &body)?;
+    let catalog = state.catalog.get(&state.store).await?;
+    let policy = CallbackPolicy::from_config(&state.config.callbacks);
+    let mut job = prepare(body, catalog.as_deref(), &policy, &caller)?;
+    job.idempotency = idempotency;
+    let (cert_id, action) = (job.cert_id.clone(), job.action);
+    let outcome = state.store.submit(job).await?;
+    let replayed = matches!(
+        outcome,
+        SubmitOutcome::Queued { replayed: true, .. }
+            | SubmitOutcome::Illegal { replayed: true, .. }
+    );
+    let mut resp = match answer(cert_id, action, outcome, &state) {
+        Ok(r) => (StatusCode::ACCEPTED, Json(r)).into_response(),
+        Err(e) => e.into_response(),
+    };
+    if replayed {
+        resp.headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    Ok(resp)
+}
+
+/// `POST /v1/certificates/batch`: every request is checked and answered on its
+/// own, in order; the accepted ones are queued in chunks of 500 per Redis call.
+pub async fn batch(
+    State(state): State<AppState>,
+    caller: LmsCaller,
+    JsonBody(body): JsonBody<BatchRequest>,
+) -> Result<Json<BatchResponse>, ApiError> {
+    if body.requests.len() > MAX_BATCH {
+        return Err(ApiError::invalid(
+            "requests",
+            format!(
+                "a batch holds at most {MAX_BATCH} requests, this one {}; split it",
+                body.requests.len()
+            ),
+        ));
+    }
+    let catalog = state.catalog.get(&state.store).await?;
+    let policy = CallbackPolicy::from_config(&state.config.callbacks);
+    let mut results: Vec<Option<BatchResult>> = Vec::with_capacity(body.requests.len());
+    let mut jobs = Vec::new();
+    let mut slots = Vec::new();
+    for (i, item) in body.requests.into_iter().enumerate() {
+        let prepared = parse_value::<SubmitRequest>(item)
+            .and_then(|req| prepare(req, catalog.as_deref(), &policy, &caller));
+        match prepared {
+            Ok(job) => {
+                slots.push((i, job.cert_id.clone(), job.action));
+                jobs.push(job);
+                results.push(None);
+            }
+            Err(e) => results.push(Some(rejected(e))),
+        }
+    }
+    let outcomes = state.store.submit_many(jobs).await?;
+    let mut queued = 0usize;
+    for ((i, cert_id, action), outcome) in slots.into_iter().zip(outcomes) {
+        results[i] = Some(match answer(cert_id, action, outcome, &state) {
+            Ok(r) => {
+                queued += 1;
+                BatchResult::Accepted(r)
+            }
+            Err(e) => rejected(e),
+        });
+    }
+    let results: Vec<BatchResult> = results.into_iter().flatten().collect();
+    tracing::info!(
+        requests = results.len(),
+        queued,
+        rejected = results.len() - queued,
+        "batch submitted"
+    );
+    Ok(Json(BatchResponse { results }))
+}
+
+fn rejected(e: ApiError) -> BatchResult {
+    BatchResult::Rejected {
+        status: e.status.as_u16(),
+        error: ErrorDetail {
+            code: e.code.to_owned(),
+            message: e.message,
+            field: e.field,
+        },
+    }
+}
+
+/// Validate one request and turn it into a job (nothing is stored yet).
+fn prepare(
+    body: SubmitRequest,
+    catalog: Option<&Catalog>,
+    policy: &CallbackPolicy,
+    caller: &LmsCaller,
+) -> Result<NewJob, ApiError> {
     let mut req = CertRequest::parse(body).map_err(|e| ApiError::invalid(e.field, e.message))?;
+    if let Some(url) = &req.callback_url {
+        policy
+            .check(url)
+            .map_err(|m| ApiError::invalid("callback_url", m))?;
+    }
     if req.action.renders() {
         // Reject what no workserver could draw now, not as a failed job later; and
         // pin the template so that retries and regenerations render the same way.
-        if let Some(catalog) = state.catalog.get(&state.store).await? {
+        if let Some(catalog) = catalog {
             let template = catalog
                 .resolve(req.template.as_deref(), req.course_id.as_str())
                 .map_err(|e| ApiError::invalid("template", e.to_string()))?
@@ -50,8 +164,6 @@ pub async fn submit(
             req.template = Some(template);
         }
     }
-    let cert_id = req.cert_id();
-    let job_id = JobId::generate();
     let fields = if req.action.renders() {
         let o = |v: &Option<String>| v.clone().unwrap_or_default();
         vec![
@@ -67,51 +179,102 @@ pub async fn submit(
                 req.issued_date.clone().unwrap_or_else(today_iso),
             ),
             ("template", o(&req.template)),
-            ("callback_url", o(&req.callback_url)),
         ]
     } else {
         Vec::new()
     };
-    let new_uuids = req
-        .action
-        .renders()
-        .then(|| (PublicUuid::generate(), PublicUuid::generate()));
-    let outcome = state
-        .store
-        .submit(&NewJob {
-            cert_id: &cert_id,
-            job_id: &job_id,
-            action: req.action,
-            new_uuids,
-            fields,
-        })
-        .await?;
+    Ok(NewJob {
+        cert_id: req.cert_id(),
+        job_id: JobId::generate(),
+        action: req.action,
+        new_uuids: req
+            .action
+            .renders()
+            .then(|| (PublicUuid::generate(), PublicUuid::generate())),
+        fields,
+        callback: req.callback_url.map(|u| (u, caller.key_name.clone())),
+        idempotency: None,
+    })
+}
+
+/// The API's answer for a stored outcome.
+fn answer(
+    cert_id: CertId,
+    action: Action,
+    outcome: SubmitOutcome,
+    state: &AppState,
+) -> Result<SubmitResponse, ApiError> {
     match outcome {
-        SubmitOutcome::Queued { previous } => {
-            state.jobs_queued.notify_waiters();
-            tracing::info!(cert_id = %cert_id, job_id = %job_id, action = %req.action,
-                previous = previous.map(|s| s.as_str()).unwrap_or("none"), "job queued");
-            Ok((
-                StatusCode::ACCEPTED,
-                Json(SubmitResponse {
-                    cert_id,
-                    state: req.action.pending_state(),
-                    job_id,
-                }),
-            ))
+        SubmitOutcome::Queued {
+            state: pending,
+            job_id,
+            replayed,
+        } => {
+            if !replayed {
+                state.jobs_queued.notify_waiters();
+                tracing::debug!(cert_id = %cert_id, job_id = %job_id, %action, "job queued");
+            }
+            Ok(SubmitResponse {
+                cert_id,
+                state: pending,
+                job_id,
+            })
         }
-        SubmitOutcome::Illegal { current } => {
-            let err = req
-                .action
-                .check(current)
-                .expect_err("the store refused a transition the table allows");
+        SubmitOutcome::Illegal { current, .. } => {
+            let message = match action.check(current) {
+                Err(e) => e.to_string(),
+                Ok(_) => format!(
+                    "{action} is not allowed now: the certificate is {}",
+                    current.map(|s| s.as_str()).unwrap_or("absent")
+                ),
+            };
             Err(ApiError::new(
                 StatusCode::CONFLICT,
                 "illegal_transition",
-                err.to_string(),
+                message,
             ))
         }
+        SubmitOutcome::IdempotencyMismatch => Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "idempotency_key_reused",
+            "this Idempotency-Key came with a different request within the last 24 hours; use a new key for a new request",
+        )
+        .with_field("Idempotency-Key")),
     }
+}
+
+/// The `idem:` key suffix and the request's hash, when an Idempotency-Key came.
+/// Keys are per API key (two LMSs cannot collide); "the same body" means the same
+/// request after parsing (key order and whitespace do not matter).
+fn idempotency(
+    headers: &HeaderMap,
+    caller: &LmsCaller,
+    body: &SubmitRequest,
+) -> Result<Option<(String, String)>, ApiError> {
+    let Some(v) = headers.get(IDEMPOTENCY_KEY) else {
+        return Ok(None);
+    };
+    let key = v
+        .to_str()
+        .ok()
+        .filter(|k| !k.is_empty() && k.len() <= 255 && k.bytes().all(|b| b.is_ascii_graphic()))
+        .ok_or_else(|| {
+            ApiError::invalid(
+                "Idempotency-Key",
+                "Idempotency-Key must be 1 to 255 visible ASCII characters (a UUID is a good choice)",
+            )
+        })?;
+    let canonical = serde_json::to_vec(body).map_err(|e| {
+        ApiError::bad_request("invalid_body", format!("cannot read the request: {e}"))
+    })?;
+    Ok(Some((
+        format!(
+            "{}:{}",
+            caller.key_name,
+            hex::encode(Sha256::digest(key.as_bytes()))
+        ),
+        hex::encode(Sha256::digest(&canonical)),
+    )))
 }
 
 pub async fn get_one(
@@ -127,4 +290,88 @@ pub async fn get_one(
         .await?
         .map(Json)
         .ok_or_else(|| ApiError::not_found("no certificate with this id"))
+}
+
+/// The query of `GET /v1/certificates`. Loose strings, so each bad value gets a
+/// 422 naming its parameter.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    course_id: Option<String>,
+    state: Option<String>,
+    cursor: Option<String>,
+    limit: Option<String>,
+}
+
+/// Default and largest page size.
+const DEFAULT_LIMIT: usize = 100;
+const MAX_LIMIT: usize = 1000;
+
+pub async fn list(
+    State(state): State<AppState>,
+    _caller: LmsCaller,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<ListResponse>, ApiError> {
+    let Query(q) = query.map_err(|e| {
+        ApiError::bad_request(
+            "invalid_query",
+            format!(
+                "{}; the parameters are course_id, state, cursor and limit",
+                e.body_text()
+            ),
+        )
+    })?;
+    let course = q
+        .course_id
+        .filter(|c| !c.is_empty())
+        .map(|c| CourseId::parse(c).map_err(|e| ApiError::invalid("course_id", e.to_string())))
+        .transpose()?;
+    let want_state = q
+        .state
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse::<CertState>().map_err(|_| {
+                let all: Vec<&str> = CertState::ALL.iter().map(|s| s.as_str()).collect();
+                ApiError::invalid(
+                    "state",
+                    format!("unknown state `{s}`; one of {}", all.join(", ")),
+                )
+            })
+        })
+        .transpose()?;
+    let cursor = q
+        .cursor
+        .filter(|c| !c.is_empty())
+        .map(|c| {
+            CertId::parse(&c).map_err(|_| {
+                ApiError::invalid("cursor", "not a cursor from this API; start without one")
+            })
+        })
+        .transpose()?;
+    let limit = match q.limit.as_deref() {
+        None | Some("") => DEFAULT_LIMIT,
+        Some(l) => l
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=MAX_LIMIT).contains(n))
+            .ok_or_else(|| {
+                ApiError::invalid(
+                    "limit",
+                    format!("limit must be a number from 1 to {MAX_LIMIT}"),
+                )
+            })?,
+    };
+    let index = match (&course, want_state) {
+        (Some(c), _) => ListIndex::Course(c),
+        (None, Some(s)) => ListIndex::State(s),
+        (None, None) => ListIndex::All,
+    };
+    let (items, next) = state
+        .store
+        .list_certificates(index, want_state, cursor.as_ref(), limit)
+        .await?;
+    Ok(Json(ListResponse {
+        items,
+        next_cursor: next.map(|c| c.to_string()),
+    }))
 }

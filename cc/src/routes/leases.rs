@@ -108,6 +108,7 @@ pub async fn complete(
     {
         Fenced::Ok(new_state) => {
             tracing::info!(job_id = %lease.job_id(), lease_id = %lease, ws_id = %caller.0, state = %new_state, "job completed");
+            state.callbacks_due.notify_one();
             Ok(Json(serde_json::json!({ "state": new_state })))
         }
         Fenced::Lost => {
@@ -147,6 +148,8 @@ pub async fn fail(
             tracing::warn!(job_id = %lease.job_id(), lease_id = %lease, ws_id = %caller.0, requeued, %reason, "job attempt failed");
             if requeued {
                 state.jobs_queued.notify_waiters();
+            } else {
+                state.callbacks_due.notify_one();
             }
             Ok(Json(serde_json::json!({ "requeued": requeued })))
         }

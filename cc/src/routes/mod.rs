@@ -1,5 +1,6 @@
 //! HTTP handlers, one module per resource of API.md.
 
+pub mod callbacks;
 pub mod certificates;
 pub mod leases;
 pub mod status;

@@ -39,6 +39,7 @@ pub async fn status(
         .workservers(state.config.heartbeat_interval)
         .await?;
     let counts = state.store.counts().await?;
+    let (dead_letters, callbacks_pending) = state.store.callback_counts().await?;
     Ok(Json(StatusResponse {
         cc_name: state.config.name.clone(),
         workservers,
@@ -48,7 +49,8 @@ pub async fn status(
         throughput_last_minute: counts.throughput_last_minute,
         oldest_waiting_job_age_s: counts.oldest_waiting_ms.unwrap_or(0) as f64 / 1000.0,
         recent_errors: counts.recent_errors,
-        dead_letters: 0,
+        dead_letters,
+        callbacks_pending,
     }))
 }
 

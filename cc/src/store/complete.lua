@@ -14,6 +14,7 @@ end
 local ck = P .. 'cert:' .. cid
 local cur = hget(ck, 'state')
 local replaced = hget(jk, 'previous_verify_uuid') or ''
+local cb_url, cb_key = hget(jk, 'callback_url'), hget(jk, 'callback_key')
 local versions = ck .. ':versions'
 redis.call('ZREM', P .. 'leases', jid)
 redis.call('SREM', P .. 'ws:' .. ws .. ':jobs', jid)
@@ -51,6 +52,7 @@ redis.call('HSET', ck, 'state', target, 'updated_at', at)
 redis.call('HDEL', ck, 'job_id', 'error_reason')
 history(P, cid, target, at, detail)
 move_state(P, cid, cur, target)
+queue_callback(P, jid, cb_url, cb_key, cid, action, target, now_ms, at)
 redis.call('INCR', ARGV[14])
 redis.call('EXPIRE', ARGV[14], tonumber(ARGV[15]))
 return {'ok', target}

@@ -1,5 +1,5 @@
 -- Shared helpers, prepended to every script that needs them (see store/scripts.rs).
--- Key schema: see store/keys.rs; every key starts with the prefix passed as P.
+-- Key schema: see store/mod.rs; every key starts with the prefix passed as P.
 
 local function hget(key, field)
   local v = redis.call('HGET', key, field)
@@ -13,9 +13,32 @@ local function history(P, cid, state, at, detail)
   redis.call('RPUSH', P .. 'cert:' .. cid .. ':hist', cjson.encode(e))
 end
 
+-- Count the certificate in its new state (status counters and the per-state
+-- listing index).
 local function move_state(P, cid, from, to)
-  if from then redis.call('HINCRBY', P .. 'states', from, -1) end
+  if from then
+    redis.call('HINCRBY', P .. 'states', from, -1)
+    redis.call('ZREM', P .. 'bystate:' .. from, cid)
+  end
   redis.call('HINCRBY', P .. 'states', to, 1)
+  redis.call('ZADD', P .. 'bystate:' .. to, 0, cid)
+end
+
+-- A certificate reached a final state through job `jid`: when its request named a
+-- callback_url, schedule the callback (its id is the job id) with what the
+-- certificate now says.
+local function queue_callback(P, jid, url, key, cid, action, state, now_ms, at)
+  if not url or url == '' then return end
+  local ck = P .. 'cert:' .. cid
+  local cb = P .. 'cb:' .. jid
+  redis.call('HSET', cb, 'callback_id', jid, 'url', url, 'key', key or '', 'cert_id', cid,
+    'course_id', hget(ck, 'course_id') or '', 'username', hget(ck, 'username') or '',
+    'action', action, 'state', state, 'at', at, 'attempts', 0, 'created_at', now_ms)
+  for _, f in ipairs({'download_url', 'verify_url', 'download_uuid', 'verify_uuid', 'error_reason'}) do
+    local v = hget(ck, f)
+    if v and v ~= '' then redis.call('HSET', cb, f, v) end
+  end
+  redis.call('ZADD', P .. 'callbacks', now_ms, jid)
 end
 
 local function record_error(P, at, cid, jid, reason)
@@ -52,11 +75,13 @@ local function attempt_failed(P, jid, reason, retryable, max_attempts, now_ms, a
     redis.call('HSET', ck, 'updated_at', at)
     return 'requeued'
   end
+  local action, cb_url, cb_key = hget(jk, 'action'), hget(jk, 'callback_url'), hget(jk, 'callback_key')
   redis.call('DEL', jk)
   redis.call('HSET', ck, 'state', 'error', 'error_reason', reason, 'updated_at', at)
   redis.call('HDEL', ck, 'job_id')
   history(P, cid, 'error', at, reason)
   move_state(P, cid, state, 'error')
+  queue_callback(P, jid, cb_url, cb_key, cid, action, 'error', now_ms, at)
   return 'error'
 end
 

@@ -18,13 +18,25 @@
 //! - `states` hash state -> number of certificates (kept on every transition)
 //! - `errors` capped list of recent failures, `done:{epoch/10s}` completion counters
 //! - `regfail:{ip}` failed registrations per address (rate limit)
+//! - `certs`, `course:{course_id}`, `bystate:{state}` sorted sets of cert ids (all
+//!   score 0, walked in lexical order): the listing indexes of `GET /v1/certificates`
+//! - `idem:{api key name}:{sha256(Idempotency-Key)}` hash: a submission's request hash
+//!   and answer, kept 24 h
+//! - `callbacks` sorted set callback id (= job id) -> when its next delivery is due (ms);
+//!   `cb:{id}` hash: the callback's URL, API key name, payload fields, attempts, claim;
+//!   `callbacks:dead` sorted set id -> when it became a dead letter; `cbstats` counters
 //!
 //! Architecture invariant: every change that touches more than one key is one Lua
 //! script, so a CC dying between two commands cannot leave a half-made change, and
 //! several CCs can share one Redis. Scripts read keys they compute themselves, so
 //! a single Redis primary is required (no Redis Cluster).
 
+mod callbacks;
+mod listing;
 mod scripts;
+
+pub use callbacks::{CallbackAttempt, ClaimedCallback};
+pub use listing::ListIndex;
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -88,20 +100,43 @@ pub struct Store {
     scripts: std::sync::Arc<Scripts>,
 }
 
+/// How long an Idempotency-Key is remembered.
+pub const IDEMPOTENCY_TTL: Duration = Duration::from_secs(24 * 3600);
+/// Requests per submit script call (a batch takes several calls).
+const SUBMIT_CHUNK: usize = 500;
+
 /// A new job for a certificate, as validated by the API layer.
-pub struct NewJob<'a> {
-    pub cert_id: &'a CertId,
-    pub job_id: &'a JobId,
+pub struct NewJob {
+    pub cert_id: CertId,
+    pub job_id: JobId,
     pub action: Action,
     /// For add/regen: where the new version will be published.
     pub new_uuids: Option<(PublicUuid, PublicUuid)>,
     /// Certificate fields to set (empty value = remove). Not used for delete.
     pub fields: Vec<(&'static str, String)>,
+    /// Where to POST the outcome, and the name of the API key whose callback
+    /// secret signs it.
+    pub callback: Option<(String, String)>,
+    /// `idem:` key suffix (API key name and hash of the Idempotency-Key) and the
+    /// hash of the request it came with.
+    pub idempotency: Option<(String, String)>,
 }
 
+#[derive(Debug)]
 pub enum SubmitOutcome {
-    Queued { previous: Option<CertState> },
-    Illegal { current: Option<CertState> },
+    /// `replayed`: an Idempotency-Key matched an earlier request with the same
+    /// body; this is its answer and nothing new was queued.
+    Queued {
+        state: CertState,
+        job_id: JobId,
+        replayed: bool,
+    },
+    Illegal {
+        current: Option<CertState>,
+        replayed: bool,
+    },
+    /// The Idempotency-Key was used with a different request within 24 h.
+    IdempotencyMismatch,
 }
 
 pub enum Fenced<T> {
@@ -159,49 +194,93 @@ impl Store {
         Ok(())
     }
 
-    pub async fn submit(&self, job: &NewJob<'_>) -> Result<SubmitOutcome> {
+    pub async fn submit(&self, job: NewJob) -> Result<SubmitOutcome> {
+        self.submit_many(vec![job])
+            .await?
+            .pop()
+            .ok_or_else(|| StoreError::Corrupt("submit script answered nothing".into()))
+    }
+
+    /// Queue many requests in few round trips (chunks of 500 per script call, in
+    /// order: a later request for the same certificate sees the earlier one).
+    pub async fn submit_many(&self, jobs: Vec<NewJob>) -> Result<Vec<SubmitOutcome>> {
         let now = now_ms();
-        let allowed: Vec<&str> = job
-            .action
-            .allowed_from()
-            .iter()
-            .map(|s| s.as_str())
-            .collect();
-        let (du, vu) = match &job.new_uuids {
-            Some((d, v)) => (d.as_str().to_owned(), v.as_str().to_owned()),
-            None => (String::new(), String::new()),
-        };
-        let mut inv = self.scripts.submit.prepare_invoke();
-        inv.arg(P)
-            .arg(job.cert_id.as_str())
-            .arg(job.job_id.as_str())
-            .arg(job.action.as_str())
-            .arg(job.action.pending_state().as_str())
-            .arg(allowed.join(","))
-            .arg(if job.action.allowed_when_absent() {
-                "1"
-            } else {
-                "0"
-            })
-            .arg(now)
-            .arg(rfc3339_ms(now))
-            .arg(du)
-            .arg(vu);
-        for (k, v) in &job.fields {
-            inv.arg(*k).arg(v);
+        let at = rfc3339_ms(now);
+        let mut out = Vec::with_capacity(jobs.len());
+        for chunk in jobs.chunks(SUBMIT_CHUNK) {
+            let mut inv = self.scripts.submit.prepare_invoke();
+            inv.arg(P).arg(now).arg(&at).arg(IDEMPOTENCY_TTL.as_secs());
+            for job in chunk {
+                let allowed: Vec<&str> = job
+                    .action
+                    .allowed_from()
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect();
+                let (du, vu) = match &job.new_uuids {
+                    Some((d, v)) => (d.as_str(), v.as_str()),
+                    None => ("", ""),
+                };
+                let (cb_url, cb_key) = match &job.callback {
+                    Some((u, k)) => (u.as_str(), k.as_str()),
+                    None => ("", ""),
+                };
+                let (ikey, ihash) = match &job.idempotency {
+                    Some((k, h)) => (k.as_str(), h.as_str()),
+                    None => ("", ""),
+                };
+                inv.arg(job.cert_id.as_str())
+                    .arg(job.job_id.as_str())
+                    .arg(job.action.as_str())
+                    .arg(job.action.pending_state().as_str())
+                    .arg(allowed.join(","))
+                    .arg(if job.action.allowed_when_absent() {
+                        "1"
+                    } else {
+                        "0"
+                    })
+                    .arg(du)
+                    .arg(vu)
+                    .arg(cb_url)
+                    .arg(cb_key)
+                    .arg(ikey)
+                    .arg(ihash)
+                    .arg(job.fields.len());
+                for (k, v) in &job.fields {
+                    inv.arg(*k).arg(v);
+                }
+            }
+            let reply: Vec<String> = inv.invoke_async(&mut self.conn.clone()).await?;
+            if reply.len() != chunk.len() * 4 {
+                return Err(StoreError::Corrupt(format!(
+                    "submit script answered {} values for {} requests",
+                    reply.len(),
+                    chunk.len()
+                )));
+            }
+            for r in reply.chunks(4) {
+                let state = match r[1].as_str() {
+                    "" => None,
+                    s => Some(parse_state(s)?),
+                };
+                let replayed = r[3] == "1";
+                out.push(match (r[0].as_str(), state) {
+                    ("ok", Some(state)) => SubmitOutcome::Queued {
+                        state,
+                        job_id: JobId::parse(&r[2]).map_err(corrupt)?,
+                        replayed,
+                    },
+                    ("illegal", current) => SubmitOutcome::Illegal { current, replayed },
+                    ("idem_mismatch", _) => SubmitOutcome::IdempotencyMismatch,
+                    other => {
+                        return Err(StoreError::Corrupt(format!(
+                            "submit script answered {other:?}"
+                        )))
+                    }
+                });
+            }
         }
-        let reply: Vec<String> = inv.invoke_async(&mut self.conn.clone()).await?;
-        let state = match reply.get(1).map(String::as_str) {
-            None | Some("") => None,
-            Some(s) => Some(parse_state(s)?),
-        };
-        match reply.first().map(String::as_str) {
-            Some("ok") => Ok(SubmitOutcome::Queued { previous: state }),
-            Some("illegal") => Ok(SubmitOutcome::Illegal { current: state }),
-            other => Err(StoreError::Corrupt(format!(
-                "submit script answered {other:?}"
-            ))),
-        }
+        Ok(out)
     }
 
     /// Lease up to `max` jobs. `None` when the workserver is not registered.

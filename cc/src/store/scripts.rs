@@ -14,6 +14,10 @@ pub(super) struct Scripts {
     pub register: Script,
     pub deregister: Script,
     pub heartbeat: Script,
+    pub list: Script,
+    pub cb_claim: Script,
+    pub cb_result: Script,
+    pub cb_replay: Script,
 }
 
 fn with_lib(body: &str) -> Script {
@@ -32,6 +36,10 @@ impl Scripts {
             register: with_lib(include_str!("register.lua")),
             deregister: with_lib(include_str!("deregister.lua")),
             heartbeat: with_lib(include_str!("heartbeat.lua")),
+            list: with_lib(include_str!("list.lua")),
+            cb_claim: Script::new(include_str!("cb_claim.lua")),
+            cb_result: Script::new(include_str!("cb_result.lua")),
+            cb_replay: Script::new(include_str!("cb_replay.lua")),
         }
     }
 }

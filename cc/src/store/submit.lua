@@ -1,48 +1,93 @@
--- Record a requested action on a certificate and queue its job, atomically.
--- ARGV: P, cid, jid, action, pending_state, allowed_from (comma list), allowed_absent ('1'/'0'),
---       now_ms, at, new_download_uuid, new_verify_uuid, then field/value pairs for the cert
---       (an empty value deletes the field).
--- Returns {'ok', previous_state_or_empty} or {'illegal', current_state_or_empty}.
-local P, cid, jid, action, pending = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
-local allowed, allowed_absent, now_ms, at = ARGV[6], ARGV[7], ARGV[8], ARGV[9]
-local ck = P .. 'cert:' .. cid
-local cur = hget(ck, 'state')
-if cur == nil then
-  if allowed_absent ~= '1' then return {'illegal', ''} end
-else
-  local ok = false
-  for s in string.gmatch(allowed, '[^,]+') do
-    if s == cur then ok = true end
-  end
-  if not ok then return {'illegal', cur} end
-end
+-- Record requested actions on certificates and queue their jobs. One call handles
+-- one request (POST /v1/certificates) or a chunk of a batch; each request is atomic.
+-- ARGV: P, now_ms, at, idempotency ttl (s), then one group per request:
+--   cid, jid, action, pending_state, allowed_from (comma list), allowed_absent ('1'/'0'),
+--   new_download_uuid, new_verify_uuid, callback_url, callback_key,
+--   idempotency key ('' = none), request hash, n, then n field/value pairs for the
+--   certificate (an empty value deletes the field).
+-- Returns four strings per request: outcome ('ok' | 'illegal' | 'idem_mismatch'),
+-- state (the pending state for ok, the current one for illegal), job id, and
+-- '1' when an Idempotency-Key matched an earlier request (its answer is repeated,
+-- nothing new is done), else '0'.
+local P, now_ms, at, idem_ttl = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local out = {}
 
-local du, vu = ARGV[10], ARGV[11]
--- The published version: what a delete removes and what a regen replaces.
-local pdu, pvu = '', ''
-if action == 'delete' then
-  du = hget(ck, 'download_uuid') or ''
-  vu = hget(ck, 'verify_uuid') or ''
-elseif action == 'regen' then
-  pdu = hget(ck, 'download_uuid') or ''
-  pvu = hget(ck, 'verify_uuid') or ''
-end
-
-for i = 12, #ARGV, 2 do
-  if ARGV[i + 1] == '' then
-    redis.call('HDEL', ck, ARGV[i])
+local function submit_one(cid, jid, action, pending, allowed, allowed_absent, du, vu, cb_url, cb_key, f0, f1)
+  local ck = P .. 'cert:' .. cid
+  local cur = hget(ck, 'state')
+  if cur == nil then
+    if allowed_absent ~= '1' then return 'illegal', '' end
   else
-    redis.call('HSET', ck, ARGV[i], ARGV[i + 1])
+    local ok = false
+    for s in string.gmatch(allowed, '[^,]+') do
+      if s == cur then ok = true end
+    end
+    if not ok then return 'illegal', cur end
+  end
+  -- The published version: what a delete removes and what a regen replaces.
+  local pdu, pvu = '', ''
+  if action == 'delete' then
+    du = hget(ck, 'download_uuid') or ''
+    vu = hget(ck, 'verify_uuid') or ''
+  elseif action == 'regen' then
+    pdu = hget(ck, 'download_uuid') or ''
+    pvu = hget(ck, 'verify_uuid') or ''
+  end
+  for i = f0, f1, 2 do
+    if ARGV[i + 1] == '' then
+      redis.call('HDEL', ck, ARGV[i])
+    else
+      redis.call('HSET', ck, ARGV[i], ARGV[i + 1])
+    end
+  end
+  redis.call('HSET', ck, 'cert_id', cid, 'state', pending, 'updated_at', at, 'job_id', jid, 'attempts', 0)
+  redis.call('HDEL', ck, 'error_reason')
+  if cur == nil then
+    -- Listing indexes (GET /v1/certificates): every certificate, and per course.
+    redis.call('ZADD', P .. 'certs', 0, cid)
+    redis.call('ZADD', P .. 'course:' .. (hget(ck, 'course_id') or ''), 0, cid)
+  end
+  history(P, cid, pending, at, action .. ' requested')
+  move_state(P, cid, cur, pending)
+  local jk = P .. 'job:' .. jid
+  redis.call('HSET', jk, 'job_id', jid, 'cert_id', cid, 'action', action, 'attempt', 0,
+    'status', 'queued', 'enqueued_at', now_ms, 'download_uuid', du, 'verify_uuid', vu,
+    'previous_download_uuid', pdu, 'previous_verify_uuid', pvu,
+    'callback_url', cb_url, 'callback_key', cb_key)
+  redis.call('LPUSH', P .. 'queue', jid)
+  return 'ok', pending
+end
+
+local i = 5
+while i <= #ARGV do
+  local cid, jid, action, pending = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+  local allowed, absent, du, vu = ARGV[i + 4], ARGV[i + 5], ARGV[i + 6], ARGV[i + 7]
+  local cb_url, cb_key, ikey, ihash = ARGV[i + 8], ARGV[i + 9], ARGV[i + 10], ARGV[i + 11]
+  local n = tonumber(ARGV[i + 12])
+  local f0 = i + 13
+  i = f0 + 2 * n
+  local replayed = false
+  local ik = P .. 'idem:' .. ikey
+  if ikey ~= '' then
+    local prev = redis.call('HMGET', ik, 'hash', 'outcome', 'state', 'job_id')
+    if prev[1] then
+      replayed = true
+      if prev[1] ~= ihash then
+        table.insert(out, 'idem_mismatch'); table.insert(out, ''); table.insert(out, ''); table.insert(out, '1')
+      else
+        table.insert(out, prev[2]); table.insert(out, prev[3]); table.insert(out, prev[4]); table.insert(out, '1')
+      end
+    end
+  end
+  if not replayed then
+    local outcome, state = submit_one(cid, jid, action, pending, allowed, absent, du, vu, cb_url, cb_key, f0, i - 1)
+    local rjid = ''
+    if outcome == 'ok' then rjid = jid end
+    table.insert(out, outcome); table.insert(out, state); table.insert(out, rjid); table.insert(out, '0')
+    if ikey ~= '' then
+      redis.call('HSET', ik, 'hash', ihash, 'outcome', outcome, 'state', state, 'job_id', rjid)
+      redis.call('EXPIRE', ik, tonumber(idem_ttl))
+    end
   end
 end
-redis.call('HSET', ck, 'cert_id', cid, 'state', pending, 'updated_at', at, 'job_id', jid, 'attempts', 0)
-redis.call('HDEL', ck, 'error_reason')
-history(P, cid, pending, at, action .. ' requested')
-move_state(P, cid, cur, pending)
-
-local jk = P .. 'job:' .. jid
-redis.call('HSET', jk, 'job_id', jid, 'cert_id', cid, 'action', action, 'attempt', 0,
-  'status', 'queued', 'enqueued_at', now_ms, 'download_uuid', du, 'verify_uuid', vu,
-  'previous_download_uuid', pdu, 'previous_verify_uuid', pvu)
-redis.call('LPUSH', P .. 'queue', jid)
-return {'ok', cur or ''}
+return out
