@@ -736,7 +736,9 @@ mod tests {
         let f = write(
             &d,
             "cc5.conf",
-            &format!("{base}[[api_keys]]\nname = \"l\"\nrole = \"lms\"\nkey = \"0123456789abcdef0\"\n"),
+            &format!(
+                "{base}[[api_keys]]\nname = \"l\"\nrole = \"lms\"\nkey = \"0123456789abcdef0\"\n"
+            ),
         );
         let c = CcConfig::load(&f).unwrap();
         assert_eq!(

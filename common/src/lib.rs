@@ -12,6 +12,7 @@
 //! - [`config`]: `cc.conf` / `ws.conf` parsing with errors that name file and key.
 //! - [`secret`]: secrets that never print and compare in constant time.
 //! - [`tls`]: loading PEM files into rustls server and client configs.
+//! - [`error_chain`]: an error and its causes on one line.
 //!
 //! Architecture invariant: this crate knows nothing about axum, Redis or PDFs.
 
@@ -24,3 +25,20 @@ pub mod state;
 pub mod time_fmt;
 pub mod tls;
 pub mod wire;
+
+/// An error with its causes on one line ("error sending request: ...: connection
+/// refused"): reqwest's own message leaves out why. A cause whose text is already
+/// in the line is not repeated.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let text = c.to_string();
+        if !s.contains(&text) {
+            s.push_str(": ");
+            s.push_str(&text);
+        }
+        cur = c.source();
+    }
+    s
+}

@@ -272,4 +272,30 @@ state_file = "state.jsonl"
         .to_string();
         assert!(e.contains("key `basic_auth_password`"), "{e}");
     }
+
+    /// The annotated example at the repository root loads as shipped (with its
+    /// secrets given literally and its paths pointed into a temp dir).
+    #[test]
+    fn the_example_config_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        let example = include_str!("../../xqueue.conf");
+        assert!(example.contains("/var/lib/testamur/xqueue-bridge.jsonl"));
+        let text = example
+            .replace(
+                "/var/lib/testamur/xqueue-bridge.jsonl",
+                &dir.path().join("bridge.jsonl").display().to_string(),
+            )
+            .replace(
+                "{ env = \"TESTAMUR_XQUEUE_PASSWORD\" }",
+                "\"xqueue-password\"",
+            )
+            .replace(
+                "{ env = \"TESTAMUR_LMS_API_KEY\" }",
+                "\"0123456789abcdef0123\"",
+            );
+        std::fs::create_dir_all(dir.path().join("certs")).unwrap();
+        std::fs::write(dir.path().join("certs/ca.pem"), "not parsed at load").unwrap();
+        let c = XqueueConfig::load(&write(dir.path(), &text)).unwrap();
+        assert_eq!(c.queue_name, "certificates");
+    }
 }

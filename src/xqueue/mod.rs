@@ -65,21 +65,7 @@ impl Backoff {
     }
 }
 
-/// An error with its causes ("error sending request: ...: connection refused"):
-/// reqwest's own message leaves out why.
-pub fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let text = c.to_string();
-        if !s.contains(&text) {
-            s.push_str(": ");
-            s.push_str(&text);
-        }
-        cur = c.source();
-    }
-    s
-}
+pub use testamur_common::error_chain as chain;
 
 /// Tells long waits that the bridge is shutting down. Cheap to clone.
 #[derive(Clone)]

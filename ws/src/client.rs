@@ -6,6 +6,7 @@ use reqwest::StatusCode;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use testamur_common::config::WsConfig;
+use testamur_common::error_chain;
 use testamur_common::ids::{LeaseId, WsId};
 use testamur_common::wire::{
     Capabilities, CompleteRequest, ErrorBody, ExtendResponse, FailRequest, HeartbeatResponse,
@@ -254,16 +255,4 @@ impl CcClient {
         .await
         .map(|_| ())
     }
-}
-
-/// An error with its causes, one line (reqwest hides the useful part in sources).
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }

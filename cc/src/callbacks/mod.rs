@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use testamur_common::config::{CcConfig, Role};
+use testamur_common::error_chain;
 use testamur_common::time_fmt::now_ms;
 use tokio::sync::{watch, Notify, Semaphore};
 
@@ -176,17 +177,6 @@ pub fn backoff(attempt: u32, base: Duration, max: Duration) -> Duration {
     let d = exp.min(max);
     let r = (uuid::Uuid::new_v4().as_u64_pair().0 % 1001) as f64 / 1000.0;
     d.mul_f64(0.5 + 0.5 * r)
-}
-
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(inner) = src {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        src = inner.source();
-    }
-    s
 }
 
 #[cfg(test)]
