@@ -35,6 +35,8 @@ pub struct ClusterSpec {
     pub s3: Option<S3Target>,
     /// TOML appended to cc.conf (e.g. a `[callbacks]` table).
     pub cc_extra: String,
+    /// Command centers on the one Redis (workserver i talks to CC ((i-1) mod n) + 1).
+    pub ccs: usize,
 }
 
 /// An S3 (-compatible) bucket for the workservers, path-style.
@@ -67,6 +69,7 @@ impl ClusterSpec {
             keep_old_versions: false,
             s3: None,
             cc_extra: String::new(),
+            ccs: 1,
         }
     }
 }
@@ -83,13 +86,17 @@ pub struct ClusterInfo {
     pub cc_pass: String,
     pub storage_dir: PathBuf,
     pub public_key: PathBuf,
+    /// The URLs of the second and further CCs, when there are several.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub more_cc_urls: Vec<String>,
 }
 
 pub struct Cluster {
     pub spec: ClusterSpec,
     pub info: ClusterInfo,
     pub redis: RedisServer,
-    cc: Option<Child>,
+    /// CC k (1-based) is `ccs[k - 1]`.
+    ccs: Vec<Option<Child>>,
     ws: Vec<Option<Child>>,
 }
 
@@ -118,7 +125,14 @@ impl Cluster {
         crate::fsutil::write_public(&public_key_path, public_key.as_bytes())?;
 
         let cc_port = free_port()?;
+        let more_ports = (1..spec.ccs.max(1))
+            .map(|_| free_port())
+            .collect::<anyhow::Result<Vec<u16>>>()?;
         let info = ClusterInfo {
+            more_cc_urls: more_ports
+                .iter()
+                .map(|p| format!("https://localhost:{p}"))
+                .collect(),
             cc_url: format!("https://localhost:{cc_port}"),
             ca_cert: tls.ca_cert.clone(),
             lms_api_key: secret(),
@@ -163,6 +177,15 @@ key = "{op}"
             op = info.operator_api_key,
             extra = spec.cc_extra,
         );
+        for (k, port) in more_ports.iter().enumerate() {
+            let text = cc_conf
+                .replace("name = \"cc-1\"", &format!("name = \"cc-{}\"", k + 2))
+                .replace(
+                    &format!("listen = \"127.0.0.1:{cc_port}\""),
+                    &format!("listen = \"127.0.0.1:{port}\""),
+                );
+            std::fs::write(dir.join(format!("cc-{}.conf", k + 2)), text)?;
+        }
         std::fs::write(dir.join("cc.conf"), cc_conf)?;
         for i in 1..=spec.workservers {
             let ws_conf = format!(
@@ -193,7 +216,7 @@ templates = "{templates}"
                     ),
                 },
                 keep = spec.keep_old_versions,
-                url = info.cc_url,
+                url = info.cc_url_of((i - 1) % spec.ccs.max(1) + 1),
                 cc_pass = info.cc_pass,
                 cap = spec.ws_capacity,
                 templates = spec.templates.display(),
@@ -207,14 +230,17 @@ templates = "{templates}"
 
         let mut spec = spec;
         spec.dir = dir;
+        let n_ccs = spec.ccs.max(1);
         let mut cluster = Self {
             spec,
             info,
             redis,
-            cc: None,
+            ccs: (0..n_ccs).map(|_| None).collect(),
             ws: Vec::new(),
         };
-        cluster.start_cc()?;
+        for k in 1..=n_ccs {
+            cluster.start_cc_n(k)?;
+        }
         cluster.wait_healthy(Duration::from_secs(30)).await?;
         for i in 1..=cluster.spec.workservers {
             let child = cluster.spawn_ws(i)?;
@@ -243,10 +269,35 @@ templates = "{templates}"
             .with_context(|| format!("starting {}", self.spec.bin.display()))
     }
 
+    /// (Re)start the (first) CC.
     pub fn start_cc(&mut self) -> anyhow::Result<()> {
-        let cc = self.spawn(&["cc", "--config", "cc.conf"], "cc.log")?;
-        self.cc = Some(cc);
+        self.start_cc_n(1)
+    }
+
+    /// (Re)start CC `k` (1-based).
+    pub fn start_cc_n(&mut self, k: usize) -> anyhow::Result<()> {
+        let (conf, log) = match k {
+            1 => ("cc.conf".to_owned(), "cc.log".to_owned()),
+            k => (format!("cc-{k}.conf"), format!("cc-{k}.log")),
+        };
+        let cc = self.spawn(&["cc", "--config", &conf], &log)?;
+        self.ccs[k - 1] = Some(cc);
         Ok(())
+    }
+
+    /// SIGKILL CC `k` (1-based).
+    pub fn kill_cc_n(&mut self, k: usize) {
+        if let Some(mut c) = self.ccs[k - 1].take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Whether workserver `i` has exited by itself (and how).
+    pub fn ws_exit_status(&mut self, i: usize) -> Option<std::process::ExitStatus> {
+        self.ws[i - 1]
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
     }
 
     fn spawn_ws(&self, i: usize) -> anyhow::Result<Child> {
@@ -276,10 +327,16 @@ templates = "{templates}"
     }
 
     pub fn kill_cc(&mut self) {
-        if let Some(mut c) = self.cc.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        self.kill_cc_n(1)
+    }
+
+    /// An lms client of CC `k` (1-based).
+    pub fn lms_at(&self, k: usize) -> anyhow::Result<ApiClient> {
+        ApiClient::new(
+            &self.info.cc_url_of(k),
+            Some(&self.info.ca_cert),
+            &self.info.lms_api_key,
+        )
     }
 
     pub fn lms(&self) -> anyhow::Result<ApiClient> {
@@ -307,7 +364,7 @@ templates = "{templates}"
                     return Ok(());
                 }
             }
-            if let Some(cc) = self.cc.as_mut() {
+            if let Some(cc) = self.ccs[0].as_mut() {
                 if let Some(status) = cc.try_wait()? {
                     bail!(
                         "the CC exited with {status}; see {}",
@@ -359,10 +416,10 @@ templates = "{templates}"
             terminate(c);
         }
         self.ws.iter_mut().for_each(|c| *c = None);
-        if let Some(c) = self.cc.as_mut() {
+        for c in self.ccs.iter_mut().flatten() {
             terminate(c);
         }
-        self.cc = None;
+        self.ccs.iter_mut().for_each(|c| *c = None);
     }
 }
 
@@ -389,6 +446,18 @@ impl Drop for Cluster {
             let _ = c.kill();
             let _ = c.wait();
         }
-        self.kill_cc();
+        for k in 1..=self.ccs.len() {
+            self.kill_cc_n(k);
+        }
+    }
+}
+
+impl ClusterInfo {
+    /// The URL of CC `k` (1-based).
+    pub fn cc_url_of(&self, k: usize) -> String {
+        match k {
+            1 => self.cc_url.clone(),
+            k => self.more_cc_urls[k - 2].clone(),
+        }
     }
 }

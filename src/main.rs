@@ -51,6 +51,8 @@ enum Command {
     Submit(cmd::submit::SubmitArgs),
     /// Show a cluster's status.
     Status(cmd::target::TargetArgs),
+    /// Ask a workserver to finish its jobs, take no more and leave.
+    Drain(cmd::drain::DrainArgs),
     /// Check a certificate's detached signature offline.
     Verify(cmd::verify::VerifyArgs),
     /// Run a local cluster and generate sample certificates.
@@ -98,6 +100,7 @@ fn main() -> std::process::ExitCode {
             Command::Keygen(a) => cmd::keygen::run(a),
             Command::Submit(a) => cmd::submit::run(a).await,
             Command::Status(a) => cmd::status::run(a).await,
+            Command::Drain(a) => cmd::drain::run(a).await,
             Command::Verify(a) => cmd::verify::run(a),
             Command::Demo(a) => cmd::demo::run(a, cli.log_json).await,
             Command::Bench(a) => cmd::bench::run(a).await,

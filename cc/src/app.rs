@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::extract::{DefaultBodyLimit, Request};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::Response;
@@ -14,6 +14,7 @@ use testamur_common::config::CcConfig;
 use tokio::sync::{watch, Notify};
 
 use crate::error::ApiError;
+use crate::metrics::{HttpLabels, RouteLabels};
 use crate::routes;
 use crate::store::Store;
 
@@ -73,6 +74,14 @@ pub fn router(state: AppState) -> Router {
                 .layer(DefaultBodyLimit::max(state.config.max_batch_body_bytes)),
         )
         .route("/v1/callbacks/replay", post(routes::callbacks::replay))
+        .route(
+            "/v1/workservers/{ws_id}/drain",
+            post(routes::workservers::drain),
+        )
+        .route("/metrics", get(routes::status::metrics))
+        .route("/dashboard", get(crate::dashboard::page))
+        .route("/dashboard/login", post(crate::dashboard::login))
+        .route("/dashboard/logout", post(crate::dashboard::logout))
         .route("/v1/callbacks/dead", get(routes::callbacks::dead))
         .route(
             "/v1/certificates/{cert_id}",
@@ -101,10 +110,30 @@ async fn method_not_allowed() -> ApiError {
 async fn log_request(req: Request, next: Next) -> Response {
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
     let started = Instant::now();
     let resp = next.run(req).await;
     let status = resp.status();
-    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    let secs = started.elapsed().as_secs_f64();
+    let ms = secs * 1000.0;
+    let m = crate::metrics::metrics();
+    m.http_requests
+        .get_or_create(&HttpLabels {
+            method: method.to_string(),
+            route: route.clone(),
+            status: status.as_u16(),
+        })
+        .inc();
+    m.http_duration
+        .get_or_create(&RouteLabels {
+            method: method.to_string(),
+            route,
+        })
+        .observe(secs);
     if status.is_server_error() {
         tracing::warn!(%method, %path, status = status.as_u16(), ms, "request failed");
     } else {

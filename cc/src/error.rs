@@ -58,6 +58,7 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Unavailable(err) => {
+                crate::metrics::metrics().redis_errors.inc();
                 tracing::warn!(error = %err, "Redis unavailable");
                 ApiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,

@@ -82,7 +82,7 @@ fn bearer(parts: &Parts) -> Result<&str, ApiError> {
 }
 
 /// The role of the API key presented, compared in constant time against every key.
-fn api_key_role(state: &AppState, key: &str) -> Option<(Role, String)> {
+pub(crate) fn api_key_role(state: &AppState, key: &str) -> Option<(Role, String)> {
     let mut found = None;
     for k in &state.config.api_keys {
         if k.key.matches(key) && found.is_none() {

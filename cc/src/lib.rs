@@ -9,6 +9,8 @@
 //! - [`store`]: the Redis key schema and Lua scripts (nothing else touches Redis).
 //! - [`reaper`]: re-queues jobs whose lease expired.
 //! - [`callbacks`]: delivers signed callbacks to LMSs, with retries and dead letters.
+//! - [`metrics`]: Prometheus counters, histograms and cluster gauges (`/metrics`).
+//! - [`dashboard`]: the operators' HTML page (`/dashboard`) and its login.
 //!
 //! Architecture invariant: the CC keeps no state of its own; any number of CCs can
 //! serve the same Redis.
@@ -16,8 +18,10 @@
 pub mod app;
 pub mod callbacks;
 pub mod catalog;
+pub mod dashboard;
 pub mod error;
 pub mod extract;
+pub mod metrics;
 pub mod reaper;
 pub mod routes;
 pub mod server;

@@ -20,10 +20,14 @@ pub async fn run(
         match store.reap(max_attempts).await {
             Ok(0) => {}
             Ok(n) => {
+                crate::metrics::metrics().job("expired", n);
                 tracing::warn!(jobs = n, "re-queued jobs whose lease expired");
                 wake.notify_waiters();
             }
-            Err(e) => tracing::warn!(error = %e, "reaper could not reach Redis"),
+            Err(e) => {
+                crate::metrics::metrics().redis_errors.inc();
+                tracing::warn!(error = %e, "reaper could not reach Redis")
+            }
         }
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}

@@ -63,6 +63,14 @@ pub struct HeartbeatResponse {
     pub drain: bool,
 }
 
+/// `POST /v1/workservers/{ws_id}/drain` (operator).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DrainResponse {
+    pub ws_id: WsId,
+    pub name: String,
+    pub draining: bool,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LeaseRequest {
@@ -204,6 +212,20 @@ pub struct JobResult {
     /// Fingerprint of the key that signed (extension; shown by `GET /verify`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_fingerprint: Option<String>,
+    /// Where the workserver's time went (extension; the CC's `/metrics`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timings: Option<JobTimings>,
+}
+
+/// Milliseconds a workserver spent on one job, by stage.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobTimings {
+    pub render_ms: f64,
+    /// Signing and the in-process signature check.
+    pub sign_ms: f64,
+    /// Publishing (and removing a replaced version's files).
+    pub store_ms: f64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -379,6 +401,13 @@ pub struct StatusResponse {
     pub certificates: std::collections::BTreeMap<String, i64>,
     /// Jobs completed in the last 60 seconds.
     pub throughput_last_minute: u64,
+    /// Jobs completed in the last hour.
+    #[serde(default)]
+    pub throughput_last_hour: u64,
+    /// Completions per minute over the last hour, oldest first (60 values, the
+    /// last one is the current minute so far). Extension.
+    #[serde(default)]
+    pub throughput_per_minute: Vec<u64>,
     /// Age in seconds of the oldest job waiting to be leased (0 when none).
     pub oldest_waiting_job_age_s: f64,
     pub recent_errors: Vec<RecentError>,

@@ -4,6 +4,7 @@
 pub mod bench;
 pub mod certs;
 pub mod demo;
+pub mod drain;
 pub mod keygen;
 pub mod preview;
 pub mod serve;

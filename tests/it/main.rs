@@ -9,6 +9,7 @@ mod failover;
 mod helpers;
 mod lifecycle;
 mod lms_api;
+mod operations;
 mod publishing;
 mod registration;
 mod rendering;

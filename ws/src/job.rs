@@ -8,7 +8,7 @@
 use sha2::{Digest, Sha256};
 use testamur_common::ids::PublicUuid;
 use testamur_common::state::Action;
-use testamur_common::wire::{JobCertificate, JobResult};
+use testamur_common::wire::{JobCertificate, JobResult, JobTimings};
 
 use crate::render::{RenderContext, Renderer};
 use crate::sign::SigningKey;
@@ -55,6 +55,9 @@ pub struct Artifacts {
     /// Whether the template publishes a verification page.
     pub verification: bool,
     pub noun: String,
+    pub render_ms: f64,
+    /// Signing and the signature check.
+    pub sign_ms: f64,
 }
 
 impl Pipeline {
@@ -64,10 +67,13 @@ impl Pipeline {
         cert: &JobCertificate,
         verify_url: &str,
     ) -> Result<Artifacts, JobError> {
+        let started = std::time::Instant::now();
         let rendered = self
             .renderer
             .render(cert, &RenderContext { verify_url })
             .map_err(|e| JobError::permanent(&format!("render on {}", self.workserver), e))?;
+        let render_ms = started.elapsed().as_secs_f64() * 1000.0;
+        let started = std::time::Instant::now();
         let pdf = rendered.pdf;
         let signature = self
             .key
@@ -83,6 +89,8 @@ impl Pipeline {
             sha256,
             verification: rendered.verification,
             noun: rendered.noun,
+            render_ms,
+            sign_ms: started.elapsed().as_secs_f64() * 1000.0,
         })
     }
 
@@ -102,6 +110,7 @@ impl Pipeline {
         };
         let verify_url = self.storage.url(&storage::verify_dir(vu));
         let art = self.render_and_sign(cert, &verify_url)?;
+        let stored = std::time::Instant::now();
         let store = |rel: &str, bytes: &[u8], content_type: &str| {
             self.with_retries("store", || self.storage.put(rel, bytes, content_type))
         };
@@ -150,6 +159,11 @@ impl Pipeline {
             signature_url: Some(self.storage.url(&sig_rel)),
             sha256: Some(art.sha256),
             key_fingerprint: Some(self.key.fingerprint()),
+            timings: Some(JobTimings {
+                render_ms: art.render_ms,
+                sign_ms: art.sign_ms,
+                store_ms: stored.elapsed().as_secs_f64() * 1000.0,
+            }),
         })
     }
 

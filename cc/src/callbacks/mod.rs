@@ -84,7 +84,10 @@ impl Dispatcher {
                             });
                         }
                     }
-                    Err(e) => tracing::warn!(error = %e, "callback dispatcher cannot reach Redis"),
+                    Err(e) => {
+                        crate::metrics::metrics().redis_errors.inc();
+                        tracing::warn!(error = %e, "callback dispatcher cannot reach Redis")
+                    }
                 }
             }
             tokio::select! {
@@ -119,9 +122,14 @@ impl Dispatcher {
                 }
             }
         };
-        if matches!(outcome, CallbackAttempt::Delivered) {
-            tracing::info!("callback delivered");
-        }
+        crate::metrics::metrics().callback(match outcome {
+            CallbackAttempt::Delivered => {
+                tracing::info!("callback delivered");
+                "delivered"
+            }
+            CallbackAttempt::Retry { .. } => "retried",
+            CallbackAttempt::Dead { .. } => "dead",
+        });
         match self.store.callback_attempted(&cb, &outcome).await {
             Ok(true) => {}
             Ok(false) => tracing::warn!("callback claim expired before its outcome was recorded; another CC has taken it over"),

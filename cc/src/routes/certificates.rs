@@ -211,6 +211,7 @@ fn answer(
             replayed,
         } => {
             if !replayed {
+                crate::metrics::metrics().job("enqueued", 1);
                 state.jobs_queued.notify_waiters();
                 tracing::debug!(cert_id = %cert_id, job_id = %job_id, %action, "job queued");
             }

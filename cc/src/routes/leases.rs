@@ -13,6 +13,7 @@ use testamur_common::wire::{
 use crate::app::AppState;
 use crate::error::ApiError;
 use crate::extract::{JsonBody, WsCaller};
+use crate::metrics::{metrics, WorkserverLabels};
 use crate::store::{FailOutcome, Fenced};
 
 /// How often a waiting lease request looks for jobs queued by other CCs.
@@ -53,6 +54,7 @@ pub async fn lease(
                 tracing::info!(job_id = %j.job_id, lease_id = %j.lease_id, cert_id = %j.certificate.cert_id,
                     ws_id = %caller.0, attempt = j.attempt, action = %j.action, "job leased");
             }
+            metrics().job("leased", jobs.len() as u64);
             return Ok(Json(LeaseResponse { jobs }));
         }
         let wake = deadline.min(now + POLL);
@@ -109,6 +111,22 @@ pub async fn complete(
         Fenced::Ok(new_state) => {
             tracing::info!(job_id = %lease.job_id(), lease_id = %lease, ws_id = %caller.0, state = %new_state, "job completed");
             state.callbacks_due.notify_one();
+            let m = metrics();
+            m.job("completed", 1);
+            if let Some(t) = &body.result.timings {
+                let ws = WorkserverLabels {
+                    workserver: caller.0.to_string(),
+                };
+                m.render_seconds
+                    .get_or_create(&ws)
+                    .observe(t.render_ms / 1000.0);
+                m.sign_seconds
+                    .get_or_create(&ws)
+                    .observe(t.sign_ms / 1000.0);
+                m.store_seconds
+                    .get_or_create(&ws)
+                    .observe(t.store_ms / 1000.0);
+            }
             Ok(Json(serde_json::json!({ "state": new_state })))
         }
         Fenced::Lost => {
@@ -147,8 +165,10 @@ pub async fn fail(
             let requeued = matches!(outcome, FailOutcome::Requeued);
             tracing::warn!(job_id = %lease.job_id(), lease_id = %lease, ws_id = %caller.0, requeued, %reason, "job attempt failed");
             if requeued {
+                metrics().job("failed_requeued", 1);
                 state.jobs_queued.notify_waiters();
             } else {
+                metrics().job("failed_final", 1);
                 state.callbacks_due.notify_one();
             }
             Ok(Json(serde_json::json!({ "requeued": requeued })))

@@ -34,24 +34,70 @@ pub async fn status(
     State(state): State<AppState>,
     _caller: OperatorCaller,
 ) -> Result<Json<StatusResponse>, ApiError> {
+    collect(&state).await.map(Json)
+}
+
+/// The cluster's status from Redis counters (never a scan of certificates).
+pub async fn collect(state: &AppState) -> Result<StatusResponse, ApiError> {
     let workservers = state
         .store
         .workservers(state.config.heartbeat_interval)
         .await?;
     let counts = state.store.counts().await?;
     let (dead_letters, callbacks_pending) = state.store.callback_counts().await?;
-    Ok(Json(StatusResponse {
+    Ok(StatusResponse {
         cc_name: state.config.name.clone(),
         workservers,
         queue_depth: counts.queue_depth,
         leased: counts.leased,
         certificates: counts.states,
         throughput_last_minute: counts.throughput_last_minute,
+        throughput_last_hour: counts.throughput_last_hour,
+        throughput_per_minute: counts.per_minute,
         oldest_waiting_job_age_s: counts.oldest_waiting_ms.unwrap_or(0) as f64 / 1000.0,
         recent_errors: counts.recent_errors,
         dead_letters,
         callbacks_pending,
-    }))
+    })
+}
+
+/// `GET /metrics` (operator): Prometheus text. Cluster gauges are read from Redis now.
+pub async fn metrics(
+    State(state): State<AppState>,
+    _caller: OperatorCaller,
+) -> Result<impl IntoResponse, ApiError> {
+    let s = collect(&state).await?;
+    let m = crate::metrics::metrics();
+    m.queue_depth.set(s.queue_depth as i64);
+    m.leased.set(s.leased as i64);
+    for (state, n) in &s.certificates {
+        m.certificates
+            .get_or_create(&crate::metrics::StateLabels {
+                state: state.clone(),
+            })
+            .set(*n);
+    }
+    m.oldest_waiting.set(s.oldest_waiting_job_age_s);
+    m.workservers_alive
+        .set(s.workservers.iter().filter(|w| w.alive).count() as i64);
+    m.workservers_registered.set(s.workservers.len() as i64);
+    m.dead_letters.set(s.dead_letters as i64);
+    m.callbacks_pending.set(s.callbacks_pending as i64);
+    let body = m.encode().map_err(|e| {
+        tracing::error!(error = %e, "cannot encode metrics");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error; see the CC log",
+        )
+    })?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        body,
+    ))
 }
 
 pub async fn openapi() -> impl IntoResponse {

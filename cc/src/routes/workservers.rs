@@ -6,11 +6,11 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
 use testamur_common::ids::{random_hex, WsId, WsName};
-use testamur_common::wire::{HeartbeatResponse, RegisterRequest, RegisterResponse};
+use testamur_common::wire::{DrainResponse, HeartbeatResponse, RegisterRequest, RegisterResponse};
 
 use crate::app::{AppState, PeerAddr};
 use crate::error::ApiError;
-use crate::extract::{token_hash, JsonBody, WsCaller};
+use crate::extract::{token_hash, JsonBody, OperatorCaller, WsCaller};
 use crate::store::Registration;
 
 /// Failed registrations allowed per address per window before 429.
@@ -25,7 +25,7 @@ pub async fn register(
     let ip = peer
         .map(|Extension(PeerAddr(a))| a.ip().to_string())
         .unwrap_or_else(|| "unknown".into());
-    if state.store.register_failures(&ip).await? >= MAX_REGISTER_FAILURES {
+    if state.store.failures("register", &ip).await? >= MAX_REGISTER_FAILURES {
         return Err(ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "rate_limited",
@@ -36,7 +36,7 @@ pub async fn register(
     if !state.config.cc_pass.matches(&body.cc_pass) {
         state
             .store
-            .note_register_failure(&ip, REGISTER_FAILURE_WINDOW)
+            .note_failure("register", &ip, REGISTER_FAILURE_WINDOW)
             .await?;
         tracing::warn!(%ip, name = %body.name, "registration with a wrong cc_pass");
         return Err(ApiError::unauthorized(
@@ -122,4 +122,34 @@ pub async fn deregister(
         }
         None => Err(ApiError::not_found("unknown workserver")),
     }
+}
+
+/// `POST /v1/workservers/{ws_id}/drain` (operator): the workserver sees the flag in
+/// its next heartbeat reply, takes no more jobs, finishes its leases and
+/// deregisters. The CC also stops leasing to it at once.
+pub async fn drain(
+    State(state): State<AppState>,
+    _caller: OperatorCaller,
+    Path(ws_id): Path<String>,
+) -> Result<Json<DrainResponse>, ApiError> {
+    let id = WsId::parse(&ws_id).map_err(|_| ApiError::not_found("no workserver with this id"))?;
+    if !state.store.drain(&id).await? {
+        return Err(ApiError::not_found(
+            "no workserver with this id is registered (see GET /v1/status)",
+        ));
+    }
+    let name = state
+        .store
+        .workservers(state.config.heartbeat_interval)
+        .await?
+        .into_iter()
+        .find(|w| w.id == id)
+        .map(|w| w.name)
+        .unwrap_or_default();
+    tracing::info!(ws_id = %id, name = %name, "workserver asked to drain");
+    Ok(Json(DrainResponse {
+        ws_id: id,
+        name,
+        draining: true,
+    }))
 }

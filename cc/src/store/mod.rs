@@ -17,7 +17,9 @@
 //!   `tok:{sha256(token)}` -> ws_id, `workservers` set of ws ids
 //! - `states` hash state -> number of certificates (kept on every transition)
 //! - `errors` capped list of recent failures, `done:{epoch/10s}` completion counters
-//! - `regfail:{ip}` failed registrations per address (rate limit)
+//! - `fail:{register|login}:{ip}` failed registrations / dashboard logins per address
+//!   (rate limit)
+//! - `session:{sha256(token)}` -> operator key name: a dashboard login (12 h)
 //! - `certs`, `course:{course_id}`, `bystate:{state}` sorted sets of cert ids (all
 //!   score 0, walked in lexical order): the listing indexes of `GET /v1/certificates`
 //! - `idem:{api key name}:{sha256(Idempotency-Key)}` hash: a submission's request hash
@@ -34,6 +36,7 @@
 mod callbacks;
 mod listing;
 mod scripts;
+mod sessions;
 
 pub use callbacks::{CallbackAttempt, ClaimedCallback};
 pub use listing::ListIndex;
@@ -163,6 +166,10 @@ pub struct Counts {
     pub leased: u64,
     pub states: BTreeMap<String, i64>,
     pub throughput_last_minute: u64,
+    pub throughput_last_hour: u64,
+    /// Completions per minute over the last hour, oldest first (60 values; the
+    /// last is the minute up to now).
+    pub per_minute: Vec<u64>,
     pub oldest_waiting_ms: Option<i64>,
     pub recent_errors: Vec<RecentError>,
 }
@@ -511,9 +518,10 @@ impl Store {
             .transpose()
     }
 
-    /// Count a failed registration from `ip`; returns the count in the current window.
-    pub async fn note_register_failure(&self, ip: &str, window: Duration) -> Result<u64> {
-        let key = format!("{P}regfail:{ip}");
+    /// Count a failed attempt of `kind` (registration, dashboard login) from `ip`;
+    /// returns the count in the current window.
+    pub async fn note_failure(&self, kind: &str, ip: &str, window: Duration) -> Result<u64> {
+        let key = format!("{P}fail:{kind}:{ip}");
         let mut c = self.conn.clone();
         let (n,): (u64,) = redis::pipe()
             .atomic()
@@ -558,9 +566,9 @@ impl Store {
         }
     }
 
-    pub async fn register_failures(&self, ip: &str) -> Result<u64> {
+    pub async fn failures(&self, kind: &str, ip: &str) -> Result<u64> {
         let mut c = self.conn.clone();
-        let n: Option<u64> = c.get(format!("{P}regfail:{ip}")).await?;
+        let n: Option<u64> = c.get(format!("{P}fail:{kind}:{ip}")).await?;
         Ok(n.unwrap_or(0))
     }
 
@@ -680,36 +688,41 @@ impl Store {
         let mut c = self.conn.clone();
         let now = now_ms();
         let bucket = now / 1000 / BUCKET_S;
-        let mut pipe = redis::pipe();
-        pipe.llen(format!("{P}queue"))
-            .zcard(format!("{P}leases"))
-            .hgetall(format!("{P}states"))
-            .lindex(format!("{P}queue"), -1)
-            .lrange(format!("{P}errors"), 0, 19);
-        // The last minute: the six most recent completed buckets plus the current one,
-        // weighted so the total spans 60 s.
-        for b in (bucket - 6)..=bucket {
-            pipe.get(format!("{P}done:{b}"));
-        }
-        #[allow(clippy::type_complexity)]
-        let (queue_depth, leased, states, oldest, errors, b0, b1, b2, b3, b4, b5, b6): (
+        // The last hour in 10 s buckets, oldest first; the newest is partly done.
+        const HOUR_BUCKETS: i64 = 3600 / BUCKET_S;
+        let keys: Vec<String> = ((bucket - HOUR_BUCKETS)..=bucket)
+            .map(|b| format!("{P}done:{b}"))
+            .collect();
+        let (queue_depth, leased, states, oldest, errors, buckets): (
             u64,
             u64,
             HashMap<String, i64>,
             Option<String>,
             Vec<String>,
-            Option<u64>,
-            Option<u64>,
-            Option<u64>,
-            Option<u64>,
-            Option<u64>,
-            Option<u64>,
-            Option<u64>,
-        ) = pipe.query_async(&mut c).await?;
+            Vec<Option<u64>>,
+        ) = redis::pipe()
+            .llen(format!("{P}queue"))
+            .zcard(format!("{P}leases"))
+            .hgetall(format!("{P}states"))
+            .lindex(format!("{P}queue"), -1)
+            .lrange(format!("{P}errors"), 0, 19)
+            .mget(&keys)
+            .query_async(&mut c)
+            .await?;
+        let buckets: Vec<u64> = buckets.into_iter().map(|b| b.unwrap_or(0)).collect();
         let into_current = (now / 1000 % BUCKET_S) as f64 / BUCKET_S as f64;
-        let full: u64 = [b1, b2, b3, b4, b5].iter().map(|b| b.unwrap_or(0)).sum();
-        let throughput =
-            full as f64 + b6.unwrap_or(0) as f64 + b0.unwrap_or(0) as f64 * (1.0 - into_current);
+        // A window of n buckets ending now: the n-1 newest whole ones, the current
+        // one, and the share of the oldest still inside the window.
+        let window = |n: usize| -> f64 {
+            let len = buckets.len();
+            let whole: u64 = buckets[len - n..].iter().sum();
+            whole as f64 + buckets[len - n - 1] as f64 * (1.0 - into_current)
+        };
+        let per_bucket_minute = (60 / BUCKET_S) as usize;
+        let per_minute = buckets[1..]
+            .chunks(per_bucket_minute)
+            .map(|m| m.iter().sum())
+            .collect();
         let oldest_waiting_ms = match oldest {
             Some(jid) => {
                 let at: Option<i64> = c.hget(format!("{P}job:{jid}"), "enqueued_at").await?;
@@ -728,13 +741,29 @@ impl Store {
             queue_depth,
             leased,
             states: state_counts,
-            throughput_last_minute: throughput.round() as u64,
+            throughput_last_minute: window(per_bucket_minute).round() as u64,
+            throughput_last_hour: window(HOUR_BUCKETS as usize).round() as u64,
+            per_minute,
             oldest_waiting_ms,
             recent_errors: errors
                 .iter()
                 .filter_map(|e| serde_json::from_str(e).ok())
                 .collect(),
         })
+    }
+
+    /// Mark a workserver as draining: it gets no more jobs, finishes its leases
+    /// and deregisters. False when no such workserver is registered.
+    pub async fn drain(&self, ws: &WsId) -> Result<bool> {
+        let n: i64 = self
+            .scripts
+            .drain
+            .prepare_invoke()
+            .arg(P)
+            .arg(ws.as_str())
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        Ok(n == 1)
     }
 }
 
