@@ -10,6 +10,11 @@ set -euo pipefail
 # libclang (bindgen for the OpenSSL bindings).
 PACKAGES=(redis-server gnupg poppler-utils fonts-dejavu-core fonts-noto-core fonts-noto-cjk
           build-essential pkg-config libssl-dev libclang-dev ca-certificates)
+# `setup.sh --test` (scripts/test.sh): also a headless browser for the dashboard
+# test (Debian's chromium and its WebDriver) and openssl (HMAC checks).
+if [ "${1:-}" = "--test" ]; then
+  PACKAGES+=(chromium chromium-driver openssl)
+fi
 
 missing=()
 for p in "${PACKAGES[@]}"; do

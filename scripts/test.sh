@@ -4,7 +4,7 @@
 # checks signatures with gpg and PDFs with poppler).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+bash scripts/setup.sh --test
 cargo test --workspace --locked "$@"
 # The criterion benches, each run once as a smoke test (`cargo bench` measures).
 cargo test --workspace --locked --benches "$@"

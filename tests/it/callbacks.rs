@@ -18,11 +18,11 @@ use crate::helpers::{cluster, dump_logs, TestCluster};
 
 /// One request the receiver got, and what it answered.
 #[derive(Clone, Debug)]
-struct Delivery {
+pub(crate) struct Delivery {
     signature: String,
-    callback_id: String,
-    body: Vec<u8>,
-    answered: u16,
+    pub callback_id: String,
+    pub body: Vec<u8>,
+    pub answered: u16,
 }
 
 #[derive(Default)]
@@ -32,15 +32,15 @@ struct ReceiverState {
     failures_left: AtomicUsize,
 }
 
-struct Receiver {
-    url: String,
+pub(crate) struct Receiver {
+    pub url: String,
     state: Arc<ReceiverState>,
     _stop: tokio::sync::oneshot::Sender<()>,
 }
 
 impl Receiver {
     /// An HTTPS receiver with the cluster's server certificate (for localhost).
-    async fn start(c: &TestCluster, fail_first: usize) -> Self {
+    pub(crate) async fn start(c: &TestCluster, fail_first: usize) -> Self {
         let tls = testamur_common::tls::server_config(
             &c.dir().join("tls/server.pem"),
             &c.dir().join("tls/server.key"),
@@ -65,23 +65,28 @@ impl Receiver {
         }
     }
 
-    fn deliveries(&self) -> Vec<Delivery> {
+    pub(crate) fn deliveries(&self) -> Vec<Delivery> {
         self.state.deliveries.lock().unwrap().clone()
     }
 
-    fn accepted(&self) -> Vec<Delivery> {
+    pub(crate) fn accepted(&self) -> Vec<Delivery> {
         self.deliveries()
             .into_iter()
             .filter(|d| d.answered == 200)
             .collect()
     }
 
-    fn set_failures(&self, n: usize) {
+    pub(crate) fn set_failures(&self, n: usize) {
         self.state.failures_left.store(n, Ordering::SeqCst);
     }
 
     /// Wait until `pred` holds for the deliveries so far.
-    async fn wait_for(&self, c: &TestCluster, what: &str, pred: impl Fn(&[Delivery]) -> bool) {
+    pub(crate) async fn wait_for(
+        &self,
+        c: &TestCluster,
+        what: &str,
+        pred: impl Fn(&[Delivery]) -> bool,
+    ) {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
         while !pred(&self.deliveries()) {
             if tokio::time::Instant::now() > deadline {
@@ -145,7 +150,7 @@ fn openssl_hmac(secret: &str, body: &[u8]) -> String {
     format!("sha256={}", text.split_whitespace().next().unwrap())
 }
 
-fn callbacks_conf(retry_base_ms: u64, max_attempts: u32) -> String {
+pub(crate) fn callbacks_conf(retry_base_ms: u64, max_attempts: u32) -> String {
     format!(
         "[callbacks]\nallow_private_addresses = true\nssl_ca_certs = \"tls/ca.pem\"\n\
          retry_base_ms = {retry_base_ms}\nretry_max_s = 2\nmax_attempts = {max_attempts}\n"

@@ -3,6 +3,7 @@
 //! (modules below) so the build links once.
 
 mod bad_input;
+mod browser;
 mod callbacks;
 mod end_to_end;
 mod failover;

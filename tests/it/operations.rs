@@ -506,3 +506,53 @@ async fn two_ccs_on_one_redis_lose_nothing_when_one_is_killed() {
     assert_eq!(st.certificates["downloadable"], 1000);
     assert_eq!(st.queue_depth + st.leased, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_ccs_deliver_each_callback_exactly_once() {
+    let c = cluster(|s| {
+        s.ccs = 2;
+        s.cc_extra = crate::callbacks::callbacks_conf(100, 5);
+    })
+    .await;
+    let rx = crate::callbacks::Receiver::start(&c, 0).await;
+    let reqs: Vec<SubmitRequest> = (0..200)
+        .map(|i| {
+            let mut r = request(i);
+            r.callback_url = Some(rx.url.clone());
+            r
+        })
+        .collect();
+    let mut ids = Vec::new();
+    for (k, chunk) in reqs.chunks(100).enumerate() {
+        let resp = c
+            .lms_at(k + 1)
+            .unwrap()
+            .submit_batch(chunk)
+            .await
+            .unwrap()
+            .unwrap();
+        for r in resp.results {
+            match r {
+                testamur_common::wire::BatchResult::Accepted(a) => ids.push(a.cert_id),
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+    assert_all_downloadable(&c, &ids).await;
+    rx.wait_for(&c, "200 accepted", |d| {
+        d.iter().filter(|d| d.answered == 200).count() >= 200
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut per_id: HashMap<String, usize> = HashMap::new();
+    for d in rx.accepted() {
+        *per_id.entry(d.callback_id.clone()).or_default() += 1;
+    }
+    assert_eq!(per_id.len(), 200);
+    assert!(
+        per_id.values().all(|n| *n == 1),
+        "a callback was delivered twice: {per_id:?}"
+    );
+    let st = c.operator().unwrap().status().await.unwrap().unwrap();
+    assert_eq!((st.callbacks_pending, st.dead_letters), (0, 0));
+}

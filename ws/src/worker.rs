@@ -228,12 +228,13 @@ async fn lease_loop(
 
 async fn run_job(shared: &Arc<Shared>, session: &Session, job: LeasedJob) {
     let lost = Arc::new(AtomicBool::new(false));
-    let extender = {
-        let shared = shared.clone();
-        let session = session.clone();
-        let lease = job.lease_id.clone();
-        let lost = lost.clone();
-        tokio::spawn(async move {
+    let extender =
+        {
+            let shared = shared.clone();
+            let session = session.clone();
+            let lease = job.lease_id.clone();
+            let lost = lost.clone();
+            tokio::spawn(async move {
             loop {
                 tokio::time::sleep(session.lease_ttl / 3).await;
                 match shared.client.extend(&session, &lease).await {
@@ -247,8 +248,10 @@ async fn run_job(shared: &Arc<Shared>, session: &Session, job: LeasedJob) {
                     }
                 }
             }
-        })
-    };
+        }
+        // The job's span (job, lease and cert ids) on the extender's lines too.
+        .instrument(tracing::Span::current()))
+        };
     let pipeline = shared.pipeline.clone();
     let action = job.action;
     let cert = job.certificate.clone();

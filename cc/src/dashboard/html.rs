@@ -119,9 +119,11 @@ fn chart(per_minute: &[u64]) -> String {
     let _ = write!(
         svg,
         "<text x=\"0\" y=\"12\">{max}/min</text><text x=\"0\" y=\"{}\">0</text>\
-         <text x=\"{left}\" y=\"{h}\">60 min ago</text><text x=\"{}\" y=\"{h}\" text-anchor=\"end\">now</text>",
+         <text x=\"{left}\" y=\"{}\">60 min ago</text><text x=\"{}\" y=\"{}\" text-anchor=\"end\">now</text>",
         h - bottom,
-        w
+        h - 4.0,
+        w,
+        h - 4.0
     );
     for (i, v) in per_minute.iter().enumerate() {
         let bh = (*v as f64 / max as f64) * (h - bottom - 16.0);
