@@ -10,5 +10,5 @@ bash scripts/setup.sh
 if [ ! -x "${CARGO_TARGET_DIR:-target}/debug/testamur" ]; then
   echo "demo: first build: compiling every dependency (15 to 30 minutes on 2 cores)..."
 fi
-cargo build --quiet --bin testamur
-exec cargo run --quiet --bin testamur -- demo "$@"
+cargo build --locked --bin testamur
+exec cargo run --locked --quiet --bin testamur -- demo "$@"

@@ -285,6 +285,14 @@ templates = "{templates}"
         Ok(())
     }
 
+    /// SIGTERM CC `k` (1-based) and wait for it to exit (40 s at most, then
+    /// SIGKILL); its exit status.
+    pub fn terminate_cc_n(&mut self, k: usize) -> Option<std::process::ExitStatus> {
+        let mut c = self.ccs[k - 1].take()?;
+        terminate(&mut c);
+        c.wait().ok()
+    }
+
     /// SIGKILL CC `k` (1-based).
     pub fn kill_cc_n(&mut self, k: usize) {
         if let Some(mut c) = self.ccs[k - 1].take() {
@@ -450,6 +458,26 @@ impl Drop for Cluster {
             self.kill_cc_n(k);
         }
     }
+}
+
+/// Make room for a new local cluster in `dir`: remove what an earlier cluster
+/// left there (recognised by its cluster.json), but never a directory that holds
+/// anything else (a `--dir` pointed somewhere by mistake).
+pub fn clear_dir(dir: &Path) -> anyhow::Result<()> {
+    if !dir.exists() {
+        return Ok(());
+    }
+    let empty = std::fs::read_dir(dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .next()
+        .is_none();
+    if !empty && !dir.join("cluster.json").is_file() {
+        bail!(
+            "{} exists and is not a testamur cluster directory (it has no cluster.json); choose another --dir or remove it yourself",
+            dir.display()
+        );
+    }
+    std::fs::remove_dir_all(dir).with_context(|| format!("clearing {}", dir.display()))
 }
 
 impl ClusterInfo {

@@ -187,10 +187,10 @@ impl Metrics {
             "failed_final",
             "expired",
         ] {
-            m.jobs.get_or_create(&EventLabels { event });
+            let _ = m.jobs.get_or_create(&EventLabels { event });
         }
         for event in ["delivered", "retried", "dead"] {
-            m.callbacks.get_or_create(&EventLabels { event });
+            let _ = m.callbacks.get_or_create(&EventLabels { event });
         }
         m
     }

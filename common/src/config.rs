@@ -674,15 +674,19 @@ mod tests {
         p
     }
 
-    fn tmp() -> PathBuf {
-        let d = std::env::temp_dir().join(format!("tm-conf-{}", crate::ids::random_hex(4)));
-        std::fs::create_dir_all(&d).unwrap();
-        d
+    /// A temp dir removed when the returned guard drops.
+    fn tmp() -> (tempfile::TempDir, PathBuf) {
+        let d = tempfile::Builder::new()
+            .prefix("tm-conf-")
+            .tempdir()
+            .unwrap();
+        let p = d.path().to_owned();
+        (d, p)
     }
 
     #[test]
     fn unknown_keys_are_named() {
-        let d = tmp();
+        let (_guard, d) = tmp();
         let f = write(
             &d,
             "ws.conf",
@@ -694,7 +698,7 @@ mod tests {
 
     #[test]
     fn bad_values_name_the_key() {
-        let d = tmp();
+        let (_guard, d) = tmp();
         write(&d, "c.pem", "x");
         write(&d, "k.pem", "x");
         let f = write(

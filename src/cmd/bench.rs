@@ -138,9 +138,7 @@ fn sequoia_cert(armored: &str) -> anyhow::Result<testamur_ws::sign::Cert> {
 async fn e2e(a: &BenchArgs) -> anyhow::Result<ExitCode> {
     crate::logging::init(false);
     let bin = std::env::current_exe()?;
-    if a.dir.exists() {
-        std::fs::remove_dir_all(&a.dir)?;
-    }
+    crate::devcluster::clear_dir(&a.dir)?;
     let mut spec = ClusterSpec::new(&a.dir, bin);
     spec.ws_capacity = a.capacity;
     spec.log_level = "warn".into();

@@ -15,7 +15,8 @@ use crate::devcluster::{Cluster, ClusterSpec};
 
 #[derive(Args)]
 pub struct DemoArgs {
-    /// Where the cluster keeps everything (certificates end up in DIR/public).
+    /// Where the cluster keeps everything (certificates end up in DIR/public). An
+    /// earlier demo's directory is replaced; any other non-empty directory is refused.
     #[arg(long, default_value = "demo-out")]
     dir: PathBuf,
     /// Keep the cluster running until Ctrl-C (writes DIR/cluster.json).
@@ -67,9 +68,7 @@ pub async fn run(a: DemoArgs, log_json: bool) -> anyhow::Result<ExitCode> {
     crate::logging::init(log_json);
     let exe = std::env::current_exe().context("locating the testamur binary")?;
     let bin = exe.clone();
-    if a.dir.exists() {
-        std::fs::remove_dir_all(&a.dir).with_context(|| format!("clearing {}", a.dir.display()))?;
-    }
+    crate::devcluster::clear_dir(&a.dir)?;
     let mut spec = ClusterSpec::new(&a.dir, bin);
     spec.workservers = a.workservers.max(1);
     println!(
@@ -143,7 +142,7 @@ pub async fn run(a: DemoArgs, log_json: bool) -> anyhow::Result<ExitCode> {
         println!("\ncheck one with gpg, in a throwaway keyring (gpg warns that the key is not");
         println!("certified: expected for a key you have only just imported):");
         println!(
-            "  d=$(mktemp -d); gpg --homedir \"$d\" --import {} && gpg --homedir \"$d\" --verify {} {}",
+            "  d=$(mktemp -d); gpg --homedir \"$d\" --import {} && gpg --homedir \"$d\" --verify {} {}; gpgconf --homedir \"$d\" --kill gpg-agent",
             key.display(),
             sig.display(),
             pdf.display()

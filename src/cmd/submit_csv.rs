@@ -162,7 +162,14 @@ pub async fn run(client: &ApiClient, o: &CsvOptions) -> anyhow::Result<ExitCode>
             .iter()
             .map(|(s, n)| format!("{s} {n}"))
             .collect();
-        println!("final states: {}", counts.join(", "));
+        println!(
+            "final states: {}",
+            if counts.is_empty() {
+                "none (nothing was accepted)".to_owned()
+            } else {
+                counts.join(", ")
+            }
+        );
         for (id, reason) in outcome.errors.iter().take(10) {
             println!("  error {id}: {reason}");
         }

@@ -401,3 +401,19 @@ async fn undrawable_names_and_unknown_templates_are_422_at_submit() {
         .unwrap();
     assert_eq!(cert.state.as_str(), "downloadable", "{cert:?}");
 }
+
+/// `demo --dir` (and `bench e2e --dir`) replace an earlier cluster's directory but
+/// refuse to clear one that holds anything else.
+#[test]
+fn demo_refuses_to_clear_a_directory_it_did_not_make() {
+    let dir = tempfile::tempdir().unwrap();
+    let notes = dir.path().join("notes.txt");
+    std::fs::write(&notes, "mine").unwrap();
+    for args in [&["demo", "--dir"][..], &["bench", "e2e", "--dir"][..]] {
+        let out = Command::new(BIN).args(args).arg(dir.path()).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(err.contains("not a testamur cluster directory"), "{err}");
+        assert_eq!(std::fs::read_to_string(&notes).unwrap(), "mine");
+    }
+}

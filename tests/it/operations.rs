@@ -556,3 +556,45 @@ async fn two_ccs_deliver_each_callback_exactly_once() {
     let st = c.operator().unwrap().status().await.unwrap().unwrap();
     assert_eq!((st.callbacks_pending, st.dead_letters), (0, 0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_on_the_cc_answers_in_flight_requests_then_exits() {
+    let mut c = cluster(|s| s.workservers = 0).await;
+    let (_ws, token) = register_manual_ws(&c, "manual-poll", 1).await;
+    // A long poll in flight (up to 20 s) when the CC is told to stop.
+    let api = c.operator().unwrap();
+    let poll = {
+        let (api, token) = (api.clone(), token.clone());
+        tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            let r = api
+                .http()
+                .post(api.url("/v1/leases"))
+                .bearer_auth(&token)
+                .json(&serde_json::json!({"max_jobs": 1, "wait_ms": 20000}))
+                .send()
+                .await;
+            (r.map(|r| r.status().as_u16()), started.elapsed())
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let stopped = std::time::Instant::now();
+    let status = c.terminate_cc_n(1).expect("the CC ran");
+    assert!(status.success(), "the CC exited with {status}");
+    assert!(
+        stopped.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        stopped.elapsed()
+    );
+    // The in-flight request got its answer (an empty lease), early.
+    let (answer, took) = poll.await.unwrap();
+    assert_eq!(answer.unwrap(), 200);
+    assert!(
+        took < Duration::from_secs(15),
+        "the long poll was not cut short: {took:?}"
+    );
+    // And nothing is listening any more.
+    assert!(api.http().get(api.url("/healthz")).send().await.is_err());
+    let log = std::fs::read_to_string(c.log_path("cc.log")).unwrap();
+    assert!(log.contains("no longer accepting connections"), "{log}");
+}

@@ -62,14 +62,14 @@ fn head(title: &str, refresh: bool) -> String {
 /// The login form (`error`: why the last attempt failed).
 pub fn login_page(cc_name: &str, error: Option<&str>) -> String {
     let mut h = head(&format!("testamur · {cc_name} · sign in"), false);
-    let _ = write!(
+    let _ = writeln!(
         h,
         "<body><main class=\"login\"><h1>testamur dashboard</h1>\
          <p class=\"mute\">Command center {}. Sign in with an operator API key (cc.conf, role \"operator\").</p>{}\
          <form method=\"post\" action=\"/dashboard/login\">\
          <label for=\"key\">Operator key</label>\
          <input id=\"key\" name=\"key\" type=\"password\" autocomplete=\"current-password\" required autofocus>\
-         <button id=\"sign-in\" type=\"submit\">Sign in</button></form></main></body></html>\n",
+         <button id=\"sign-in\" type=\"submit\">Sign in</button></form></main></body></html>",
         esc(cc_name),
         error
             .map(|e| format!("<p class=\"error\" id=\"login-error\">{}</p>", esc(e)))

@@ -693,6 +693,7 @@ impl Store {
         let keys: Vec<String> = ((bucket - HOUR_BUCKETS)..=bucket)
             .map(|b| format!("{P}done:{b}"))
             .collect();
+        #[allow(clippy::type_complexity)]
         let (queue_depth, leased, states, oldest, errors, buckets): (
             u64,
             u64,
