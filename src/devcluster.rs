@@ -37,6 +37,8 @@ pub struct ClusterSpec {
     pub cc_extra: String,
     /// Command centers on the one Redis (workserver i talks to CC ((i-1) mod n) + 1).
     pub ccs: usize,
+    /// `log_format = "json"` for the CCs and workservers.
+    pub log_json: bool,
 }
 
 /// An S3 (-compatible) bucket for the workservers, path-style.
@@ -70,6 +72,7 @@ impl ClusterSpec {
             s3: None,
             cc_extra: String::new(),
             ccs: 1,
+            log_json: false,
         }
     }
 }
@@ -153,6 +156,7 @@ cc_pass = "{cc_pass}"
 lease_ttl_s = {ttl}
 heartbeat_interval_s = {hb}
 max_attempts = {max}
+log_format = "{log_format}"
 
 [[api_keys]]
 name = "demo-lms"
@@ -176,6 +180,7 @@ key = "{op}"
             cbs = info.callback_secret,
             op = info.operator_api_key,
             extra = spec.cc_extra,
+            log_format = if spec.log_json { "json" } else { "human" },
         );
         for (k, port) in more_ports.iter().enumerate() {
             let text = cc_conf
@@ -197,6 +202,7 @@ cc_pass = "{cc_pass}"
 capacity = {cap}
 signing_key = "keys/signing.key"
 templates = "{templates}"
+log_format = "{log_format}"
 
 {storage}keep_old_versions = {keep}
 "#,
@@ -220,6 +226,7 @@ templates = "{templates}"
                 cc_pass = info.cc_pass,
                 cap = spec.ws_capacity,
                 templates = spec.templates.display(),
+                log_format = if spec.log_json { "json" } else { "human" },
             );
             std::fs::write(dir.join(format!("ws-{i}.conf")), ws_conf)?;
         }

@@ -410,7 +410,11 @@ fn demo_refuses_to_clear_a_directory_it_did_not_make() {
     let notes = dir.path().join("notes.txt");
     std::fs::write(&notes, "mine").unwrap();
     for args in [&["demo", "--dir"][..], &["bench", "e2e", "--dir"][..]] {
-        let out = Command::new(BIN).args(args).arg(dir.path()).output().unwrap();
+        let out = Command::new(BIN)
+            .args(args)
+            .arg(dir.path())
+            .output()
+            .unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
         assert!(err.contains("not a testamur cluster directory"), "{err}");

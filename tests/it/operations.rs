@@ -598,3 +598,52 @@ async fn sigterm_on_the_cc_answers_in_flight_requests_then_exits() {
     let log = std::fs::read_to_string(c.log_path("cc.log")).unwrap();
     assert!(log.contains("no longer accepting connections"), "{log}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_carry_job_lease_and_cert_ids_and_no_secret() {
+    let c = cluster(|s| {
+        s.log_json = true;
+        s.log_level = "info".into();
+    })
+    .await;
+    let lms = c.lms().unwrap();
+    let ids = vec![lms.submit(&request(1)).await.unwrap().unwrap().cert_id];
+    assert_all_downloadable(&c, &ids).await;
+    let secrets = [
+        c.info.cc_pass.as_str(),
+        c.info.lms_api_key.as_str(),
+        c.info.operator_api_key.as_str(),
+        c.info.callback_secret.as_str(),
+    ];
+    let mut job_lines = 0;
+    for log in ["cc.log", "ws-1.log", "ws-2.log"] {
+        let text = std::fs::read_to_string(c.log_path(log)).unwrap();
+        for line in text.lines() {
+            let v: serde_json::Value = serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("{log}: not a JSON line ({e}): {line}"));
+            for s in secrets {
+                assert!(!line.contains(s), "{log} shows a secret: {line}");
+            }
+            // Lines in a job's span name the job, its lease and its certificate.
+            let span = &v["span"];
+            if span["name"] == "job" {
+                job_lines += 1;
+                for k in ["job_id", "lease_id", "cert_id"] {
+                    assert!(span[k].is_string(), "{log}: no {k}: {line}");
+                }
+            }
+        }
+    }
+    assert!(
+        job_lines > 0,
+        "no line about the job in the workserver logs"
+    );
+    let cc = std::fs::read_to_string(c.log_path("cc.log")).unwrap();
+    let completed = cc
+        .lines()
+        .find(|l| l.contains("job completed"))
+        .expect("the CC logs the completion");
+    for k in ["job_id", "lease_id", "ws_id"] {
+        assert!(completed.contains(k), "{completed}");
+    }
+}
