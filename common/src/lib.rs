@@ -12,12 +12,14 @@
 //! - [`config`]: `cc.conf` / `ws.conf` parsing with errors that name file and key.
 //! - [`secret`]: secrets that never print and compare in constant time.
 //! - [`tls`]: loading PEM files into rustls server and client configs.
+//! - [`html`]: escaping for the HTML pages (verification page, dashboard).
 //! - [`error_chain`]: an error and its causes on one line.
 //!
 //! Architecture invariant: this crate knows nothing about axum, Redis or PDFs.
 
 pub mod catalog;
 pub mod config;
+pub mod html;
 pub mod ids;
 pub mod request;
 pub mod secret;

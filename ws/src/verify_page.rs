@@ -16,21 +16,7 @@ pub struct PageInfo<'a> {
     pub key_url: &'a str,
 }
 
-/// Escapes text for HTML element content and quoted attribute values.
-pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 8);
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+pub use testamur_common::html::escape;
 
 pub fn render(cert: &JobCertificate, p: &PageInfo<'_>) -> String {
     let e = escape;
