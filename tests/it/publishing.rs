@@ -172,3 +172,40 @@ async fn a_storage_directory_that_cannot_be_written_ends_the_job_with_the_reason
         "nothing published after the PDF failed"
     );
 }
+
+/// A permanent failure halfway through publishing (the PDF stored, the signature
+/// refused) takes back what the attempt wrote: no new job will ever write those
+/// uuids again, so a PDF left there would be an unlisted, unsigned copy.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_permanent_failure_mid_publish_leaves_no_pdf_behind() {
+    let c = cluster(|s| s.workservers = 1).await;
+    // `cert` (where signatures and pages go) is a file: the PDF can be written,
+    // the signature cannot.
+    std::fs::write(public_file(&c, "cert"), b"not a directory").unwrap();
+    let cert = run_action(&c, "add").await;
+    assert_eq!(cert.state, CertState::Error);
+    assert_eq!(cert.attempts, 1);
+    let reason = cert.error_reason.unwrap_or_default();
+    assert!(reason.contains("cert"), "{reason}");
+    let downloads = public_file(&c, "downloads");
+    let left: Vec<_> = walk(&downloads);
+    assert!(
+        left.is_empty(),
+        "files left after the failed attempt: {left:?}"
+    );
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}

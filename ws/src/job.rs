@@ -110,7 +110,7 @@ impl Pipeline {
         };
         let verify_url = self.storage.url(&storage::verify_dir(vu));
         let art = self.render_and_sign(cert, &verify_url)?;
-        let stored = std::time::Instant::now();
+        let stored_at = std::time::Instant::now();
         let store = |rel: &str, bytes: &[u8], content_type: &str| {
             self.with_retries("store", || self.storage.put(rel, bytes, content_type))
         };
@@ -121,27 +121,19 @@ impl Pipeline {
             true => storage::sig_path(vu),
             false => storage::pdf_sig_path(du),
         };
-        store(&pdf_rel, &art.pdf, CONTENT_PDF)?;
-        store(&sig_rel, &art.signature, CONTENT_SIG)?;
-        if art.verification {
-            let date = crate::render::fields::long_date(&cert.issued_date)
-                .unwrap_or_else(|| cert.issued_date.clone());
-            let page = crate::verify_page::render(
-                cert,
-                &crate::verify_page::PageInfo {
-                    noun: &art.noun,
-                    date: &date,
-                    fingerprint: &self.key.fingerprint(),
-                    pdf_url: &self.storage.url(&pdf_rel),
-                    sig_url: &self.storage.url(&sig_rel),
-                    key_url: &self.storage.url(storage::PUBLIC_KEY_PATH),
-                },
-            );
-            store(
-                &storage::verify_page_path(vu),
-                page.as_bytes(),
-                CONTENT_HTML,
-            )?;
+        let stored = (|| {
+            store(&pdf_rel, &art.pdf, CONTENT_PDF)?;
+            store(&sig_rel, &art.signature, CONTENT_SIG)?;
+            self.store_page(cert, &art, vu, &pdf_rel, &sig_rel, &store)
+        })();
+        if let Err(e) = stored {
+            if !e.retryable {
+                // No attempt will write these paths again (a new job gets new
+                // uuids): take back what this one wrote rather than leave an
+                // unlisted PDF behind. Best effort; the failure is what counts.
+                self.discard(du, vu);
+            }
+            return Err(e);
         }
         // Only once the new version is in place: the version it replaces.
         if let Some(old) = &cert.previous {
@@ -162,9 +154,57 @@ impl Pipeline {
             timings: Some(JobTimings {
                 render_ms: art.render_ms,
                 sign_ms: art.sign_ms,
-                store_ms: stored.elapsed().as_secs_f64() * 1000.0,
+                store_ms: stored_at.elapsed().as_secs_f64() * 1000.0,
             }),
         })
+    }
+
+    /// The public verification page of a version, when its template has one.
+    fn store_page(
+        &self,
+        cert: &JobCertificate,
+        art: &Artifacts,
+        vu: &PublicUuid,
+        pdf_rel: &str,
+        sig_rel: &str,
+        store: &dyn Fn(&str, &[u8], &str) -> Result<(), JobError>,
+    ) -> Result<(), JobError> {
+        if art.verification {
+            let date = crate::render::fields::long_date(&cert.issued_date)
+                .unwrap_or_else(|| cert.issued_date.clone());
+            let page = crate::verify_page::render(
+                cert,
+                &crate::verify_page::PageInfo {
+                    noun: &art.noun,
+                    date: &date,
+                    fingerprint: &self.key.fingerprint(),
+                    pdf_url: &self.storage.url(&pdf_rel),
+                    sig_url: &self.storage.url(&sig_rel),
+                    key_url: &self.storage.url(storage::PUBLIC_KEY_PATH),
+                },
+            );
+            store(
+                &storage::verify_page_path(vu),
+                page.as_bytes(),
+                CONTENT_HTML,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Removes what a failed attempt may have written under its own uuids, one
+    /// try per file, errors only logged.
+    fn discard(&self, du: &PublicUuid, vu: &PublicUuid) {
+        for rel in [
+            storage::verify_page_path(vu),
+            storage::sig_path(vu),
+            storage::pdf_sig_path(du),
+            storage::pdf_path(du),
+        ] {
+            if let Err(e) = self.storage.remove(&rel) {
+                tracing::warn!(error = %e, path = %rel, "could not remove a failed attempt's file");
+            }
+        }
     }
 
     fn delete(&self, cert: &JobCertificate) -> Result<JobResult, JobError> {
