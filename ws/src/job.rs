@@ -111,9 +111,6 @@ impl Pipeline {
         let verify_url = self.storage.url(&storage::verify_dir(vu));
         let art = self.render_and_sign(cert, &verify_url)?;
         let stored_at = std::time::Instant::now();
-        let store = |rel: &str, bytes: &[u8], content_type: &str| {
-            self.with_retries("store", || self.storage.put(rel, bytes, content_type))
-        };
         // With verification off nothing goes under cert/: the signature sits
         // beside the PDF.
         let pdf_rel = storage::pdf_path(du);
@@ -122,9 +119,9 @@ impl Pipeline {
             false => storage::pdf_sig_path(du),
         };
         let stored = (|| {
-            store(&pdf_rel, &art.pdf, CONTENT_PDF)?;
-            store(&sig_rel, &art.signature, CONTENT_SIG)?;
-            self.store_page(cert, &art, vu, &pdf_rel, &sig_rel, &store)
+            self.store(&pdf_rel, &art.pdf, CONTENT_PDF)?;
+            self.store(&sig_rel, &art.signature, CONTENT_SIG)?;
+            self.store_page(cert, &art, vu, &pdf_rel, &sig_rel)
         })();
         if let Err(e) = stored {
             if !e.retryable {
@@ -167,7 +164,6 @@ impl Pipeline {
         vu: &PublicUuid,
         pdf_rel: &str,
         sig_rel: &str,
-        store: &dyn Fn(&str, &[u8], &str) -> Result<(), JobError>,
     ) -> Result<(), JobError> {
         if art.verification {
             let date = crate::render::fields::long_date(&cert.issued_date)
@@ -178,18 +174,23 @@ impl Pipeline {
                     noun: &art.noun,
                     date: &date,
                     fingerprint: &self.key.fingerprint(),
-                    pdf_url: &self.storage.url(&pdf_rel),
-                    sig_url: &self.storage.url(&sig_rel),
+                    pdf_url: &self.storage.url(pdf_rel),
+                    sig_url: &self.storage.url(sig_rel),
                     key_url: &self.storage.url(storage::PUBLIC_KEY_PATH),
                 },
             );
-            store(
+            self.store(
                 &storage::verify_page_path(vu),
                 page.as_bytes(),
                 CONTENT_HTML,
             )?;
         }
         Ok(())
+    }
+
+    /// Stores one file, retrying while that may help.
+    fn store(&self, rel: &str, bytes: &[u8], content_type: &str) -> Result<(), JobError> {
+        self.with_retries("store", || self.storage.put(rel, bytes, content_type))
     }
 
     /// Removes what a failed attempt may have written under its own uuids, one
