@@ -119,7 +119,7 @@ impl Metrics {
         );
         r.register(
             "render_seconds",
-            "Time to render one certificate, as reported by each workserver",
+            "Time to render one certificate, as reported by each workserver (by name)",
             m.render_seconds.clone(),
         );
         r.register(

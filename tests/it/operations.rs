@@ -288,6 +288,12 @@ async fn metrics_parse_and_count_what_happened() {
     assert_eq!(value("testamur_callback_dead_letters", &[]), 0.0);
     // Render and sign times as reported by the workservers: one per certificate.
     assert_eq!(value("testamur_render_seconds_count", &[]), 5.0);
+    assert_eq!(
+        value("testamur_render_seconds_count", &[("workserver", "ws-1")])
+            + value("testamur_render_seconds_count", &[("workserver", "ws-2")]),
+        5.0,
+        "labelled by workserver name"
+    );
     assert_eq!(value("testamur_sign_seconds_count", &[]), 5.0);
     assert!(value("testamur_render_seconds_sum", &[]) > 0.0);
     for name in [

@@ -108,14 +108,14 @@ pub async fn complete(
         .complete(&lease, &caller.0, &body.result)
         .await?
     {
-        Fenced::Ok(new_state) => {
+        Fenced::Ok((new_state, ws_name)) => {
             tracing::info!(job_id = %lease.job_id(), lease_id = %lease, ws_id = %caller.0, state = %new_state, "job completed");
             state.callbacks_due.notify_one();
             let m = metrics();
             m.job("completed", 1);
             if let Some(t) = &body.result.timings {
                 let ws = WorkserverLabels {
-                    workserver: caller.0.to_string(),
+                    workserver: ws_name,
                 };
                 m.render_seconds
                     .get_or_create(&ws)

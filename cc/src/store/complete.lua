@@ -1,7 +1,7 @@
 -- Complete a leased job. ARGV: P, jid, lease, ws, now_ms, at, success map
 -- ("add:downloadable,regen:downloadable,delete:deleted"), du, vu, download_url,
 -- verify_url, signature_url, sha256, bucket key, bucket ttl, key fingerprint.
--- Returns {'ok', new_state} or {'lost', ''}.
+-- Returns {'ok', new_state, workserver name} or {'lost', ''}.
 local P, jid, lease, ws, now_ms, at, map = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
 if not fenced(P, jid, lease, ws) then return {'lost', ''} end
 local jk = P .. 'job:' .. jid
@@ -55,4 +55,4 @@ move_state(P, cid, cur, target)
 queue_callback(P, jid, cb_url, cb_key, cid, action, target, now_ms, at)
 redis.call('INCR', ARGV[14])
 redis.call('EXPIRE', ARGV[14], tonumber(ARGV[15]))
-return {'ok', target}
+return {'ok', target, hget(P .. 'ws:' .. ws, 'name') or ws}

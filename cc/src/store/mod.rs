@@ -355,7 +355,7 @@ impl Store {
         lease: &LeaseId,
         ws: &WsId,
         result: &JobResult,
-    ) -> Result<Fenced<CertState>> {
+    ) -> Result<Fenced<(CertState, String)>> {
         let now = now_ms();
         let map: Vec<String> = [Action::Add, Action::Regen, Action::Delete]
             .iter()
@@ -398,9 +398,10 @@ impl Store {
             .invoke_async(&mut self.conn.clone())
             .await?;
         match reply.first().map(String::as_str) {
-            Some("ok") => Ok(Fenced::Ok(parse_state(
-                reply.get(1).map(String::as_str).unwrap_or(""),
-            )?)),
+            Some("ok") => Ok(Fenced::Ok((
+                parse_state(reply.get(1).map(String::as_str).unwrap_or(""))?,
+                reply.get(2).cloned().unwrap_or_default(),
+            ))),
             Some("lost") => Ok(Fenced::Lost),
             other => Err(StoreError::Corrupt(format!(
                 "complete script answered {other:?}"
