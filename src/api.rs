@@ -136,14 +136,29 @@ impl ApiClient {
         &self,
         requests: &[SubmitRequest],
     ) -> anyhow::Result<Result<BatchResponse, ApiFailure>> {
+        self.submit_batch_with_key(requests, None).await
+    }
+
+    /// A batch, with an Idempotency-Key when given (a repeat answers the first
+    /// answer and queues nothing).
+    pub async fn submit_batch_with_key(
+        &self,
+        requests: &[SubmitRequest],
+        key: Option<&str>,
+    ) -> anyhow::Result<Result<BatchResponse, ApiFailure>> {
         let body = BatchRequest {
             requests: requests
                 .iter()
                 .map(serde_json::to_value)
                 .collect::<Result<_, _>>()?,
         };
-        self.call(reqwest::Method::POST, "/v1/certificates/batch", Some(&body))
-            .await
+        self.call_with(
+            reqwest::Method::POST,
+            "/v1/certificates/batch",
+            Some(&body),
+            key,
+        )
+        .await
     }
 
     /// One page of `GET /v1/certificates`.

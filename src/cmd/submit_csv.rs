@@ -86,12 +86,17 @@ pub async fn run(client: &ApiClient, o: &CsvOptions) -> anyhow::Result<ExitCode>
             }
         }
     }
-    for chunk in pending.chunks(o.batch_size) {
+    // Each batch of this run has its own Idempotency-Key, so a retry after a lost
+    // answer gets that answer instead of queueing the batch again; running the
+    // file again later is a new submission.
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    for (n, chunk) in pending.chunks(o.batch_size).enumerate() {
         let requests: Vec<SubmitRequest> = chunk
             .iter()
             .filter_map(|r| r.request.as_ref().ok().cloned())
             .collect();
-        let answer = with_retries(|| client.submit_batch(&requests)).await?;
+        let key = format!("csv-{run}-{n}");
+        let answer = with_retries(|| client.submit_batch_with_key(&requests, Some(&key))).await?;
         let resp = match answer {
             Ok(r) => r,
             Err(f) => bail!(

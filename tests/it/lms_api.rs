@@ -328,3 +328,56 @@ async fn submit_csv_reports_rejects_and_waits_for_the_rest() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr.contains("unknown column `nmae`"), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_repeated_with_its_idempotency_key_is_answered_not_queued_again() {
+    let c = cluster(|s| s.workservers = 0).await;
+    let lms = c.lms().unwrap();
+    let op = c.operator().unwrap();
+    let mut reqs: Vec<serde_json::Value> = (0..300)
+        .map(|i| serde_json::to_value(request(1, i)).unwrap())
+        .collect();
+    reqs[7]["issued_date"] = "not a date".into();
+    let send = |body: serde_json::Value, key: &'static str| {
+        let lms = lms.clone();
+        async move {
+            lms.http()
+                .post(lms.url("/v1/certificates/batch"))
+                .bearer_auth(lms.key())
+                .header("Idempotency-Key", key)
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let first = send(serde_json::json!({ "requests": reqs }), "batch-1").await;
+    assert_eq!(first.status(), 202);
+    assert!(first.headers().get("idempotent-replayed").is_none());
+    let first: serde_json::Value = first.json().await.unwrap();
+    assert_eq!(op.status().await.unwrap().unwrap().queue_depth, 299);
+    // The LMS did not get the answer and sends the same batch again.
+    let again = send(serde_json::json!({ "requests": reqs }), "batch-1").await;
+    assert_eq!(again.status(), 202);
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    let again: serde_json::Value = again.json().await.unwrap();
+    assert_eq!(again, first, "the first answer, every job id included");
+    assert_eq!(
+        op.status().await.unwrap().unwrap().queue_depth,
+        299,
+        "nothing queued twice"
+    );
+    // The same key with another batch: 422, nothing queued.
+    reqs.truncate(10);
+    let other = send(serde_json::json!({ "requests": reqs }), "batch-1").await;
+    assert_eq!(other.status(), 422);
+    let e: serde_json::Value = other.json().await.unwrap();
+    assert_eq!(e["error"]["code"], "idempotency_key_reused");
+    // Without the key the repeat is a new request: the adds are 409 now.
+    let plain = lms.submit_batch(&[request(1, 0)]).await.unwrap().unwrap();
+    assert!(matches!(
+        plain.results[0],
+        BatchResult::Rejected { status: 409, .. }
+    ));
+    assert_eq!(op.status().await.unwrap().unwrap().queue_depth, 299);
+}

@@ -21,7 +21,7 @@ use crate::app::AppState;
 use crate::callbacks::policy::CallbackPolicy;
 use crate::error::ApiError;
 use crate::extract::{parse_value, JsonBody, LmsCaller};
-use crate::store::{ListIndex, NewJob, SubmitOutcome};
+use crate::store::{IdemBegin, ListIndex, NewJob, SubmitOutcome};
 
 /// The header that makes a submission safe to retry.
 const IDEMPOTENCY_KEY: &str = "idempotency-key";
@@ -32,7 +32,7 @@ pub async fn submit(
     headers: HeaderMap,
     JsonBody(body): JsonBody<SubmitRequest>,
 ) -> Result<Response, ApiError> {
-    let idempotency = idempotency(&headers, &caller, &body)?;
+    let idempotency = idempotency(&headers, &caller, "", &body)?;
     let catalog = state.catalog.get(&state.store).await?;
     let policy = CallbackPolicy::from_config(&state.config.callbacks);
     let mut job = prepare(body, catalog.as_deref(), &policy, &caller)?;
@@ -57,11 +57,13 @@ pub async fn submit(
 
 /// `POST /v1/certificates/batch`: every request is checked and answered on its
 /// own, in order; the accepted ones are queued in chunks of 500 per Redis call.
+/// With an Idempotency-Key, a repeated batch gets the first answer.
 pub async fn batch(
     State(state): State<AppState>,
     caller: LmsCaller,
+    headers: HeaderMap,
     JsonBody(body): JsonBody<BatchRequest>,
-) -> Result<Json<BatchResponse>, ApiError> {
+) -> Result<Response, ApiError> {
     if body.requests.len() > MAX_BATCH {
         return Err(ApiError::invalid(
             "requests",
@@ -71,6 +73,57 @@ pub async fn batch(
             ),
         ));
     }
+    let idem = idempotency(&headers, &caller, "batch:", &body.requests)?;
+    if let Some((key, hash)) = &idem {
+        match state.store.idem_begin(key, hash).await? {
+            IdemBegin::New => {}
+            IdemBegin::Mismatch => return Err(key_reused()),
+            IdemBegin::Pending => {
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    "idempotency_in_progress",
+                    "a batch with this Idempotency-Key is being queued right now; retry in a few seconds for its answer",
+                )
+                .retry(5))
+            }
+            IdemBegin::Done(answer) => {
+                let mut r = (
+                    StatusCode::ACCEPTED,
+                    [(axum::http::header::CONTENT_TYPE, "application/json")],
+                    answer,
+                )
+                    .into_response();
+                r.headers_mut()
+                    .insert("idempotent-replayed", HeaderValue::from_static("true"));
+                return Ok(r);
+            }
+        }
+    }
+    let answer = queue_batch(&state, &caller, body).await;
+    match (&idem, &answer) {
+        (Some((key, _)), Ok(json)) => state.store.idem_finish(key, json).await?,
+        // Nothing (or not all) was queued: let a retry with the key run again.
+        (Some((key, _)), Err(_)) => {
+            if let Err(e) = state.store.idem_abandon(key).await {
+                tracing::warn!(error = %e, "cannot release an Idempotency-Key");
+            }
+        }
+        (None, _) => {}
+    }
+    Ok((
+        StatusCode::ACCEPTED,
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        answer?,
+    )
+        .into_response())
+}
+
+/// Check and queue a batch; the answer's JSON.
+async fn queue_batch(
+    state: &AppState,
+    caller: &LmsCaller,
+    body: BatchRequest,
+) -> Result<String, ApiError> {
     let catalog = state.catalog.get(&state.store).await?;
     let policy = CallbackPolicy::from_config(&state.config.callbacks);
     let mut results: Vec<Option<BatchResult>> = Vec::with_capacity(body.requests.len());
@@ -78,7 +131,7 @@ pub async fn batch(
     let mut slots = Vec::new();
     for (i, item) in body.requests.into_iter().enumerate() {
         let prepared = parse_value::<SubmitRequest>(item)
-            .and_then(|req| prepare(req, catalog.as_deref(), &policy, &caller));
+            .and_then(|req| prepare(req, catalog.as_deref(), &policy, caller));
         match prepared {
             Ok(job) => {
                 slots.push((i, job.cert_id.clone(), job.action));
@@ -91,7 +144,7 @@ pub async fn batch(
     let outcomes = state.store.submit_many(jobs).await?;
     let mut queued = 0usize;
     for ((i, cert_id, action), outcome) in slots.into_iter().zip(outcomes) {
-        results[i] = Some(match answer(cert_id, action, outcome, &state) {
+        results[i] = Some(match answer(cert_id, action, outcome, state) {
             Ok(r) => {
                 queued += 1;
                 BatchResult::Accepted(r)
@@ -106,7 +159,14 @@ pub async fn batch(
         rejected = results.len() - queued,
         "batch submitted"
     );
-    Ok(Json(BatchResponse { results }))
+    serde_json::to_string(&BatchResponse { results }).map_err(|e| {
+        tracing::error!(error = %e, "cannot encode a batch answer");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error; see the CC log",
+        )
+    })
 }
 
 fn rejected(e: ApiError) -> BatchResult {
@@ -235,22 +295,28 @@ fn answer(
                 message,
             ))
         }
-        SubmitOutcome::IdempotencyMismatch => Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "idempotency_key_reused",
-            "this Idempotency-Key came with a different request within the last 24 hours; use a new key for a new request",
-        )
-        .with_field("Idempotency-Key")),
+        SubmitOutcome::IdempotencyMismatch => Err(key_reused()),
     }
 }
 
-/// The `idem:` key suffix and the request's hash, when an Idempotency-Key came.
-/// Keys are per API key (two LMSs cannot collide); "the same body" means the same
-/// request after parsing (key order and whitespace do not matter).
+fn key_reused() -> ApiError {
+    ApiError::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "idempotency_key_reused",
+        "this Idempotency-Key came with a different request within the last 24 hours; use a new key for a new request",
+    )
+    .with_field("Idempotency-Key")
+}
+
+/// The `idem:` key suffix (`scope` marks batches) and the request's hash, when an
+/// Idempotency-Key came. Keys are per API key (two LMSs cannot collide); "the same
+/// body" means the same request after parsing (key order and whitespace do not
+/// matter).
 fn idempotency(
     headers: &HeaderMap,
     caller: &LmsCaller,
-    body: &SubmitRequest,
+    scope: &str,
+    body: &impl serde::Serialize,
 ) -> Result<Option<(String, String)>, ApiError> {
     let Some(v) = headers.get(IDEMPOTENCY_KEY) else {
         return Ok(None);
@@ -270,7 +336,7 @@ fn idempotency(
     })?;
     Ok(Some((
         format!(
-            "{}:{}",
+            "{scope}{}:{}",
             caller.key_name,
             hex::encode(Sha256::digest(key.as_bytes()))
         ),

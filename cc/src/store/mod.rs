@@ -23,7 +23,8 @@
 //! - `certs`, `course:{course_id}`, `bystate:{state}` sorted sets of cert ids (all
 //!   score 0, walked in lexical order): the listing indexes of `GET /v1/certificates`
 //! - `idem:{api key name}:{sha256(Idempotency-Key)}` hash: a submission's request hash
-//!   and answer, kept 24 h
+//!   and answer, kept 24 h; `idem:batch:{api key name}:{sha256(key)}` the same for a
+//!   batch (state pending for 5 min while it is queued, then its whole answer)
 //! - `callbacks` sorted set callback id (= job id) -> when its next delivery is due (ms);
 //!   `cb:{id}` hash: the callback's URL, API key name, payload fields, attempts, claim;
 //!   `callbacks:dead` sorted set id -> when it became a dead letter; `cbstats` counters
@@ -34,11 +35,13 @@
 //! a single Redis primary is required (no Redis Cluster).
 
 mod callbacks;
+mod idempotency;
 mod listing;
 mod scripts;
 mod sessions;
 
 pub use callbacks::{CallbackAttempt, ClaimedCallback};
+pub use idempotency::IdemBegin;
 pub use listing::ListIndex;
 
 use std::collections::{BTreeMap, HashMap};
