@@ -45,6 +45,14 @@ impl ApiError {
     pub fn invalid(field: &str, message: impl Into<String>) -> Self {
         Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_value", message).with_field(field)
     }
+    /// A bug; the details go to the CC log (by the caller), never to the client.
+    pub fn internal() -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error; see the CC log",
+        )
+    }
     pub fn lease_lost() -> Self {
         Self::new(
             StatusCode::CONFLICT,
@@ -69,11 +77,7 @@ impl From<StoreError> for ApiError {
             }
             StoreError::Corrupt(detail) => {
                 tracing::error!(%detail, "unexpected data in Redis");
-                ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal",
-                    "internal error; see the CC log",
-                )
+                ApiError::internal()
             }
         }
     }

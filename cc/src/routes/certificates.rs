@@ -161,11 +161,7 @@ async fn queue_batch(
     );
     serde_json::to_string(&BatchResponse { results }).map_err(|e| {
         tracing::error!(error = %e, "cannot encode a batch answer");
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "internal error; see the CC log",
-        )
+        ApiError::internal()
     })
 }
 

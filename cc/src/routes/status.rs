@@ -44,7 +44,6 @@ pub async fn collect(state: &AppState) -> Result<StatusResponse, ApiError> {
         .workservers(state.config.heartbeat_interval)
         .await?;
     let counts = state.store.counts().await?;
-    let (dead_letters, callbacks_pending) = state.store.callback_counts().await?;
     Ok(StatusResponse {
         cc_name: state.config.name.clone(),
         workservers,
@@ -56,8 +55,8 @@ pub async fn collect(state: &AppState) -> Result<StatusResponse, ApiError> {
         throughput_per_minute: counts.per_minute,
         oldest_waiting_job_age_s: counts.oldest_waiting_ms.unwrap_or(0) as f64 / 1000.0,
         recent_errors: counts.recent_errors,
-        dead_letters,
-        callbacks_pending,
+        dead_letters: counts.dead_letters,
+        callbacks_pending: counts.callbacks_pending,
     })
 }
 
@@ -85,11 +84,7 @@ pub async fn metrics(
     m.callbacks_pending.set(s.callbacks_pending as i64);
     let body = m.encode().map_err(|e| {
         tracing::error!(error = %e, "cannot encode metrics");
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "internal error; see the CC log",
-        )
+        ApiError::internal()
     })?;
     Ok((
         [(

@@ -133,19 +133,9 @@ pub async fn drain(
     Path(ws_id): Path<String>,
 ) -> Result<Json<DrainResponse>, ApiError> {
     let id = WsId::parse(&ws_id).map_err(|_| ApiError::not_found("no workserver with this id"))?;
-    if !state.store.drain(&id).await? {
-        return Err(ApiError::not_found(
-            "no workserver with this id is registered (see GET /v1/status)",
-        ));
-    }
-    let name = state
-        .store
-        .workservers(state.config.heartbeat_interval)
-        .await?
-        .into_iter()
-        .find(|w| w.id == id)
-        .map(|w| w.name)
-        .unwrap_or_default();
+    let name = state.store.drain(&id).await?.ok_or_else(|| {
+        ApiError::not_found("no workserver with this id is registered (see GET /v1/status)")
+    })?;
     tracing::info!(ws_id = %id, name = %name, "workserver asked to drain");
     Ok(Json(DrainResponse {
         ws_id: id,

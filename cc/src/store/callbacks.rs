@@ -4,11 +4,11 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use redis::{AsyncCommands, Value};
+use redis::Value;
 use testamur_common::time_fmt::{now_ms, rfc3339_ms};
 use testamur_common::wire::{CallbackPayload, DeadLetter};
 
-use super::{value_string, Result, Store, StoreError, P};
+use super::{hash_reply, Result, Store, StoreError, P};
 
 /// A callback this CC holds the claim on, ready to send.
 #[derive(Debug, Clone)]
@@ -64,19 +64,7 @@ impl Store {
         };
         items
             .into_iter()
-            .map(|item| {
-                let Value::Array(flat) = item else {
-                    return Err(StoreError::Corrupt("callback entry is not a list".into()));
-                };
-                let flat: Vec<String> =
-                    flat.into_iter().map(value_string).collect::<Result<_>>()?;
-                let h: HashMap<String, String> = flat
-                    .chunks(2)
-                    .filter(|kv| kv.len() == 2)
-                    .map(|kv| (kv[0].clone(), kv[1].clone()))
-                    .collect();
-                claimed(h, token.clone())
-            })
+            .map(|item| claimed(hash_reply(item, "a callback entry")?, token.clone()))
             .collect()
     }
 
@@ -160,23 +148,6 @@ impl Store {
             })
             .collect();
         Ok((count, items))
-    }
-
-    /// Dead letters and callbacks waiting for delivery.
-    pub async fn callback_counts(&self) -> Result<(u64, u64)> {
-        let mut c = self.conn.clone();
-        let (dead, pending): (u64, u64) = redis::pipe()
-            .zcard(format!("{P}callbacks:dead"))
-            .zcard(format!("{P}callbacks"))
-            .query_async(&mut c)
-            .await?;
-        Ok((dead, pending))
-    }
-
-    /// Delivery counters (`delivered`, `failed_attempts`, `dead`) since the start.
-    pub async fn callback_stats(&self) -> Result<HashMap<String, u64>> {
-        let mut c = self.conn.clone();
-        Ok(c.hgetall(format!("{P}cbstats")).await?)
     }
 }
 

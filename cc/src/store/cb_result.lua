@@ -8,16 +8,12 @@ redis.call('HDEL', cb, 'claim')
 if outcome == 'delivered' then
   redis.call('DEL', cb)
   redis.call('ZREM', P .. 'callbacks', id)
-  redis.call('HINCRBY', P .. 'cbstats', 'delivered', 1)
 elseif outcome == 'retry' then
   redis.call('HSET', cb, 'last_error', err)
   redis.call('ZADD', P .. 'callbacks', score, id)
-  redis.call('HINCRBY', P .. 'cbstats', 'failed_attempts', 1)
 else
   redis.call('HSET', cb, 'last_error', err, 'dead_at', at)
   redis.call('ZREM', P .. 'callbacks', id)
   redis.call('ZADD', P .. 'callbacks:dead', score, id)
-  redis.call('HINCRBY', P .. 'cbstats', 'failed_attempts', 1)
-  redis.call('HINCRBY', P .. 'cbstats', 'dead', 1)
 end
 return 1

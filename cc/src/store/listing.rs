@@ -1,14 +1,12 @@
 //! Paging through certificates (`GET /v1/certificates`) over the listing indexes
 //! the scripts keep: every certificate, per course, per state.
 
-use std::collections::HashMap;
-
 use redis::Value;
 use testamur_common::ids::{CertId, CourseId};
 use testamur_common::state::CertState;
 use testamur_common::wire::CertificateView;
 
-use super::{cert_view, value_string, Result, Store, StoreError, P};
+use super::{cert_view, hash_reply, value_string, Result, Store, StoreError, P};
 
 /// Which index to walk.
 pub enum ListIndex<'a> {
@@ -68,16 +66,7 @@ impl Store {
         };
         let mut out = Vec::new();
         for item in items {
-            let Value::Array(flat) = item else {
-                return Err(StoreError::Corrupt("list entry is not a list".into()));
-            };
-            let flat: Vec<String> = flat.into_iter().map(value_string).collect::<Result<_>>()?;
-            let h: HashMap<String, String> = flat
-                .chunks(2)
-                .filter(|kv| kv.len() == 2)
-                .map(|kv| (kv[0].clone(), kv[1].clone()))
-                .collect();
-            out.push(cert_view(&h, None)?);
+            out.push(cert_view(&hash_reply(item, "a list entry")?, None)?);
         }
         Ok((out, next))
     }

@@ -27,7 +27,7 @@
 //!   batch (state pending for 5 min while it is queued, then its whole answer)
 //! - `callbacks` sorted set callback id (= job id) -> when its next delivery is due (ms);
 //!   `cb:{id}` hash: the callback's URL, API key name, payload fields, attempts, claim;
-//!   `callbacks:dead` sorted set id -> when it became a dead letter; `cbstats` counters
+//!   `callbacks:dead` sorted set id -> when it became a dead letter
 //!
 //! Architecture invariant: every change that touches more than one key is one Lua
 //! script, so a CC dying between two commands cannot leave a half-made change, and
@@ -174,6 +174,8 @@ pub struct Counts {
     /// last is the minute up to now).
     pub per_minute: Vec<u64>,
     pub oldest_waiting_ms: Option<i64>,
+    pub dead_letters: u64,
+    pub callbacks_pending: u64,
     pub recent_errors: Vec<RecentError>,
 }
 
@@ -698,13 +700,15 @@ impl Store {
             .map(|b| format!("{P}done:{b}"))
             .collect();
         #[allow(clippy::type_complexity)]
-        let (queue_depth, leased, states, oldest, errors, buckets): (
+        let (queue_depth, leased, states, oldest, errors, buckets, dead_letters, callbacks_pending): (
             u64,
             u64,
             HashMap<String, i64>,
             Option<String>,
             Vec<String>,
             Vec<Option<u64>>,
+            u64,
+            u64,
         ) = redis::pipe()
             .llen(format!("{P}queue"))
             .zcard(format!("{P}leases"))
@@ -712,6 +716,8 @@ impl Store {
             .lindex(format!("{P}queue"), -1)
             .lrange(format!("{P}errors"), 0, 19)
             .mget(&keys)
+            .zcard(format!("{P}callbacks:dead"))
+            .zcard(format!("{P}callbacks"))
             .query_async(&mut c)
             .await?;
         let buckets: Vec<u64> = buckets.into_iter().map(|b| b.unwrap_or(0)).collect();
@@ -750,6 +756,8 @@ impl Store {
             throughput_last_hour: window(HOUR_BUCKETS as usize).round() as u64,
             per_minute,
             oldest_waiting_ms,
+            dead_letters,
+            callbacks_pending,
             recent_errors: errors
                 .iter()
                 .filter_map(|e| serde_json::from_str(e).ok())
@@ -758,9 +766,9 @@ impl Store {
     }
 
     /// Mark a workserver as draining: it gets no more jobs, finishes its leases
-    /// and deregisters. False when no such workserver is registered.
-    pub async fn drain(&self, ws: &WsId) -> Result<bool> {
-        let n: i64 = self
+    /// and deregisters. Its name; `None` when no such workserver is registered.
+    pub async fn drain(&self, ws: &WsId) -> Result<Option<String>> {
+        let name: String = self
             .scripts
             .drain
             .prepare_invoke()
@@ -768,7 +776,7 @@ impl Store {
             .arg(ws.as_str())
             .invoke_async(&mut self.conn.clone())
             .await?;
-        Ok(n == 1)
+        Ok(Some(name).filter(|n| !n.is_empty()))
     }
 }
 
@@ -785,6 +793,19 @@ fn value_string(v: Value) -> Result<String> {
             "expected a string, got {other:?}"
         ))),
     }
+}
+
+/// A hash as a script returns it (`HGETALL`: a flat field, value, ... list).
+fn hash_reply(v: Value, what: &str) -> Result<HashMap<String, String>> {
+    let Value::Array(flat) = v else {
+        return Err(StoreError::Corrupt(format!("{what} is not a list")));
+    };
+    let mut it = flat.into_iter().map(value_string);
+    let mut h = HashMap::new();
+    while let (Some(k), Some(v)) = (it.next(), it.next()) {
+        h.insert(k?, v?);
+    }
+    Ok(h)
 }
 
 fn parse_state(s: &str) -> Result<CertState> {
