@@ -5,9 +5,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
-use axum::http::StatusCode;
+use axum::http::{header, Method, StatusCode};
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::Router;
 use testamur_common::config::CcConfig;
@@ -91,6 +91,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(middleware::from_fn(json_errors))
         .layer(middleware::from_fn(log_request))
         .with_state(state)
 }
@@ -107,8 +108,70 @@ async fn method_not_allowed() -> ApiError {
     )
 }
 
+/// The method as a metrics label: one of a fixed set, so that invented methods
+/// cannot grow the label space (and the CC's memory).
+fn method_label(m: &Method) -> &'static str {
+    match *m {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
+
+/// Every error answer is the API's JSON error shape: answers that are not (axum's
+/// own rejections, which are text/plain) are rewritten here, keeping their status
+/// and message. HTML pages (the dashboard) and answers without a body stay as they are.
+async fn json_errors(req: Request, next: Next) -> Response {
+    let resp = next.run(req).await;
+    let status = resp.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return resp;
+    }
+    let ctype = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if ctype.starts_with("application/json") || ctype.starts_with("text/html") {
+        return resp;
+    }
+    let (parts, body) = resp.into_parts();
+    let text = axum::body::to_bytes(body, 4096).await.unwrap_or_default();
+    let text = String::from_utf8_lossy(&text);
+    let code = match status {
+        StatusCode::BAD_REQUEST => "bad_request",
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::PAYLOAD_TOO_LARGE => "body_too_large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        StatusCode::UNPROCESSABLE_ENTITY => "invalid_value",
+        s if s.is_server_error() => "internal",
+        _ => "bad_request",
+    };
+    let message = if text.trim().is_empty() {
+        status
+            .canonical_reason()
+            .unwrap_or("the request was refused")
+            .to_owned()
+    } else {
+        text.trim().to_owned()
+    };
+    let mut out = ApiError::new(status, code, message).into_response();
+    for name in [header::RETRY_AFTER, header::ALLOW, header::CONNECTION] {
+        if let Some(v) = parts.headers.get(&name) {
+            out.headers_mut().insert(name, v.clone());
+        }
+    }
+    out
+}
+
 async fn log_request(req: Request, next: Next) -> Response {
-    let method = req.method().clone();
+    let method = method_label(req.method());
     let path = req.uri().path().to_owned();
     let route = req
         .extensions()
@@ -123,21 +186,24 @@ async fn log_request(req: Request, next: Next) -> Response {
     let m = crate::metrics::metrics();
     m.http_requests
         .get_or_create(&HttpLabels {
-            method: method.to_string(),
+            method,
             route: route.clone(),
             status: status.as_u16(),
         })
         .inc();
     m.http_duration
-        .get_or_create(&RouteLabels {
-            method: method.to_string(),
-            route,
-        })
+        .get_or_create(&RouteLabels { method, route })
         .observe(secs);
     if status.is_server_error() {
-        tracing::warn!(%method, %path, status = status.as_u16(), ms, "request failed");
+        tracing::warn!(
+            method,
+            ?path,
+            status = status.as_u16(),
+            ms,
+            "request failed"
+        );
     } else {
-        tracing::debug!(%method, %path, status = status.as_u16(), ms, "request");
+        tracing::debug!(method, ?path, status = status.as_u16(), ms, "request");
     }
     resp
 }

@@ -75,6 +75,16 @@ impl From<StoreError> for ApiError {
                 )
                 .retry(2)
             }
+            StoreError::Refused { code, err } => {
+                crate::metrics::metrics().redis_errors.inc();
+                tracing::error!(error = %err, hint = crate::store::refusal_hint(code), "Redis refused a command");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "dependency_unavailable",
+                    "the command center's database cannot take this request right now; retry shortly",
+                )
+                .retry(5)
+            }
             StoreError::Corrupt(detail) => {
                 tracing::error!(%detail, "unexpected data in Redis");
                 ApiError::internal()
@@ -104,7 +114,9 @@ impl IntoResponse for ApiError {
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(s));
         }
-        if self.status == StatusCode::PAYLOAD_TOO_LARGE {
+        if self.status == StatusCode::PAYLOAD_TOO_LARGE
+            || self.status == StatusCode::REQUEST_TIMEOUT
+        {
             // The rest of the body was never read, so the connection cannot carry
             // another request: tell the client not to reuse it (hyper then closes it).
             resp.headers_mut()

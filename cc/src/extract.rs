@@ -11,8 +11,9 @@ use sha2::{Digest, Sha256};
 use testamur_common::config::Role;
 use testamur_common::ids::WsId;
 
-use crate::app::AppState;
+use crate::app::{AppState, PeerAddr};
 use crate::error::ApiError;
+use crate::ratelimit;
 
 /// A JSON body parsed into `T`.
 pub struct JsonBody<T>(pub T);
@@ -27,6 +28,12 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
                     StatusCode::PAYLOAD_TOO_LARGE,
                     "body_too_large",
                     "the request body is larger than this endpoint accepts (cc.conf max_body_bytes, max_batch_body_bytes for batches); split it",
+                )
+            } else if crate::limits::is_body_timeout(&rej) {
+                ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "request_timeout",
+                    "the request body did not arrive in time (cc.conf limits.request_timeout_s); send it at once",
                 )
             } else {
                 ApiError::bad_request("bad_body", format!("could not read the request body: {rej}"))
@@ -106,8 +113,19 @@ impl FromRequestParts<AppState> for LmsCaller {
             Some(_) => Err(ApiError::forbidden(
                 "this key has no lms role; use an lms API key from cc.conf",
             )),
-            None => Err(ApiError::unauthorized("unknown API key")),
+            None => Err(unknown_key(parts, state, "unknown API key").await),
         }
+    }
+}
+
+/// A credential nobody holds: counted against the source address (429 past the
+/// limit, else 401 with `message`).
+async fn unknown_key(parts: &Parts, state: &AppState, message: &str) -> ApiError {
+    let source = ratelimit::source(parts.extensions.get::<PeerAddr>());
+    match ratelimit::failed(&state.store, "apikey", &source).await {
+        Ok(true) => ratelimit::too_many("check the API key or token you send"),
+        Ok(false) => ApiError::unauthorized(message),
+        Err(e) => e,
     }
 }
 
@@ -122,7 +140,7 @@ impl FromRequestParts<AppState> for OperatorCaller {
             Some(_) => Err(ApiError::forbidden(
                 "this key has no operator role; use an operator API key",
             )),
-            None => Err(ApiError::unauthorized("unknown API key")),
+            None => Err(unknown_key(parts, state, "unknown API key").await),
         }
     }
 }
@@ -147,9 +165,12 @@ impl FromRequestParts<AppState> for WsCaller {
                         "this is an API key; workserver calls need the token from registration",
                     ))
                 } else {
-                    Err(ApiError::unauthorized(
+                    Err(unknown_key(
+                        parts,
+                        state,
                         "unknown workserver token (revoked by a newer registration of the same name?); register again",
-                    ))
+                    )
+                    .await)
                 }
             }
         }

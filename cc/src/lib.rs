@@ -3,12 +3,14 @@
 //! Layout:
 //! - [`app`]: the router and shared state.
 //! - [`server`]: TLS accept loop and graceful shutdown.
+//! - [`limits`]: connection caps (overall, per address) and the request body deadline.
 //! - [`routes`]: one module per API resource.
 //! - [`extract`]: JSON bodies and bearer credentials in the API's error shape.
 //! - [`error`]: `ApiError`, the only error type handlers return.
 //! - [`store`]: the Redis key schema and Lua scripts (nothing else touches Redis).
 //! - [`reaper`]: re-queues jobs whose lease expired.
 //! - [`callbacks`]: delivers signed callbacks to LMSs, with retries and dead letters.
+//! - [`ratelimit`]: failed credentials counted per address; 429 past a limit.
 //! - [`metrics`]: Prometheus counters, histograms and cluster gauges (`/metrics`).
 //! - [`dashboard`]: the operators' HTML page (`/dashboard`) and its login.
 //!
@@ -21,7 +23,9 @@ pub mod catalog;
 pub mod dashboard;
 pub mod error;
 pub mod extract;
+pub mod limits;
 pub mod metrics;
+pub mod ratelimit;
 pub mod reaper;
 pub mod routes;
 pub mod server;
@@ -63,11 +67,13 @@ pub async fn run(
     let config = Arc::new(config);
     let reaper_interval = (config.lease_ttl / 4).clamp(
         std::time::Duration::from_millis(250),
-        std::time::Duration::from_secs(5),
+        std::time::Duration::from_secs(1),
     );
     let reaper = tokio::spawn(reaper::run(
         store.clone(),
         config.max_attempts,
+        // The same rule as `alive` in /v1/status: three heartbeats missed.
+        3 * config.heartbeat_interval,
         reaper_interval,
         jobs_queued.clone(),
         stop_rx.clone(),
@@ -88,7 +94,7 @@ pub async fn run(
     };
     tracing::info!(name = %config.name, addr = %listener.local_addr()?, "command center listening (HTTPS)");
     let app = app::router(state);
-    server::serve(listener, tls, app, async move {
+    server::serve(listener, tls, app, config.limits.clone(), async move {
         shutdown.await;
         let _ = stop_tx.send(true);
     })

@@ -15,7 +15,8 @@ use prometheus_client::registry::Registry;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct HttpLabels {
-    pub method: String,
+    /// A known method, else `other` (never the method as sent).
+    pub method: &'static str,
     /// The route template (`/v1/certificates/{cert_id}`), or `unmatched`.
     pub route: String,
     pub status: u16,
@@ -23,13 +24,18 @@ pub struct HttpLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RouteLabels {
-    pub method: String,
+    pub method: &'static str,
     pub route: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct EventLabels {
     pub event: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -64,6 +70,8 @@ pub struct Metrics {
     pub sign_seconds: Family<WorkserverLabels, Histogram>,
     pub store_seconds: Family<WorkserverLabels, Histogram>,
     pub redis_errors: Counter,
+    /// Connections closed at accept: max_connections, max_connections_per_ip.
+    pub connections_refused: Family<ReasonLabels, Counter>,
     // Cluster gauges, set from Redis when scraped.
     pub queue_depth: Gauge,
     pub leased: Gauge,
@@ -87,6 +95,7 @@ impl Metrics {
             sign_seconds: Family::new_with_constructor(work_histogram),
             store_seconds: Family::new_with_constructor(work_histogram),
             redis_errors: Counter::default(),
+            connections_refused: Family::default(),
             queue_depth: Gauge::default(),
             leased: Gauge::default(),
             certificates: Family::default(),
@@ -131,6 +140,11 @@ impl Metrics {
             "store_seconds",
             "Time to publish one certificate's files, as reported by each workserver",
             m.store_seconds.clone(),
+        );
+        r.register(
+            "connections_refused",
+            "Connections this CC closed as soon as they were accepted, by the limit they hit: max_connections or max_connections_per_ip ([limits] in cc.conf)",
+            m.connections_refused.clone(),
         );
         r.register(
             "redis_errors",

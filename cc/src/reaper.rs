@@ -1,6 +1,7 @@
 //! The reaper: puts jobs whose lease expired back in the queue (or ends them in
-//! `error` after max_attempts). Every CC runs one; the Lua script makes concurrent
-//! reapers safe.
+//! `error` after max_attempts), and the jobs of workservers that stopped sending
+//! heartbeats, without waiting for their leases to run out. Every CC runs one; the
+//! Lua script makes concurrent reapers safe.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,16 +13,20 @@ use crate::store::Store;
 pub async fn run(
     store: Store,
     max_attempts: u32,
+    dead_after: Duration,
     interval: Duration,
     wake: Arc<Notify>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
-        match store.reap(max_attempts).await {
+        match store.reap(max_attempts, dead_after).await {
             Ok(0) => {}
             Ok(n) => {
                 crate::metrics::metrics().job("expired", n);
-                tracing::warn!(jobs = n, "re-queued jobs whose lease expired");
+                tracing::warn!(
+                    jobs = n,
+                    "re-queued jobs whose lease expired or whose workserver went silent"
+                );
                 wake.notify_waiters();
             }
             Err(e) => {

@@ -1,5 +1,10 @@
 //! HTTPS serving: a TLS accept loop over a bound listener, HTTP/1.1 per connection,
 //! and a graceful shutdown that lets in-flight requests finish (with a deadline).
+//!
+//! Every connection holds a place under the caps of [`crate::limits`] (overall and
+//! per address) from accept to close; the TLS handshake, a request's head and its
+//! body each have to arrive within `limits.request_timeout`, so a client that
+//! trickles bytes is cut off instead of holding a place for ever.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -8,23 +13,27 @@ use std::time::Duration;
 use axum::Router;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
+use testamur_common::config::LimitsConfig;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
 use crate::app::PeerAddr;
+use crate::limits::{ConnLimits, DeadlineBody, Refused};
 
-const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
 
 pub async fn serve(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
     app: Router,
+    limits: LimitsConfig,
     shutdown: impl Future<Output = ()>,
 ) {
     let acceptor = TlsAcceptor::from(tls);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let caps = ConnLimits::new(limits.max_connections, limits.max_connections_per_ip);
+    let timeout = limits.request_timeout;
     tokio::pin!(shutdown);
     loop {
         let (tcp, peer) = tokio::select! {
@@ -39,13 +48,22 @@ pub async fn serve(
             },
             _ = &mut shutdown => break,
         };
+        let permit = match caps.admit(peer.ip()) {
+            Ok(p) => p,
+            Err(why) => {
+                crate::metrics::metrics().connections_refused(&why);
+                tracing::debug!(%peer, ?why, "connection refused: too many open connections");
+                drop(tcp);
+                continue;
+            }
+        };
         let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
         let app = app.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
-            let tls = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await
-            {
+            let _permit = permit;
+            let tls = match tokio::time::timeout(timeout, acceptor.accept(tcp)).await {
                 Ok(Ok(tls)) => tls,
                 Ok(Err(e)) => {
                     tracing::debug!(%peer, error = %e, "TLS handshake failed");
@@ -56,13 +74,19 @@ pub async fn serve(
                     return;
                 }
             };
-            let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+            let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+                let (parts, body) = req.into_parts();
+                let mut req = hyper::Request::from_parts(
+                    parts,
+                    axum::body::Body::new(DeadlineBody::new(body, timeout)),
+                );
                 req.extensions_mut().insert(PeerAddr(peer));
                 app.clone().oneshot(req)
             });
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(30))
+                .header_read_timeout(timeout)
+                .max_buf_size(64 * 1024)
                 .serve_connection(TokioIo::new(tls), service);
             if let Err(e) = watcher.watch(conn).await {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
@@ -76,5 +100,17 @@ pub async fn serve(
         .is_err()
     {
         tracing::warn!("some connections did not finish within {SHUTDOWN_GRACE:?}; closing them");
+    }
+}
+
+impl crate::metrics::Metrics {
+    fn connections_refused(&self, why: &Refused) {
+        let reason = match why {
+            Refused::Total => "max_connections",
+            Refused::PerAddr => "max_connections_per_ip",
+        };
+        self.connections_refused
+            .get_or_create(&crate::metrics::ReasonLabels { reason })
+            .inc();
     }
 }

@@ -98,6 +98,62 @@ struct CcFile {
     api_keys: Vec<ApiKeyFile>,
     #[serde(default)]
     callbacks: CallbacksFile,
+    #[serde(default)]
+    limits: LimitsFile,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LimitsFile {
+    #[serde(default = "default_max_connections")]
+    max_connections: usize,
+    #[serde(default = "default_max_connections_per_ip")]
+    max_connections_per_ip: usize,
+    #[serde(default = "default_request_timeout")]
+    request_timeout_s: u64,
+}
+
+impl Default for LimitsFile {
+    fn default() -> Self {
+        Self {
+            max_connections: default_max_connections(),
+            max_connections_per_ip: default_max_connections_per_ip(),
+            request_timeout_s: default_request_timeout(),
+        }
+    }
+}
+
+fn default_max_connections() -> usize {
+    4096
+}
+fn default_max_connections_per_ip() -> usize {
+    256
+}
+fn default_request_timeout() -> u64 {
+    30
+}
+
+/// What one client can hold of a CC (`[limits]` in cc.conf).
+#[derive(Debug, Clone)]
+pub struct LimitsConfig {
+    /// Open connections (TLS or not yet) at once; more are closed at accept.
+    pub max_connections: usize,
+    /// Open connections from one address (IPv6: one /64) at once.
+    pub max_connections_per_ip: usize,
+    /// A request's head and body must have arrived within this time of its first
+    /// byte (and the TLS handshake within this time of the connection).
+    pub request_timeout: Duration,
+}
+
+impl Default for LimitsConfig {
+    /// The documented defaults of cc.conf.
+    fn default() -> Self {
+        Self {
+            max_connections: default_max_connections(),
+            max_connections_per_ip: default_max_connections_per_ip(),
+            request_timeout: Duration::from_secs(default_request_timeout()),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -152,7 +208,7 @@ fn default_cb_concurrency() -> usize {
     32
 }
 fn default_batch_body_limit() -> usize {
-    32 * 1024 * 1024
+    16 * 1024 * 1024
 }
 
 /// How the CC calls LMSs back (`[callbacks]` in cc.conf).
@@ -180,7 +236,7 @@ fn default_lease_ttl() -> u64 {
     60
 }
 fn default_heartbeat() -> u64 {
-    10
+    2
 }
 fn default_max_attempts() -> u32 {
     5
@@ -237,6 +293,7 @@ pub struct CcConfig {
     pub log_format: LogFormat,
     pub api_keys: Vec<ApiKey>,
     pub callbacks: CallbacksConfig,
+    pub limits: LimitsConfig,
 }
 
 impl CcConfig {
@@ -377,6 +434,37 @@ impl CcConfig {
                 .map(|p| existing_file(file, "callbacks.ssl_ca_certs", &base, p))
                 .transpose()?,
         };
+        let lim = &raw.limits;
+        if lim.max_connections == 0 || lim.max_connections_per_ip == 0 {
+            return Err(ConfigError::key(
+                file,
+                if lim.max_connections == 0 {
+                    "limits.max_connections"
+                } else {
+                    "limits.max_connections_per_ip"
+                },
+                "must be at least 1",
+            ));
+        }
+        if lim.max_connections_per_ip > lim.max_connections {
+            return Err(ConfigError::key(
+                file,
+                "limits.max_connections_per_ip",
+                "must be at most limits.max_connections",
+            ));
+        }
+        if !(1..=3600).contains(&lim.request_timeout_s) {
+            return Err(ConfigError::key(
+                file,
+                "limits.request_timeout_s",
+                "must be between 1 and 3600 seconds",
+            ));
+        }
+        let limits = LimitsConfig {
+            max_connections: lim.max_connections,
+            max_connections_per_ip: lim.max_connections_per_ip,
+            request_timeout: Duration::from_secs(lim.request_timeout_s),
+        };
         let cc_pass = secret(file, "cc_pass", &base, &raw.cc_pass)?;
         if cc_pass.expose().len() < 16 {
             return Err(ConfigError::key(
@@ -410,6 +498,7 @@ impl CcConfig {
             log_format: raw.log_format,
             api_keys,
             callbacks,
+            limits,
         })
     }
 }

@@ -21,6 +21,7 @@ pub mod catalog;
 pub mod config;
 pub mod html;
 pub mod ids;
+pub mod layout;
 pub mod request;
 pub mod secret;
 pub mod state;

@@ -35,6 +35,11 @@ pub struct RegisterRequest {
     pub version: String,
     #[serde(default)]
     pub capabilities: Option<Capabilities>,
+    /// Extension: random per workserver process, so the CC can tell a restarted
+    /// workserver (its jobs' attempts count) from the same process registering
+    /// again, and two live processes configured with one name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -56,6 +61,16 @@ pub struct RegisterResponse {
     pub token: String,
     pub heartbeat_interval_s: u64,
     pub lease_ttl_s: u64,
+}
+
+/// Extension: the optional body of a heartbeat.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeartbeatRequest {
+    /// The job ids whose leases this workserver holds now. A lease the CC gave it
+    /// that it does not list (the answer never arrived) goes back to the queue.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jobs: Option<Vec<crate::ids::JobId>>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -429,6 +444,10 @@ pub struct WorkserverStatus {
     pub completed: u64,
     pub failed: u64,
     pub draining: bool,
+    /// Extension: set when another live process registered under this name while
+    /// this one ran (two workservers configured with one name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name_conflict: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

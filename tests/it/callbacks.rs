@@ -55,9 +55,15 @@ impl Receiver {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(testamur_cc::server::serve(listener, tls, app, async move {
-            let _ = rx.await;
-        }));
+        tokio::spawn(testamur_cc::server::serve(
+            listener,
+            tls,
+            app,
+            Default::default(),
+            async move {
+                let _ = rx.await;
+            },
+        ));
         Self {
             url: format!("https://localhost:{port}/lms/callback"),
             state,

@@ -99,10 +99,17 @@ async fn killed_workserver_loses_nothing_and_stale_leases_get_409() {
         let cert_id = job["certificate"]["cert_id"].as_str().unwrap();
         let before = lms.certificate(cert_id).await.unwrap().unwrap();
         assert!(job["attempt"].as_u64().unwrap() >= 1);
+        let (du, vu) = (
+            job["certificate"]["download_uuid"].as_str().unwrap(),
+            job["certificate"]["verify_uuid"].as_str().unwrap(),
+        );
+        // Well-formed, on the job's own paths: refused only because the lease is lost.
         let fake = json!({"result": {
-            "download_uuid": job["certificate"]["download_uuid"], "verify_uuid": job["certificate"]["verify_uuid"],
-            "download_url": "https://evil.example/x.pdf", "verify_url": "https://evil.example/",
-            "signature_url": "https://evil.example/x.sig", "sha256": "0".repeat(64)}});
+            "download_uuid": du, "verify_uuid": vu,
+            "download_url": format!("https://evil.example/downloads/{du}/Certificate.pdf"),
+            "verify_url": format!("https://evil.example/cert/{vu}/"),
+            "signature_url": format!("https://evil.example/cert/{vu}/Certificate.pdf.sig"),
+            "sha256": "0".repeat(64)}});
         for (path, body) in [
             (format!("/v1/leases/{lease}/complete"), fake.clone()),
             (format!("/v1/leases/{lease}/extend"), json!({})),

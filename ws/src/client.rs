@@ -7,10 +7,11 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use testamur_common::config::WsConfig;
 use testamur_common::error_chain;
-use testamur_common::ids::{LeaseId, WsId};
+use testamur_common::ids::{JobId, LeaseId, WsId};
 use testamur_common::wire::{
-    Capabilities, CompleteRequest, ErrorBody, ExtendResponse, FailRequest, HeartbeatResponse,
-    JobResult, LeaseRequest, LeaseResponse, LeasedJob, RegisterRequest, RegisterResponse,
+    Capabilities, CompleteRequest, ErrorBody, ExtendResponse, FailRequest, HeartbeatRequest,
+    HeartbeatResponse, JobResult, LeaseRequest, LeaseResponse, LeasedJob, RegisterRequest,
+    RegisterResponse,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -21,6 +22,9 @@ pub enum ClientError {
     Unauthorized(String),
     #[error("the lease was lost: {0}")]
     LeaseLost(String),
+    /// Another live workserver registered under this one's name.
+    #[error("{0}")]
+    NameConflict(String),
     #[error("the CC answered {status}: {message}")]
     Api { status: u16, message: String },
 }
@@ -41,6 +45,8 @@ pub struct CcClient {
     base: String,
     /// Sent at registration: the templates this workserver renders.
     catalog: Option<testamur_common::catalog::Catalog>,
+    /// Random per process, sent at registration (see `RegisterRequest::instance`).
+    instance: String,
 }
 
 /// Credentials from a successful registration.
@@ -67,6 +73,7 @@ impl CcClient {
             http: builder.build()?,
             base: config.cc_url.clone(),
             catalog: None,
+            instance: testamur_common::ids::random_hex(16),
         })
     }
 
@@ -113,11 +120,17 @@ impl CcClient {
                     message: format!("unreadable answer: {e}"),
                 });
         }
-        let message = serde_json::from_slice::<ErrorBody>(&bytes)
-            .map(|b| b.error.message)
-            .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).chars().take(200).collect());
+        let (code, message) = serde_json::from_slice::<ErrorBody>(&bytes)
+            .map(|b| (b.error.code, b.error.message))
+            .unwrap_or_else(|_| {
+                (
+                    String::new(),
+                    String::from_utf8_lossy(&bytes).chars().take(200).collect(),
+                )
+            });
         Err(match status {
             StatusCode::UNAUTHORIZED => ClientError::Unauthorized(message),
+            StatusCode::CONFLICT if code == "name_conflict" => ClientError::NameConflict(message),
             StatusCode::CONFLICT => ClientError::LeaseLost(message),
             _ => ClientError::Api {
                 status: status.as_u16(),
@@ -128,6 +141,7 @@ impl CcClient {
 
     pub async fn register(&self, config: &WsConfig) -> Result<Session, ClientError> {
         let body = RegisterRequest {
+            instance: Some(self.instance.clone()),
             name: config.name.clone(),
             cc_pass: config.cc_pass.expose().to_owned(),
             capacity: config.capacity,
@@ -159,13 +173,14 @@ impl CcClient {
         })
     }
 
-    pub async fn heartbeat(&self, s: &Session) -> Result<bool, ClientError> {
+    /// A heartbeat listing the jobs this workserver holds; the drain flag.
+    pub async fn heartbeat(&self, s: &Session, held: Vec<JobId>) -> Result<bool, ClientError> {
         let r: Option<HeartbeatResponse> = self
-            .call::<(), _>(
+            .call(
                 reqwest::Method::POST,
                 &format!("/v1/workservers/{}/heartbeat", s.ws_id),
                 Some(&s.token),
-                None,
+                Some(&HeartbeatRequest { jobs: Some(held) }),
                 None,
             )
             .await?;

@@ -3,13 +3,15 @@
 //!
 //! Invariant: nothing is published before its signature has been verified in
 //! process, and the PDF is written before its signature, so a published signature
-//! always has its document.
+//! always has its document. Every write and removal first asks the job's fence
+//! ([`crate::fence`]): once its lease may be lost, the job touches nothing more.
 
 use sha2::{Digest, Sha256};
 use testamur_common::ids::PublicUuid;
 use testamur_common::state::Action;
 use testamur_common::wire::{JobCertificate, JobResult, JobTimings};
 
+use crate::fence::{LeaseCheck, Unfenced};
 use crate::render::{RenderContext, Renderer};
 use crate::sign::SigningKey;
 use crate::storage::{self, Storage, CONTENT_HTML, CONTENT_PDF, CONTENT_SIG};
@@ -94,11 +96,52 @@ impl Pipeline {
         })
     }
 
+    /// Carries out a job outside the cluster (no lease to lose).
     pub fn run(&self, action: Action, cert: &JobCertificate) -> Result<JobResult, JobError> {
+        self.run_fenced(action, cert, &Unfenced)
+    }
+
+    /// Carries out a leased job: nothing is written or removed once `fence` says
+    /// the lease may be lost.
+    pub fn run_fenced(
+        &self,
+        action: Action,
+        cert: &JobCertificate,
+        fence: &dyn LeaseCheck,
+    ) -> Result<JobResult, JobError> {
+        let job = Fenced {
+            pipeline: self,
+            fence,
+        };
         match action {
-            Action::Add | Action::Regen => self.publish(cert),
-            Action::Delete => self.delete(cert),
+            Action::Add | Action::Regen => job.publish(cert),
+            Action::Delete => job.delete(cert),
         }
+    }
+}
+
+/// One job's storage work, every call behind its fence.
+struct Fenced<'a> {
+    pipeline: &'a Pipeline,
+    fence: &'a dyn LeaseCheck,
+}
+
+impl std::ops::Deref for Fenced<'_> {
+    type Target = Pipeline;
+    fn deref(&self) -> &Pipeline {
+        self.pipeline
+    }
+}
+
+impl Fenced<'_> {
+    fn check(&self, stage: &str) -> Result<(), JobError> {
+        self.fence.still_held().map_err(|why| JobError {
+            reason: format!(
+                "{stage} on {}: stopped before touching storage: {why}",
+                self.workserver
+            ),
+            retryable: true,
+        })
     }
 
     fn publish(&self, cert: &JobCertificate) -> Result<JobResult, JobError> {
@@ -124,7 +167,8 @@ impl Pipeline {
             self.store_page(cert, &art, vu, &pdf_rel, &sig_rel)
         })();
         if let Err(e) = stored {
-            if !e.retryable {
+            // Not after the lease is lost: the next attempt writes these same paths.
+            if !e.retryable && self.fence.still_held().is_ok() {
                 // No attempt will write these paths again (a new job gets new
                 // uuids): take back what this one wrote rather than leave an
                 // unlisted PDF behind. Best effort; the failure is what counts.
@@ -193,6 +237,31 @@ impl Pipeline {
         self.with_retries("store", || self.storage.put(rel, bytes, content_type))
     }
 
+    /// A storage call, retried as [`Pipeline::retrying`] does, each try behind the fence.
+    fn with_retries(
+        &self,
+        stage: &str,
+        mut call: impl FnMut() -> Result<(), storage::StorageError>,
+    ) -> Result<(), JobError> {
+        let mut fenced_err = None;
+        let r = self.pipeline.retrying(stage, || match self.check(stage) {
+            Ok(()) => call(),
+            Err(e) => {
+                fenced_err = Some(e);
+                Err(storage::StorageError {
+                    op: "fence",
+                    target: String::new(),
+                    detail: String::new(),
+                    retryable: false,
+                })
+            }
+        });
+        match fenced_err {
+            Some(e) => Err(e),
+            None => r,
+        }
+    }
+
     /// Removes what a failed attempt may have written under its own uuids, one
     /// try per file, errors only logged.
     fn discard(&self, du: &PublicUuid, vu: &PublicUuid) {
@@ -202,40 +271,13 @@ impl Pipeline {
             storage::pdf_sig_path(du),
             storage::pdf_path(du),
         ] {
+            if self.fence.still_held().is_err() {
+                return;
+            }
             if let Err(e) = self.storage.remove(&rel) {
                 tracing::warn!(error = %e, path = %rel, "could not remove a failed attempt's file");
             }
         }
-    }
-
-    fn delete(&self, cert: &JobCertificate) -> Result<JobResult, JobError> {
-        self.remove_version(cert.download_uuid.as_ref(), cert.verify_uuid.as_ref())?;
-        Ok(JobResult::default())
-    }
-
-    /// A storage call, retried with backoff (0.2, 0.5, 1, 2 s; the worker keeps
-    /// extending the lease meanwhile) while its errors may pass; then the job
-    /// fails, retryable or not as the last error says.
-    fn with_retries(
-        &self,
-        stage: &str,
-        mut call: impl FnMut() -> Result<(), storage::StorageError>,
-    ) -> Result<(), JobError> {
-        let stage = format!("{stage} on {}", self.workserver);
-        for pause_ms in RETRY_PAUSES_MS {
-            match call() {
-                Ok(()) => return Ok(()),
-                Err(e) if e.retryable => {
-                    tracing::warn!(error = %e, retry_in_ms = pause_ms, "storage call failed; retrying");
-                    std::thread::sleep(std::time::Duration::from_millis(pause_ms));
-                }
-                Err(e) => return Err(JobError::permanent(&stage, e)),
-            }
-        }
-        call().map_err(|e| match e.retryable {
-            true => JobError::transient(&stage, e),
-            false => JobError::permanent(&stage, e),
-        })
     }
 
     /// Removes a published version's files (whichever of them exist).
@@ -256,5 +298,37 @@ impl Pipeline {
             remove(&storage::pdf_path(du))?;
         }
         Ok(())
+    }
+
+    fn delete(&self, cert: &JobCertificate) -> Result<JobResult, JobError> {
+        self.remove_version(cert.download_uuid.as_ref(), cert.verify_uuid.as_ref())?;
+        Ok(JobResult::default())
+    }
+}
+
+impl Pipeline {
+    /// A storage call, retried with backoff (0.2, 0.5, 1, 2 s; the worker keeps
+    /// extending the lease meanwhile) while its errors may pass; then the job
+    /// fails, retryable or not as the last error says.
+    fn retrying(
+        &self,
+        stage: &str,
+        mut call: impl FnMut() -> Result<(), storage::StorageError>,
+    ) -> Result<(), JobError> {
+        let stage = format!("{stage} on {}", self.workserver);
+        for pause_ms in RETRY_PAUSES_MS {
+            match call() {
+                Ok(()) => return Ok(()),
+                Err(e) if e.retryable => {
+                    tracing::warn!(error = %e, retry_in_ms = pause_ms, "storage call failed; retrying");
+                    std::thread::sleep(std::time::Duration::from_millis(pause_ms));
+                }
+                Err(e) => return Err(JobError::permanent(&stage, e)),
+            }
+        }
+        call().map_err(|e| match e.retryable {
+            true => JobError::transient(&stage, e),
+            false => JobError::permanent(&stage, e),
+        })
     }
 }

@@ -15,6 +15,7 @@
 
 pub mod client;
 pub mod ed25519;
+pub mod fence;
 pub mod job;
 pub mod render;
 pub mod sample;

@@ -15,6 +15,7 @@ use tokio::sync::{watch, RwLock, Semaphore};
 use tracing::Instrument;
 
 use crate::client::{CcClient, ClientError, Session};
+use crate::fence::{LeaseGuard, Liveness};
 use crate::job::{JobError, Pipeline};
 use crate::render::Renderer;
 use crate::sign::SigningKey;
@@ -31,6 +32,11 @@ struct Shared {
     session: RwLock<Session>,
     pipeline: Arc<Pipeline>,
     draining: AtomicBool,
+    /// The jobs whose leases this process holds, reported in every heartbeat (a
+    /// lease the CC gave that never arrived here goes back to the queue).
+    held: std::sync::Mutex<std::collections::HashSet<testamur_common::ids::JobId>>,
+    /// When the CC last accepted a heartbeat: every job's fence depends on it.
+    liveness: Arc<Liveness>,
 }
 
 /// Build everything that can fail on bad configuration, before touching the network.
@@ -71,12 +77,15 @@ pub async fn run(
     let Some(session) = register(&client, &config, stop_rx.clone()).await? else {
         return Ok(());
     };
+    let liveness = Liveness::new(session.heartbeat_interval);
     let shared = Arc::new(Shared {
         client,
         config,
+        liveness,
         session: RwLock::new(session),
         pipeline,
         draining: AtomicBool::new(false),
+        held: Default::default(),
     });
     let heartbeat = tokio::spawn(heartbeat_loop(shared.clone(), stop_rx.clone()));
     let permits = Arc::new(Semaphore::new(shared.config.capacity as usize));
@@ -118,6 +127,9 @@ async fn register(
                     "the CC rejected cc_pass ({m}); set cc_pass in ws.conf to the CC's cc_pass"
                 )
             }
+            Err(ClientError::NameConflict(m)) => {
+                anyhow::bail!("registration refused: {m} (key `name`)")
+            }
             Err(e) if e.is_transient() => {
                 tracing::warn!(error = %e, retry_in = ?delay, "cannot register yet");
             }
@@ -141,7 +153,12 @@ async fn reregister(shared: &Shared, stale: &Session, stop: watch::Receiver<bool
     match register(&shared.client, &shared.config, stop).await {
         Ok(Some(s)) => *session = s,
         Ok(None) => {}
-        Err(e) => tracing::error!(error = %e, "re-registration failed"),
+        Err(e) => {
+            // Another process holds our name, or cc_pass changed: this process
+            // cannot work any more. Say so and stop (its supervisor restarts it).
+            tracing::error!(error = %format!("{e:#}"), "re-registration failed; exiting");
+            std::process::exit(2);
+        }
     }
 }
 
@@ -152,8 +169,17 @@ async fn heartbeat_loop(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
             _ = tokio::time::sleep(session.heartbeat_interval) => {}
             _ = stop.changed() => return,
         }
-        match shared.client.heartbeat(&session).await {
+        let held: Vec<_> = shared
+            .held
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .cloned()
+            .collect();
+        let sent = std::time::Instant::now();
+        match shared.client.heartbeat(&session, held).await {
             Ok(drain) => {
+                shared.liveness.heartbeat_ok(sent);
                 if drain && !shared.draining.swap(true, Ordering::SeqCst) {
                     tracing::info!("the CC asked this workserver to drain");
                 }
@@ -184,6 +210,7 @@ async fn lease_loop(
             held.push(p);
         }
         let session = shared.session.read().await.clone();
+        let sent = std::time::Instant::now();
         let leased = tokio::select! {
             r = shared.client.lease(&session, held.len() as u32, LEASE_WAIT) => r,
             _ = stop.changed() => return,
@@ -200,13 +227,24 @@ async fn lease_loop(
                             .await;
                         continue;
                     };
+                    shared
+                        .held
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(job.job_id.clone());
                     let shared = shared.clone();
                     let session = session.clone();
                     let span = tracing::info_span!("job", job_id = %job.job_id, lease_id = %job.lease_id,
                         cert_id = %job.certificate.cert_id, action = %job.action, attempt = job.attempt);
                     tokio::spawn(
                         async move {
-                            run_job(&shared, &session, job).await;
+                            let id = job.job_id.clone();
+                            run_job(&shared, &session, job, sent).await;
+                            shared
+                                .held
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .remove(&id);
                             drop(permit);
                         }
                         .instrument(span),
@@ -226,39 +264,56 @@ async fn lease_loop(
     }
 }
 
-async fn run_job(shared: &Arc<Shared>, session: &Session, job: LeasedJob) {
-    let lost = Arc::new(AtomicBool::new(false));
-    let extender =
-        {
-            let shared = shared.clone();
-            let session = session.clone();
-            let lease = job.lease_id.clone();
-            let lost = lost.clone();
-            tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(session.lease_ttl / 3).await;
-                match shared.client.extend(&session, &lease).await {
-                    Ok(()) => {}
-                    Err(ClientError::LeaseLost(_)) | Err(ClientError::Unauthorized(_)) => {
-                        lost.store(true, Ordering::SeqCst);
-                        return;
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, lease_id = %lease, "could not extend lease")
+/// One leased job: the pipeline on the blocking pool behind the lease's fence,
+/// the lease extended meanwhile, then the result reported. `sent`: when the lease
+/// request was sent (the lease surely lasts `lease_ttl` from then).
+async fn run_job(
+    shared: &Arc<Shared>,
+    session: &Session,
+    job: LeasedJob,
+    sent: std::time::Instant,
+) {
+    let guard = Arc::new(LeaseGuard::new(
+        sent,
+        session.lease_ttl,
+        shared.liveness.clone(),
+    ));
+    let extender = {
+        let shared = shared.clone();
+        let session = session.clone();
+        let lease = job.lease_id.clone();
+        let guard = guard.clone();
+        tokio::spawn(
+            async move {
+                loop {
+                    tokio::time::sleep(session.lease_ttl / 3).await;
+                    let sent = std::time::Instant::now();
+                    match shared.client.extend(&session, &lease).await {
+                        Ok(()) => guard.extended(sent),
+                        Err(ClientError::LeaseLost(_)) | Err(ClientError::Unauthorized(_)) => {
+                            guard.mark_lost();
+                            return;
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, lease_id = %lease, "could not extend lease")
+                        }
                     }
                 }
             }
-        }
-        // The job's span (job, lease and cert ids) on the extender's lines too.
-        .instrument(tracing::Span::current()))
-        };
+            // The job's span (job, lease and cert ids) on the extender's lines too.
+            .instrument(tracing::Span::current()),
+        )
+    };
     let pipeline = shared.pipeline.clone();
     let action = job.action;
     let cert = job.certificate.clone();
     let started = std::time::Instant::now();
-    let outcome = tokio::task::spawn_blocking(move || pipeline.run(action, &cert)).await;
+    let fence = guard.clone();
+    let outcome =
+        tokio::task::spawn_blocking(move || pipeline.run_fenced(action, &cert, fence.as_ref()))
+            .await;
     extender.abort();
-    if lost.load(Ordering::SeqCst) {
+    if guard.is_lost() {
         tracing::warn!("lease lost while working; result discarded");
         return;
     }

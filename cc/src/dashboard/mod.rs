@@ -20,13 +20,11 @@ use testamur_common::time_fmt::{now_ms, rfc3339_ms};
 use crate::app::{AppState, PeerAddr};
 use crate::error::ApiError;
 use crate::extract::{api_key_role, token_hash};
+use crate::ratelimit;
 
 /// The session cookie's name.
 pub const COOKIE: &str = "tm_session";
 const SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
-/// Failed sign-ins allowed per address per window.
-const MAX_LOGIN_FAILURES: u64 = 10;
-const LOGIN_FAILURE_WINDOW: Duration = Duration::from_secs(60);
 
 pub async fn page(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
     if !signed_in(&state, &headers).await? {
@@ -53,24 +51,11 @@ pub async fn login(
     peer: Option<Extension<PeerAddr>>,
     form: Result<Form<LoginForm>, FormRejection>,
 ) -> Result<Response, ApiError> {
+    let peer = peer.map(|Extension(p)| p);
     let ip = peer
-        .map(|Extension(PeerAddr(a))| a.ip().to_string())
+        .map(|PeerAddr(a)| a.ip().to_string())
         .unwrap_or_else(|| "unknown".into());
     let name = &state.config.name;
-    if state.store.failures("login", &ip).await? >= MAX_LOGIN_FAILURES {
-        let mut r = html(
-            StatusCode::TOO_MANY_REQUESTS,
-            html::login_page(
-                name,
-                Some("Too many failed sign-ins from this address; wait a minute."),
-            ),
-        );
-        r.headers_mut().insert(
-            header::RETRY_AFTER,
-            HeaderValue::from(LOGIN_FAILURE_WINDOW.as_secs()),
-        );
-        return Ok(r);
-    }
     let Ok(Form(form)) = form else {
         return Ok(html(
             StatusCode::BAD_REQUEST,
@@ -92,11 +77,24 @@ pub async fn login(
             Ok(redirect(Some(cookie)))
         }
         other => {
-            state
-                .store
-                .note_failure("login", &ip, LOGIN_FAILURE_WINDOW)
-                .await?;
+            let over =
+                ratelimit::failed(&state.store, "login", &ratelimit::source(peer.as_ref())).await?;
             tracing::warn!(%ip, "dashboard sign-in with a wrong key");
+            if over {
+                // Wrong keys slow down; the right key still signs in.
+                let mut r = html(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    html::login_page(
+                        name,
+                        Some("Too many failed sign-ins from this address; wait a minute."),
+                    ),
+                );
+                r.headers_mut().insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(ratelimit::WINDOW.as_secs()),
+                );
+                return Ok(r);
+            }
             let msg = if other.is_some() {
                 "That key has no operator role."
             } else {

@@ -5,9 +5,10 @@ use std::time::Duration;
 use axum::extract::{Path, State};
 use axum::Json;
 use testamur_common::ids::LeaseId;
+use testamur_common::layout::check_urls;
 use testamur_common::time_fmt::rfc3339_ms;
 use testamur_common::wire::{
-    CompleteRequest, ExtendResponse, FailRequest, LeaseRequest, LeaseResponse,
+    CompleteRequest, ExtendResponse, FailRequest, JobResult, LeaseRequest, LeaseResponse,
 };
 
 use crate::app::AppState;
@@ -84,7 +85,7 @@ pub async fn extend(
         Fenced::Ok(exp) => Ok(Json(ExtendResponse {
             lease_expires_at: rfc3339_ms(exp),
         })),
-        Fenced::Lost => Err(ApiError::lease_lost()),
+        Fenced::Lost | Fenced::Mismatch => Err(ApiError::lease_lost()),
     }
 }
 
@@ -95,14 +96,7 @@ pub async fn complete(
     JsonBody(body): JsonBody<CompleteRequest>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let lease = lease_id(&lease)?;
-    if let Some(sha) = &body.result.sha256 {
-        if sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(ApiError::invalid(
-                "result.sha256",
-                "sha256 must be 64 hex digits",
-            ));
-        }
-    }
+    check_result(&body.result)?;
     match state
         .store
         .complete(&lease, &caller.0, &body.result)
@@ -132,6 +126,13 @@ pub async fn complete(
         Fenced::Lost => {
             tracing::warn!(job_id = %lease.job_id(), lease_id = %lease, ws_id = %caller.0, "completion with a lost lease discarded");
             Err(ApiError::lease_lost())
+        }
+        Fenced::Mismatch => {
+            tracing::warn!(job_id = %lease.job_id(), lease_id = %lease, ws_id = %caller.0, "completion for other uuids than the job's refused");
+            Err(ApiError::invalid(
+                "result.download_uuid",
+                "these are not the uuids this job publishes under (the leased job's certificate.download_uuid and verify_uuid); report those",
+            ))
         }
     }
 }
@@ -163,7 +164,7 @@ pub async fn fail(
     {
         Fenced::Ok(outcome) => {
             let requeued = matches!(outcome, FailOutcome::Requeued);
-            tracing::warn!(job_id = %lease.job_id(), lease_id = %lease, ws_id = %caller.0, requeued, %reason, "job attempt failed");
+            tracing::warn!(job_id = %lease.job_id(), lease_id = %lease, ws_id = %caller.0, requeued, reason = ?reason, "job attempt failed");
             if requeued {
                 metrics().job("failed_requeued", 1);
                 state.jobs_queued.notify_waiters();
@@ -173,6 +174,54 @@ pub async fn fail(
             }
             Ok(Json(serde_json::json!({ "requeued": requeued })))
         }
-        Fenced::Lost => Err(ApiError::lease_lost()),
+        Fenced::Lost | Fenced::Mismatch => Err(ApiError::lease_lost()),
+    }
+}
+
+/// A workserver's report, checked before anything is written: the digest and key
+/// fingerprint are hex, and the URLs are http(s) URLs of the layout paths of the
+/// uuids reported (which the complete script then checks are the job's own).
+fn check_result(r: &JobResult) -> Result<(), ApiError> {
+    let hex = |s: &str, lens: &[usize]| {
+        lens.contains(&s.len()) && s.bytes().all(|b| b.is_ascii_hexdigit())
+    };
+    if let Some(sha) = &r.sha256 {
+        if !hex(sha, &[64]) {
+            return Err(ApiError::invalid(
+                "result.sha256",
+                "sha256 must be 64 hex digits",
+            ));
+        }
+    }
+    if let Some(fp) = &r.key_fingerprint {
+        if !hex(fp, &[40, 64]) {
+            return Err(ApiError::invalid(
+                "result.key_fingerprint",
+                "key_fingerprint must be the signing key's fingerprint in hex (40 or 64 digits)",
+            ));
+        }
+    }
+    match (&r.download_uuid, &r.verify_uuid) {
+        (Some(d), Some(v)) => check_urls(
+            d,
+            v,
+            r.download_url.as_deref(),
+            r.verify_url.as_deref(),
+            r.signature_url.as_deref(),
+        )
+        .map_err(|e| ApiError::invalid(e.field, e.to_string())),
+        (None, None) => {
+            if r.download_url.is_some() || r.verify_url.is_some() || r.signature_url.is_some() {
+                return Err(ApiError::invalid(
+                    "result.download_url",
+                    "URLs without the uuids they were published under; report both uuids",
+                ));
+            }
+            Ok(())
+        }
+        _ => Err(ApiError::invalid(
+            "result.verify_uuid",
+            "report both download_uuid and verify_uuid, or neither (delete)",
+        )),
     }
 }

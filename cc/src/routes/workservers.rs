@@ -1,44 +1,40 @@
 //! Workserver registration, heartbeat and deregistration.
 
-use std::time::Duration;
-
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
 use testamur_common::ids::{random_hex, WsId, WsName};
-use testamur_common::wire::{DrainResponse, HeartbeatResponse, RegisterRequest, RegisterResponse};
+use testamur_common::wire::{
+    DrainResponse, HeartbeatRequest, HeartbeatResponse, RegisterRequest, RegisterResponse,
+};
 
 use crate::app::{AppState, PeerAddr};
 use crate::error::ApiError;
-use crate::extract::{token_hash, JsonBody, OperatorCaller, WsCaller};
-use crate::store::Registration;
-
-/// Failed registrations allowed per address per window before 429.
-const MAX_REGISTER_FAILURES: u64 = 10;
-const REGISTER_FAILURE_WINDOW: Duration = Duration::from_secs(60);
+use crate::extract::{parse_json, token_hash, JsonBody, OperatorCaller, WsCaller};
+use crate::ratelimit;
+use crate::store::{RegisterOutcome, Registration};
 
 pub async fn register(
     State(state): State<AppState>,
     peer: Option<Extension<PeerAddr>>,
     JsonBody(body): JsonBody<RegisterRequest>,
 ) -> Result<(StatusCode, Json<RegisterResponse>), ApiError> {
+    let peer = peer.map(|Extension(p)| p);
     let ip = peer
-        .map(|Extension(PeerAddr(a))| a.ip().to_string())
+        .map(|PeerAddr(a)| a.ip().to_string())
         .unwrap_or_else(|| "unknown".into());
-    if state.store.failures("register", &ip).await? >= MAX_REGISTER_FAILURES {
-        return Err(ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate_limited",
-            "too many failed registrations from this address; wait and check cc_pass",
-        )
-        .retry(REGISTER_FAILURE_WINDOW.as_secs()));
-    }
     if !state.config.cc_pass.matches(&body.cc_pass) {
-        state
-            .store
-            .note_failure("register", &ip, REGISTER_FAILURE_WINDOW)
-            .await?;
-        tracing::warn!(%ip, name = %body.name, "registration with a wrong cc_pass");
+        let over =
+            ratelimit::failed(&state.store, "register", &ratelimit::source(peer.as_ref())).await?;
+        // The name is not parsed yet: log it escaped (Debug) and cut short, so
+        // that a name with newlines cannot forge log lines.
+        let name: String = body.name.chars().take(64).collect();
+        tracing::warn!(%ip, name = ?name, "registration with a wrong cc_pass");
+        if over {
+            return Err(ratelimit::too_many(
+                "set cc_pass in ws.conf to the CC's cc_pass",
+            ));
+        }
         return Err(ApiError::unauthorized(
             "wrong cc_pass; use the cc_pass from the CC's cc.conf",
         ));
@@ -64,9 +60,25 @@ pub async fn register(
                 "this workserver's templates differ from the previous registration's; submissions are now checked against its templates (run the same templates on every workserver)");
         }
     }
+    let instance = match body.instance.as_deref() {
+        None => "",
+        Some(i)
+            if !i.is_empty()
+                && i.len() <= 64
+                && i.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') =>
+        {
+            i
+        }
+        Some(_) => {
+            return Err(ApiError::invalid(
+                "instance",
+                "instance must be 1 to 64 letters, digits or '-'",
+            ))
+        }
+    };
     let ws_id = WsId::generate();
     let token = random_hex(32);
-    let released = state
+    let outcome = state
         .store
         .register(&Registration {
             name: &name,
@@ -74,8 +86,29 @@ pub async fn register(
             token_hash: &token_hash(&token),
             capacity: body.capacity,
             version: &body.version,
+            instance,
+            peer: &ip,
+            max_attempts: state.config.max_attempts,
+            alive_within: 3 * state.config.heartbeat_interval,
         })
         .await?;
+    let released = match outcome {
+        RegisterOutcome::Registered { released } => released,
+        RegisterOutcome::NameConflict {
+            other_addr,
+            other_since,
+        } => {
+            tracing::error!(name = %name, %ip, other = %other_addr, since = %other_since,
+                "two workservers are configured with the same name; the newer registration keeps it, this one is refused (give each workserver its own name in ws.conf)");
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "name_conflict",
+                format!(
+                    "another workserver (at {other_addr}, registered {other_since}) is running under the name `{name}` and took it over from this process; give every workserver its own `name` in ws.conf"
+                ),
+            ));
+        }
+    };
     tracing::info!(ws_id = %ws_id, name = %name, capacity = body.capacity, released, "workserver registered");
     Ok((
         StatusCode::CREATED,
@@ -97,14 +130,38 @@ fn own_id(caller: &WsCaller, path: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// The body is optional (API.md has none); a workserver that lists the jobs it
+/// holds gets back at once any lease whose answer it never received.
 pub async fn heartbeat(
     State(state): State<AppState>,
     caller: WsCaller,
     Path(ws_id): Path<String>,
+    body: axum::body::Bytes,
 ) -> Result<Json<HeartbeatResponse>, ApiError> {
     own_id(&caller, &ws_id)?;
-    match state.store.heartbeat(&caller.0).await? {
-        Some(drain) => Ok(Json(HeartbeatResponse { drain })),
+    let req: HeartbeatRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        HeartbeatRequest::default()
+    } else {
+        parse_json(&body)?
+    };
+    if req.jobs.as_ref().is_some_and(|j| j.len() > 4096) {
+        return Err(ApiError::invalid(
+            "jobs",
+            "a workserver holds at most 4096 jobs",
+        ));
+    }
+    match state
+        .store
+        .heartbeat(&caller.0, req.jobs.as_deref())
+        .await?
+    {
+        Some((drain, released)) => {
+            if released > 0 {
+                tracing::warn!(ws_id = %caller.0, released, "leases the workserver never received went back to the queue");
+                state.jobs_queued.notify_waiters();
+            }
+            Ok(Json(HeartbeatResponse { drain }))
+        }
         None => Err(ApiError::unauthorized("unknown workserver; register again")),
     }
 }

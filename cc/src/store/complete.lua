@@ -1,7 +1,9 @@
 -- Complete a leased job. ARGV: P, jid, lease, ws, now_ms, at, success map
 -- ("add:downloadable,regen:downloadable,delete:deleted"), du, vu, download_url,
 -- verify_url, signature_url, sha256, bucket key, bucket ttl, key fingerprint.
--- Returns {'ok', new_state, workserver name} or {'lost', ''}.
+-- Returns {'ok', new_state, workserver name}, {'lost', ''}, or {'mismatch', du, vu} when an
+-- add or regen reports other uuids than the job's own (nothing changes then): a
+-- workserver publishes where the job says, never where it likes.
 local P, jid, lease, ws, now_ms, at, map = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
 if not fenced(P, jid, lease, ws) then return {'lost', ''} end
 local jk = P .. 'job:' .. jid
@@ -10,6 +12,10 @@ local action = hget(jk, 'action')
 local target
 for a, s in string.gmatch(map, '(%w+):(%w+)') do
   if a == action then target = s end
+end
+if action ~= 'delete' then
+  local du, vu = hget(jk, 'download_uuid') or '', hget(jk, 'verify_uuid') or ''
+  if du == '' or ARGV[8] ~= du or ARGV[9] ~= vu then return {'mismatch', du, vu} end
 end
 local ck = P .. 'cert:' .. cid
 local cur = hget(ck, 'state')

@@ -7,6 +7,13 @@ local function hget(key, field)
   return v
 end
 
+-- Redis's own clock in ms: every lease expiry and heartbeat is on this one
+-- clock, so CCs whose clocks disagree never expire each other's live leases.
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
 local function history(P, cid, state, at, detail)
   local e = {state = state, at = at}
   if detail and detail ~= '' then e.detail = detail end
@@ -85,27 +92,38 @@ local function attempt_failed(P, jid, reason, retryable, max_attempts, now_ms, a
   return 'error'
 end
 
--- Put every job a workserver holds back at the head of the queue, without
--- counting the attempt against the job (the workserver left; the job did not fail).
-local function release_ws_jobs(P, ws, now_ms)
+-- Put every job a workserver holds back at the head of the queue. With
+-- `reason` nil the attempt is not counted (the workserver left cleanly: the job
+-- did not fail); else it counts as a failed attempt with that reason (the
+-- workserver died or restarted while holding it, which a job that crashes its
+-- workserver must not escape: it ends in error after max_attempts).
+-- Returns the number of jobs handled.
+local function release_ws_jobs(P, ws, now_ms, reason, max_attempts, at)
   local jobs = redis.call('SMEMBERS', P .. 'ws:' .. ws .. ':jobs')
+  local n = 0
   for _, jid in ipairs(jobs) do
     local jk = P .. 'job:' .. jid
     if hget(jk, 'status') == 'leased' and hget(jk, 'ws_id') == ws then
-      unlease(P, jid, jk)
-      redis.call('HINCRBY', jk, 'attempt', -1)
-      redis.call('HSET', jk, 'enqueued_at', now_ms)
-      redis.call('RPUSH', P .. 'queue', jid)
+      n = n + 1
+      if reason then
+        attempt_failed(P, jid, reason, true, max_attempts, now_ms, at)
+      else
+        unlease(P, jid, jk)
+        redis.call('HINCRBY', jk, 'attempt', -1)
+        redis.call('HSET', jk, 'enqueued_at', now_ms)
+        redis.call('RPUSH', P .. 'queue', jid)
+      end
     end
   end
   redis.call('DEL', P .. 'ws:' .. ws .. ':jobs')
-  return #jobs
+  return n
 end
 
--- Forget a workserver: its jobs go back to the queue, its token stops working.
-local function drop_ws(P, ws, now_ms)
+-- Forget a workserver: its jobs go back to the queue (counted as failed attempts
+-- when `reason` is given, see release_ws_jobs), its token stops working.
+local function drop_ws(P, ws, now_ms, reason, max_attempts, at)
   local wk = P .. 'ws:' .. ws
-  local released = release_ws_jobs(P, ws, now_ms)
+  local released = release_ws_jobs(P, ws, now_ms, reason, max_attempts, at)
   local th = hget(wk, 'token_hash')
   if th then redis.call('DEL', P .. 'tok:' .. th) end
   local name = hget(wk, 'name')
@@ -114,6 +132,7 @@ local function drop_ws(P, ws, now_ms)
   end
   redis.call('DEL', wk)
   redis.call('SREM', P .. 'workservers', ws)
+  redis.call('ZREM', P .. 'wsbeat', ws)
   return released
 end
 

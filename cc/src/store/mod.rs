@@ -67,24 +67,61 @@ const BUCKET_S: i64 = 10;
 pub enum StoreError {
     #[error("Redis is unavailable: {0}")]
     Unavailable(#[source] redis::RedisError),
+    /// Redis is up but refuses the command for now: out of memory (maxmemory with
+    /// noeviction), busy with a script, loading its data, a read-only replica, a
+    /// failed snapshot. Clients retry; the operator must act on the reason.
+    #[error("Redis refused the command ({code}): {err}")]
+    Refused {
+        code: &'static str,
+        #[source]
+        err: redis::RedisError,
+    },
     #[error("unexpected data in Redis: {0}")]
     Corrupt(String),
 }
 
+/// Error codes with which Redis refuses a command for a while (not our bug), and
+/// what an operator should do about each.
+const REFUSAL_CODES: [(&str, &str); 9] = [
+    ("OOM", "Redis reached maxmemory: give it more memory (maxmemory in redis.conf) or remove old data; see docs/OPERATIONS.md on key bounds"),
+    ("BUSY", "a script is running too long on Redis"),
+    ("LOADING", "Redis is loading its data after a restart"),
+    ("READONLY", "redis_url points at a read-only replica: point it at the primary"),
+    ("MASTERDOWN", "the replica lost its primary"),
+    ("TRYAGAIN", "Redis asks to try again"),
+    ("CLUSTERDOWN", "the Redis cluster is down"),
+    ("NOREPLICAS", "not enough replicas acknowledged the write"),
+    ("MISCONF", "Redis cannot write its snapshot (disk full or not writable?) and refuses writes: check its log"),
+];
+
+/// What an operator should do about a refusal code.
+pub fn refusal_hint(code: &str) -> &'static str {
+    REFUSAL_CODES
+        .iter()
+        .find(|(c, _)| *c == code)
+        .map(|(_, h)| *h)
+        .unwrap_or("")
+}
+
 impl From<redis::RedisError> for StoreError {
     fn from(e: redis::RedisError) -> Self {
-        use redis::{ErrorKind, ServerErrorKind};
-        let transient_server = matches!(
-            e.kind(),
-            ErrorKind::Server(
-                ServerErrorKind::BusyLoading
-                    | ServerErrorKind::TryAgain
-                    | ServerErrorKind::MasterDown
-                    | ServerErrorKind::ReadOnly
-            )
-        );
-        if transient_server
-            || e.is_io_error()
+        let refused = e
+            .code()
+            .and_then(|c| REFUSAL_CODES.iter().find(|(k, _)| *k == c))
+            .map(|(k, _)| *k)
+            // A script's error carries the refused command's code after its own
+            // prefix ("ERR ... OOM command not allowed ...") on some versions.
+            .or_else(|| {
+                let text = e.to_string();
+                REFUSAL_CODES
+                    .iter()
+                    .map(|(k, _)| *k)
+                    .find(|k| text.contains(&format!("{k} ")) && text.contains("not allowed"))
+            });
+        if let Some(code) = refused {
+            return StoreError::Refused { code, err: e };
+        }
+        if e.is_io_error()
             || e.is_connection_dropped()
             || e.is_connection_refusal()
             || e.is_timeout()
@@ -149,6 +186,9 @@ pub enum Fenced<T> {
     Ok(T),
     /// The lease is not (or no longer) held by the caller.
     Lost,
+    /// The caller holds the lease but reported a result for other uuids than the
+    /// job's own; nothing changed.
+    Mismatch,
 }
 
 pub enum FailOutcome {
@@ -162,7 +202,33 @@ pub struct Registration<'a> {
     pub token_hash: &'a str,
     pub capacity: u32,
     pub version: &'a str,
+    /// Random per workserver process ('' if it sent none): tells a restart from
+    /// the same process registering again, and two live processes of one name.
+    pub instance: &'a str,
+    /// The address it registered from (shown when two processes share a name).
+    pub peer: &'a str,
+    pub max_attempts: u32,
+    /// A workserver heard from within this is alive.
+    pub alive_within: Duration,
 }
+
+pub enum RegisterOutcome {
+    Registered {
+        released: u64,
+    },
+    /// The registration under this name replaced this very process while it ran,
+    /// and is alive: two workservers are configured with one name.
+    NameConflict {
+        other_addr: String,
+        other_since: String,
+    },
+}
+
+/// A lease the workserver does not list in its heartbeat goes back to the queue
+/// once it is older than this (a lease answer may still be on its way).
+const UNHELD_LEASE_GRACE: Duration = Duration::from_secs(3);
+/// Workserver records not heard from for this long are removed.
+const FORGET_WORKSERVER: Duration = Duration::from_secs(24 * 3600);
 
 pub struct Counts {
     pub queue_depth: u64,
@@ -198,6 +264,13 @@ impl Store {
             conn,
             scripts: std::sync::Arc::new(Scripts::new()),
         })
+    }
+
+    /// Redis's clock (ms), the one leases and heartbeats are kept on.
+    pub async fn redis_now_ms(&self) -> Result<i64> {
+        let mut c = self.conn.clone();
+        let (s, us): (i64, i64) = redis::cmd("TIME").query_async(&mut c).await?;
+        Ok(s * 1000 + us / 1000)
     }
 
     pub async fn ping(&self) -> Result<()> {
@@ -295,16 +368,19 @@ impl Store {
         Ok(out)
     }
 
-    /// Lease up to `max` jobs. `None` when the workserver is not registered.
+    /// Lease up to `max` jobs (fewer when the workserver already holds some of its
+    /// registered capacity). `None` when the workserver is not registered.
     pub async fn lease(
         &self,
         ws: &WsId,
         max: u32,
         ttl: Duration,
     ) -> Result<Option<Vec<LeasedJob>>> {
-        let exp = now_ms() + ttl.as_millis() as i64;
         let mut inv = self.scripts.lease.prepare_invoke();
-        inv.arg(P).arg(ws.as_str()).arg(max).arg(exp);
+        inv.arg(P)
+            .arg(ws.as_str())
+            .arg(max)
+            .arg(ttl.as_millis() as u64);
         for _ in 0..max {
             inv.arg(testamur_common::ids::random_hex(16));
         }
@@ -324,6 +400,12 @@ impl Store {
                 )))
             }
         }
+        let exp: i64 = items
+            .next()
+            .map(value_string)
+            .transpose()?
+            .and_then(|e| e.parse().ok())
+            .ok_or_else(|| StoreError::Corrupt("lease script answered no expiry".into()))?;
         let mut jobs = Vec::new();
         for item in items {
             let Value::Array(parts) = item else {
@@ -335,9 +417,9 @@ impl Store {
         Ok(Some(jobs))
     }
 
+    /// Extend a lease by `ttl` from now on Redis's clock; the new expiry (ms).
     pub async fn extend(&self, lease: &LeaseId, ws: &WsId, ttl: Duration) -> Result<Fenced<i64>> {
-        let exp = now_ms() + ttl.as_millis() as i64;
-        let ok: i64 = self
+        let exp: i64 = self
             .scripts
             .extend
             .prepare_invoke()
@@ -345,10 +427,10 @@ impl Store {
             .arg(lease.job_id().as_str())
             .arg(lease.as_str())
             .arg(ws.as_str())
-            .arg(exp)
+            .arg(ttl.as_millis() as u64)
             .invoke_async(&mut self.conn.clone())
             .await?;
-        Ok(if ok == 1 {
+        Ok(if exp > 0 {
             Fenced::Ok(exp)
         } else {
             Fenced::Lost
@@ -408,6 +490,7 @@ impl Store {
                 reply.get(2).cloned().unwrap_or_default(),
             ))),
             Some("lost") => Ok(Fenced::Lost),
+            Some("mismatch") => Ok(Fenced::Mismatch),
             other => Err(StoreError::Corrupt(format!(
                 "complete script answered {other:?}"
             ))),
@@ -448,28 +531,29 @@ impl Store {
         }
     }
 
-    /// Re-queue jobs whose lease expired; returns how many were handled.
-    pub async fn reap(&self, max_attempts: u32) -> Result<u64> {
-        let now = now_ms();
+    /// Re-queue jobs whose lease expired and the jobs of workservers not heard from
+    /// within `dead_after`; forget workservers silent for a day. Returns how many
+    /// jobs were handled.
+    pub async fn reap(&self, max_attempts: u32, dead_after: Duration) -> Result<u64> {
         let n: u64 = self
             .scripts
             .reap
             .prepare_invoke()
             .arg(P)
-            .arg(now)
             .arg(max_attempts)
-            .arg(rfc3339_ms(now))
+            .arg(rfc3339_ms(now_ms()))
             .arg(500)
+            .arg(dead_after.as_millis() as u64)
+            .arg(FORGET_WORKSERVER.as_millis() as u64)
             .invoke_async(&mut self.conn.clone())
             .await?;
         Ok(n)
     }
 
-    /// Register a workserver; returns how many jobs of a previous registration
-    /// under the same name went back to the queue.
-    pub async fn register(&self, r: &Registration<'_>) -> Result<u64> {
-        let now = now_ms();
-        let n: u64 = self
+    /// Register a workserver; how many jobs of a previous registration under the
+    /// same name went back to the queue, or the conflict with another live process.
+    pub async fn register(&self, r: &Registration<'_>) -> Result<RegisterOutcome> {
+        let reply: Vec<String> = self
             .scripts
             .register
             .prepare_invoke()
@@ -479,11 +563,25 @@ impl Store {
             .arg(r.token_hash)
             .arg(r.capacity)
             .arg(r.version)
-            .arg(now)
-            .arg(rfc3339_ms(now))
+            .arg(rfc3339_ms(now_ms()))
+            .arg(r.instance)
+            .arg(r.peer)
+            .arg(r.max_attempts)
+            .arg(r.alive_within.as_millis() as u64)
             .invoke_async(&mut self.conn.clone())
             .await?;
-        Ok(n)
+        match reply.first().map(String::as_str) {
+            Some("ok") => Ok(RegisterOutcome::Registered {
+                released: reply.get(1).and_then(|n| n.parse().ok()).unwrap_or(0),
+            }),
+            Some("conflict") => Ok(RegisterOutcome::NameConflict {
+                other_addr: reply.get(1).cloned().unwrap_or_default(),
+                other_since: reply.get(2).cloned().unwrap_or_default(),
+            }),
+            other => Err(StoreError::Corrupt(format!(
+                "register script answered {other:?}"
+            ))),
+        }
     }
 
     /// `None` when the workserver is unknown, else how many jobs were released.
@@ -494,26 +592,37 @@ impl Store {
             .prepare_invoke()
             .arg(P)
             .arg(ws.as_str())
-            .arg(now_ms())
             .invoke_async(&mut self.conn.clone())
             .await?;
         Ok(u64::try_from(n).ok())
     }
 
-    /// `None` when the workserver is unknown, else its drain flag.
-    pub async fn heartbeat(&self, ws: &WsId) -> Result<Option<bool>> {
-        let n: i64 = self
-            .scripts
-            .heartbeat
-            .prepare_invoke()
-            .arg(P)
+    /// `None` when the workserver is unknown, else its drain flag and how many of
+    /// its leases went back to the queue because it does not hold them (`held`:
+    /// the job ids it reported, if it reported them).
+    pub async fn heartbeat(
+        &self,
+        ws: &WsId,
+        held: Option<&[JobId]>,
+    ) -> Result<Option<(bool, u64)>> {
+        let mut inv = self.scripts.heartbeat.prepare_invoke();
+        inv.arg(P)
             .arg(ws.as_str())
-            .arg(now_ms())
-            .invoke_async(&mut self.conn.clone())
-            .await?;
-        Ok(match n {
-            -1 => None,
-            n => Some(n == 1),
+            .arg(if held.is_some() { "1" } else { "0" })
+            .arg(UNHELD_LEASE_GRACE.as_millis() as u64)
+            .arg(rfc3339_ms(now_ms()));
+        for j in held.unwrap_or(&[]) {
+            inv.arg(j.as_str());
+        }
+        let reply: Vec<i64> = inv.invoke_async(&mut self.conn.clone()).await?;
+        Ok(match reply.as_slice() {
+            [-1] => None,
+            [drain, released] => Some((*drain == 1, u64::try_from(*released).unwrap_or(0))),
+            other => {
+                return Err(StoreError::Corrupt(format!(
+                    "heartbeat script answered {other:?}"
+                )))
+            }
         })
     }
 
@@ -661,7 +770,8 @@ impl Store {
                 .scard(format!("{P}ws:{id}:jobs"));
         }
         let rows: Vec<(HashMap<String, String>, u64)> = pipe.query_async(&mut c).await?;
-        let now = now_ms();
+        // Heartbeats are on Redis's clock (the scripts' TIME), so is "alive".
+        let now = self.redis_now_ms().await?;
         let mut out = Vec::new();
         for (h, in_flight) in rows {
             if h.is_empty() {
@@ -684,6 +794,7 @@ impl Store {
                 completed: num("completed"),
                 failed: num("failed"),
                 draining: h.get("draining").map(String::as_str) == Some("1"),
+                name_conflict: h.get("name_conflict").cloned().filter(|m| !m.is_empty()),
             });
         }
         out.sort_by(|a, b| a.name.cmp(&b.name));

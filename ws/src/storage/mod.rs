@@ -1,10 +1,7 @@
 //! Publishing files: where each file of a certificate goes, and the [`Storage`]
 //! interface with its two backends, a local directory served by any web server
-//! ([`disk`]) and an S3 bucket ([`s3`]). Object layout (as in the old agent):
-//! `downloads/{download_uuid}/Certificate.pdf`, `cert/{verify_uuid}/Certificate.pdf.sig`,
-//! `cert/{verify_uuid}/index.html` (the verification page; with verification off the
-//! signature is `downloads/{download_uuid}/Certificate.pdf.sig` and `cert/` is unused),
-//! and the public key once at `keys/signing-key.asc`.
+//! ([`disk`]) and an S3 bucket ([`s3`]). The object layout (as in the old agent) is
+//! `testamur_common::layout`.
 //!
 //! Every write is whole (a reader never sees half a file) and idempotent: a
 //! retried job overwrites what a failed attempt left with the same bytes.
@@ -16,7 +13,6 @@ pub mod disk;
 pub mod s3;
 
 use testamur_common::config::{StorageBackend, StorageConfig};
-use testamur_common::ids::PublicUuid;
 
 pub use self::disk::DiskStorage;
 pub use self::s3::S3Storage;
@@ -57,25 +53,7 @@ pub const CONTENT_SIG: &str = "application/pgp-signature";
 pub const CONTENT_HTML: &str = "text/html; charset=utf-8";
 pub const CONTENT_KEY: &str = "application/pgp-keys";
 
-pub const PUBLIC_KEY_PATH: &str = "keys/signing-key.asc";
-
-pub fn pdf_path(download: &PublicUuid) -> String {
-    format!("downloads/{download}/Certificate.pdf")
-}
-
-pub fn sig_path(verify: &PublicUuid) -> String {
-    format!("cert/{verify}/Certificate.pdf.sig")
-}
-
-/// The signature when the template has verification off (nothing under `cert/`).
-pub fn pdf_sig_path(download: &PublicUuid) -> String {
-    format!("downloads/{download}/Certificate.pdf.sig")
-}
-
-pub fn verify_page_path(verify: &PublicUuid) -> String {
-    format!("cert/{verify}/index.html")
-}
-
-pub fn verify_dir(verify: &PublicUuid) -> String {
-    format!("cert/{verify}/")
-}
+// The object layout is shared with the CC, which checks reported URLs against it.
+pub use testamur_common::layout::{
+    pdf_path, pdf_sig_path, sig_path, verify_dir, verify_page_path, PUBLIC_KEY_PATH,
+};
