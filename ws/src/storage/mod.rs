@@ -59,6 +59,15 @@ pub const CONTENT_KEY: &str = "application/pgp-keys";
 
 pub const PUBLIC_KEY_PATH: &str = "keys/signing-key.asc";
 
+/// The `Cache-Control` of every published file. Nothing is `immutable`: a delete
+/// removes a certificate's files, a regen removes the replaced version's (unless
+/// `keep_old_versions`), the verification page must stop being served once it is
+/// gone, and the public key changes when the key is rotated. So every file may
+/// be cached only for `storage.cache_max_age_s` (ws.conf).
+pub fn cache_control(max_age: std::time::Duration) -> String {
+    format!("public, max-age={}", max_age.as_secs())
+}
+
 pub fn pdf_path(download: &PublicUuid) -> String {
     format!("downloads/{download}/Certificate.pdf")
 }
