@@ -220,6 +220,8 @@ pub struct ApiKey {
 /// Validated command-center settings.
 #[derive(Debug, Clone)]
 pub struct CcConfig {
+    /// The file they were read from (for messages naming the key to fix).
+    pub file: PathBuf,
     pub name: String,
     pub listen: SocketAddr,
     pub ssl_certfile: PathBuf,
@@ -386,6 +388,7 @@ impl CcConfig {
             ));
         }
         Ok(Self {
+            file: file.to_owned(),
             name: raw.name,
             listen,
             ssl_certfile: existing_file(file, "ssl_certfile", &base, &raw.ssl_certfile)?,

@@ -16,4 +16,5 @@ mod publishing;
 mod registration;
 mod rendering;
 mod s3;
+mod startup_checks;
 mod xqueue;
