@@ -62,20 +62,28 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
 }
 
 /// `create_dir_all`, durably: each directory created is fsynced into its parent.
+/// Fails as `create_dir_all` does (a file in the way: "not a directory").
 fn create_dirs_durably(dir: &Path) -> std::io::Result<()> {
     if dir.is_dir() {
         return Ok(());
     }
-    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-        create_dirs_durably(parent)?;
-    }
+    let parent = dir.parent().filter(|p| !p.as_os_str().is_empty());
     match std::fs::create_dir(dir) {
         Ok(()) => {}
         // Another job created it meanwhile: its creator syncs it.
         Err(e) if e.kind() == ErrorKind::AlreadyExists && dir.is_dir() => return Ok(()),
+        Err(e) if e.kind() == ErrorKind::NotFound => {
+            let Some(parent) = parent else { return Err(e) };
+            create_dirs_durably(parent)?;
+            match std::fs::create_dir(dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == ErrorKind::AlreadyExists && dir.is_dir() => return Ok(()),
+                Err(e) => return Err(e),
+            }
+        }
         Err(e) => return Err(e),
     }
-    match dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+    match parent {
         Some(parent) => sync_dir(parent),
         None => Ok(()),
     }
@@ -223,5 +231,9 @@ mod tests {
         // Removing what is not there is not an error.
         s.remove("cert/u1/index.html").unwrap();
         s.remove("cert/u2/index.html").unwrap();
+        // A file where a directory must go: refused for good, as create_dir_all would.
+        std::fs::write(root.path().join("downloads"), b"x").unwrap();
+        let e = s.put("downloads/d1/Certificate.pdf", b"%PDF", "x").unwrap_err();
+        assert!(!e.retryable, "{e}");
     }
 }
