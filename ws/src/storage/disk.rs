@@ -176,10 +176,8 @@ mod tests {
     struct TempDir(PathBuf);
     impl TempDir {
         fn new() -> Self {
-            let d = std::env::temp_dir().join(format!(
-                "tm-disk-{}",
-                testamur_common::ids::random_hex(6)
-            ));
+            let d = std::env::temp_dir()
+                .join(format!("tm-disk-{}", testamur_common::ids::random_hex(6)));
             std::fs::create_dir(&d).unwrap();
             Self(d)
         }
@@ -205,11 +203,16 @@ mod tests {
         let root = TempDir::new();
         let s = storage(root.path());
         synced();
-        s.put("cert/u1/index.html", b"<p>ok</p>", "text/html").unwrap();
+        s.put("cert/u1/index.html", b"<p>ok</p>", "text/html")
+            .unwrap();
         let cert = root.path().join("cert");
         let u1 = cert.join("u1");
         assert_eq!(std::fs::read(u1.join("index.html")).unwrap(), b"<p>ok</p>");
-        let names: Vec<_> = std::fs::read_dir(&u1).unwrap().flatten().map(|e| e.file_name()).collect();
+        let names: Vec<_> = std::fs::read_dir(&u1)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
         assert_eq!(names, ["index.html"], "no temporary file left");
         assert_eq!(
             synced(),
@@ -217,7 +220,8 @@ mod tests {
             "cert/ into the root, u1/ into cert/, then the renamed file in u1/"
         );
         // Overwriting: the rename is synced again.
-        s.put("cert/u1/index.html", b"<p>new</p>", "text/html").unwrap();
+        s.put("cert/u1/index.html", b"<p>new</p>", "text/html")
+            .unwrap();
         assert_eq!(synced(), [u1.clone()]);
         s.put("cert/u1/Certificate.pdf.sig", b"sig", "x").unwrap();
         assert_eq!(synced(), [u1.clone()]);
@@ -233,7 +237,9 @@ mod tests {
         s.remove("cert/u2/index.html").unwrap();
         // A file where a directory must go: refused for good, as create_dir_all would.
         std::fs::write(root.path().join("downloads"), b"x").unwrap();
-        let e = s.put("downloads/d1/Certificate.pdf", b"%PDF", "x").unwrap_err();
+        let e = s
+            .put("downloads/d1/Certificate.pdf", b"%PDF", "x")
+            .unwrap_err();
         assert!(!e.retryable, "{e}");
     }
 }
