@@ -29,9 +29,41 @@ pub struct ApiFailure {
     pub field: Option<String>,
 }
 
+/// Refuses a CC URL that would carry the API key in clear text: only `https://`,
+/// or `http://` when the caller explicitly allowed it (`--allow-insecure-http`).
+pub fn check_cc_url(base: &str, allow_insecure_http: bool) -> anyhow::Result<()> {
+    if base.starts_with("https://") {
+        return Ok(());
+    }
+    if base.starts_with("http://") {
+        if allow_insecure_http {
+            return Ok(());
+        }
+        bail!(
+            "refusing to send the API key to {base}: http:// is not encrypted, so anyone on the \
+             way can read the key; use the CC's https:// URL (the CC only speaks HTTPS), or pass \
+             --allow-insecure-http if a TLS-terminating proxy on this host forwards it"
+        );
+    }
+    bail!("the CC URL {base} is not an https:// URL; give one like https://cc.example.org:8443");
+}
+
 impl ApiClient {
     /// `ca`: the CA file to trust (a private CA); `None` uses the system's roots.
+    /// `base` must be `https://` ([`ApiClient::with_http_allowed`] for `http://`).
     pub fn new(base: &str, ca: Option<&Path>, key: &str) -> anyhow::Result<Self> {
+        Self::with_http_allowed(base, ca, key, false)
+    }
+
+    /// As [`ApiClient::new`]; `allow_insecure_http` also accepts an `http://`
+    /// base, which sends the key unencrypted (a local TLS-terminating proxy).
+    pub fn with_http_allowed(
+        base: &str,
+        ca: Option<&Path>,
+        key: &str,
+        allow_insecure_http: bool,
+    ) -> anyhow::Result<Self> {
+        check_cc_url(base, allow_insecure_http)?;
         testamur_common::tls::install_crypto_provider();
         let mut builder = reqwest::Client::builder().timeout(Duration::from_secs(60));
         if let Some(ca) = ca {

@@ -33,6 +33,8 @@ pub struct ClusterSpec {
     pub keep_old_versions: bool,
     /// Publish to this S3 bucket instead of the cluster's `public` directory.
     pub s3: Option<S3Target>,
+    /// `storage.cache_max_age_s` of the workservers (None: ws.conf's default).
+    pub cache_max_age_s: Option<u64>,
     /// TOML appended to cc.conf (e.g. a `[callbacks]` table).
     pub cc_extra: String,
     /// Command centers on the one Redis (workserver i talks to CC ((i-1) mod n) + 1).
@@ -70,6 +72,7 @@ impl ClusterSpec {
             templates: default_templates(),
             keep_old_versions: false,
             s3: None,
+            cache_max_age_s: None,
             cc_extra: String::new(),
             ccs: 1,
             log_json: false,
@@ -205,7 +208,7 @@ templates = "{templates}"
 log_format = "{log_format}"
 
 {storage}keep_old_versions = {keep}
-"#,
+{cache}"#,
                 storage = match &spec.s3 {
                     None => format!(
                         "[storage]\ndir = \"public\"\nbase_url = \"file://{}/\"\n",
@@ -222,6 +225,10 @@ log_format = "{log_format}"
                     ),
                 },
                 keep = spec.keep_old_versions,
+                cache = spec
+                    .cache_max_age_s
+                    .map(|s| format!("cache_max_age_s = {s}\n"))
+                    .unwrap_or_default(),
                 url = info.cc_url_of((i - 1) % spec.ccs.max(1) + 1),
                 cc_pass = info.cc_pass,
                 cap = spec.ws_capacity,

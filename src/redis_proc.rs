@@ -13,6 +13,8 @@ pub struct RedisServer {
     child: Option<Child>,
     dir: PathBuf,
     socket: PathBuf,
+    /// `requirepass`, when the server was started with one.
+    password: Option<String>,
 }
 
 pub const INSTALL_HINT: &str =
@@ -21,6 +23,12 @@ pub const INSTALL_HINT: &str =
 impl RedisServer {
     /// Start redis-server with its socket, data (append-only file) and log in `dir`.
     pub fn start(dir: &Path) -> anyhow::Result<Self> {
+        Self::start_with_password(dir, None)
+    }
+
+    /// The same, with `requirepass password` (given in a 0600 config file, not
+    /// on the command line) when `password` is given.
+    pub fn start_with_password(dir: &Path, password: Option<&str>) -> anyhow::Result<Self> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let dir = dir.canonicalize()?;
         let socket = dir.join("redis.sock");
@@ -28,6 +36,7 @@ impl RedisServer {
             child: None,
             dir,
             socket,
+            password: password.map(str::to_owned),
         };
         server.spawn()?;
         Ok(server)
@@ -39,7 +48,13 @@ impl RedisServer {
             .create(true)
             .append(true)
             .open(self.dir.join("redis.log"))?;
-        let child = Command::new("redis-server")
+        let mut cmd = Command::new("redis-server");
+        if let Some(pw) = &self.password {
+            let conf = self.dir.join("auth.conf");
+            crate::fsutil::write_private(&conf, format!("requirepass \"{pw}\"\n").as_bytes())?;
+            cmd.arg(&conf);
+        }
+        let child = cmd
             .args([
                 "--port",
                 "0",
@@ -78,7 +93,7 @@ impl RedisServer {
     fn wait_ready(&mut self, timeout: Duration) -> anyhow::Result<()> {
         let deadline = Instant::now() + timeout;
         loop {
-            if ping(&self.socket) {
+            if ping(&self.socket, self.password.as_deref()) {
                 return Ok(());
             }
             if let Some(c) = self.child.as_mut() {
@@ -108,11 +123,11 @@ impl RedisServer {
     /// as in a crash.
     /// Runs one command with `redis-cli` against this server; its output.
     pub fn cli(&self, args: &[&str]) -> anyhow::Result<String> {
-        let out = std::process::Command::new("redis-cli")
-            .arg("-s")
-            .arg(&self.socket)
-            .args(args)
-            .output()?;
+        let mut cmd = std::process::Command::new("redis-cli");
+        if let Some(pw) = &self.password {
+            cmd.env("REDISCLI_AUTH", pw);
+        }
+        let out = cmd.arg("-s").arg(&self.socket).args(args).output()?;
         anyhow::ensure!(
             out.status.success(),
             "redis-cli {args:?}: {}",
@@ -147,14 +162,30 @@ impl Drop for RedisServer {
     }
 }
 
-fn ping(socket: &Path) -> bool {
+fn ping(socket: &Path, password: Option<&str>) -> bool {
     let Ok(mut s) = UnixStream::connect(socket) else {
         return false;
     };
     let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+    let mut expect: &[u8] = b"+PONG";
+    if let Some(pw) = password {
+        // RESP array, so any byte of the password goes through.
+        let auth = format!("*2\r\n$4\r\nAUTH\r\n${}\r\n{pw}\r\n", pw.len());
+        if s.write_all(auth.as_bytes()).is_err() {
+            return false;
+        }
+        expect = b"+OK\r\n+PONG";
+    }
     if s.write_all(b"PING\r\n").is_err() {
         return false;
     }
-    let mut buf = [0u8; 16];
-    matches!(s.read(&mut buf), Ok(n) if buf[..n].starts_with(b"+PONG"))
+    let mut got = Vec::new();
+    let mut buf = [0u8; 32];
+    while got.len() < expect.len() {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+    got.starts_with(expect)
 }

@@ -8,6 +8,7 @@
 //! - [`extract`]: JSON bodies and bearer credentials in the API's error shape.
 //! - [`error`]: `ApiError`, the only error type handlers return.
 //! - [`store`]: the Redis key schema and Lua scripts (nothing else touches Redis).
+//! - [`startup`]: opening Redis at start-up and for `--check`, with errors naming the key to fix.
 //! - [`reaper`]: re-queues jobs whose lease expired.
 //! - [`callbacks`]: delivers signed callbacks to LMSs, with retries and dead letters.
 //! - [`ratelimit`]: failed credentials counted per address; 429 past a limit.
@@ -29,6 +30,7 @@ pub mod ratelimit;
 pub mod reaper;
 pub mod routes;
 pub mod server;
+pub mod startup;
 pub mod store;
 
 use std::future::Future;
@@ -50,18 +52,7 @@ pub async fn run(
         &config.ssl_key,
         config.ssl_ca_certs.as_deref(),
     )?;
-    let store = store::Store::connect(
-        &config.redis_url,
-        config.redis_password.as_ref().map(|s| s.expose()),
-    )
-    .await
-    .with_context(|| {
-        format!(
-            "cannot connect to Redis at redis_url ({}); is redis-server running?",
-            redact_url(&config.redis_url)
-        )
-    })?;
-    store.ping().await.context("Redis did not answer PING")?;
+    let store = startup::open_store(&config).await?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let jobs_queued = Arc::new(Notify::new());
     let config = Arc::new(config);

@@ -276,6 +276,8 @@ pub struct ApiKey {
 /// Validated command-center settings.
 #[derive(Debug, Clone)]
 pub struct CcConfig {
+    /// The file they were read from (for messages naming the key to fix).
+    pub file: PathBuf,
     pub name: String,
     pub listen: SocketAddr,
     pub ssl_certfile: PathBuf,
@@ -474,6 +476,7 @@ impl CcConfig {
             ));
         }
         Ok(Self {
+            file: file.to_owned(),
             name: raw.name,
             listen,
             ssl_certfile: existing_file(file, "ssl_certfile", &base, &raw.ssl_certfile)?,
@@ -537,6 +540,8 @@ struct StorageFile {
     base_url: String,
     #[serde(default)]
     keep_old_versions: bool,
+    #[serde(default = "default_cache_max_age")]
+    cache_max_age_s: u64,
     bucket: Option<String>,
     region: Option<String>,
     endpoint: Option<String>,
@@ -549,6 +554,16 @@ struct StorageFile {
     access_key_id: Option<String>,
     secret_access_key: Option<SecretSource>,
 }
+
+/// Five minutes: how long a revoked or regenerated certificate's old files may
+/// still be served from a cache.
+fn default_cache_max_age() -> u64 {
+    300
+}
+
+/// At most a day: anything longer keeps a revoked certificate's page in CDNs
+/// for longer than anyone would want.
+const MAX_CACHE_MAX_AGE_S: u64 = 86_400;
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
@@ -569,6 +584,11 @@ pub struct StorageConfig {
     /// Keep a regenerated certificate's previous files (default: remove them once
     /// the new version is published).
     pub keep_old_versions: bool,
+    /// How long browsers and CDNs may cache a published file (`Cache-Control:
+    /// public, max-age=N` on S3 objects). Every file can change or disappear
+    /// (delete, regen, key rotation), so none is `immutable`. The directory
+    /// backend sets no headers: the web server serving it does.
+    pub cache_max_age: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -646,6 +666,16 @@ impl WsConfig {
         if !base_url.ends_with('/') {
             base_url.push('/');
         }
+        if raw.storage.cache_max_age_s > MAX_CACHE_MAX_AGE_S {
+            return Err(ConfigError::key(
+                file,
+                "storage.cache_max_age_s",
+                format!(
+                    "must be at most {MAX_CACHE_MAX_AGE_S} (a day): caches would keep showing a \
+                     deleted or regenerated certificate's page that long; 300 is a good value"
+                ),
+            ));
+        }
         Ok(Self {
             name: raw.name,
             cc_url: raw.cc_url.trim_end_matches('/').to_owned(),
@@ -678,6 +708,7 @@ impl WsConfig {
                 backend: storage_backend(file, &base, &raw.storage)?,
                 base_url,
                 keep_old_versions: raw.storage.keep_old_versions,
+                cache_max_age: Duration::from_secs(raw.storage.cache_max_age_s),
             },
         })
     }
@@ -840,5 +871,32 @@ mod tests {
             "without a callback_secret, the key itself signs"
         );
         assert!(!c.callbacks.allow_http && !c.callbacks.allow_private_addresses);
+    }
+
+    #[test]
+    fn storage_cache_lifetime_defaults_to_five_minutes_and_is_bounded() {
+        let (_guard, d) = tmp();
+        write(&d, "k", "x");
+        std::fs::create_dir(d.join("t")).unwrap();
+        write(&d, "t/index.toml", "");
+        let base = "name = \"w\"\ncc_url = \"https://cc\"\ncc_pass = \"0123456789abcdef\"\n\
+                    signing_key = \"k\"\ntemplates = \"t\"\n[storage]\ndir = \"p\"\n\
+                    base_url = \"https://x/\"\n";
+        let f = write(&d, "ws.conf", base);
+        let c = WsConfig::load(&f).unwrap();
+        assert_eq!(c.storage.cache_max_age, Duration::from_secs(300));
+        let f = write(&d, "ws.conf", &format!("{base}cache_max_age_s = 60\n"));
+        let c = WsConfig::load(&f).unwrap();
+        assert_eq!(c.storage.cache_max_age, Duration::from_secs(60));
+        let f = write(
+            &d,
+            "ws.conf",
+            &format!("{base}cache_max_age_s = 31536000\n"),
+        );
+        let e = WsConfig::load(&f).unwrap_err().to_string();
+        assert!(
+            e.contains("`storage.cache_max_age_s`") && e.contains("at most"),
+            "{e}"
+        );
     }
 }

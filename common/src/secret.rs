@@ -90,22 +90,29 @@ impl SecretSource {
     }
 }
 
-#[cfg(unix)]
 fn check_permissions(path: &Path) -> Result<(), SecretError> {
-    use std::os::unix::fs::PermissionsExt;
-    let meta = std::fs::metadata(path).map_err(|source| SecretError::Read {
+    let open = group_or_other_access(path).map_err(|source| SecretError::Read {
         path: path.to_owned(),
         source,
     })?;
-    if meta.permissions().mode() & 0o077 != 0 {
+    if open {
         return Err(SecretError::Permissions(path.to_owned()));
     }
     Ok(())
 }
 
+/// Whether group or others have any access to the file at `path` (mode bits
+/// 0o077, following symlinks): a file holding a secret must have none. Always
+/// false where files have no such bits.
+#[cfg(unix)]
+pub fn group_or_other_access(path: &Path) -> std::io::Result<bool> {
+    use std::os::unix::fs::PermissionsExt;
+    Ok(std::fs::metadata(path)?.permissions().mode() & 0o077 != 0)
+}
+
 #[cfg(not(unix))]
-fn check_permissions(_path: &Path) -> Result<(), SecretError> {
-    Ok(())
+pub fn group_or_other_access(_path: &Path) -> std::io::Result<bool> {
+    Ok(false)
 }
 
 #[cfg(test)]

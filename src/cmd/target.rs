@@ -1,5 +1,6 @@
 //! Which CC to talk to and with which key: `--cluster cluster.json` (written by
-//! `testamur demo --serve`) or `--cc-url`, `--ca`, `--api-key`.
+//! `testamur demo --serve`) or `--cc-url`, `--ca`, `--api-key`. The key goes only
+//! to an `https://` URL unless `--allow-insecure-http` says otherwise.
 
 use std::path::PathBuf;
 
@@ -23,6 +24,10 @@ pub struct TargetArgs {
     /// API key (lms for submit, operator for status). Prefer the TESTAMUR_API_KEY variable.
     #[arg(long)]
     pub api_key: Option<String>,
+    /// Accept an http:// --cc-url, sending the API key unencrypted (only for a
+    /// TLS-terminating proxy on this host; the CC itself speaks HTTPS only).
+    #[arg(long)]
+    pub allow_insecure_http: bool,
 }
 
 #[derive(Clone, Copy)]
@@ -43,7 +48,12 @@ impl TargetArgs {
                 Want::Lms => info.lms_api_key.clone(),
                 Want::Operator => info.operator_api_key.clone(),
             });
-            return ApiClient::new(&info.cc_url, Some(&info.ca_cert), &key);
+            return ApiClient::with_http_allowed(
+                &info.cc_url,
+                Some(&info.ca_cert),
+                &key,
+                self.allow_insecure_http,
+            );
         }
         let Some(url) = &self.cc_url else {
             bail!("say which CC: --cluster cluster.json, or --cc-url URL with --ca FILE and an API key");
@@ -51,6 +61,6 @@ impl TargetArgs {
         let Some(key) = self.api_key.clone().or(env_key) else {
             bail!("no API key: set TESTAMUR_API_KEY or pass --api-key");
         };
-        ApiClient::new(url, self.ca.as_deref(), &key)
+        ApiClient::with_http_allowed(url, self.ca.as_deref(), &key, self.allow_insecure_http)
     }
 }

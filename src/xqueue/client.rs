@@ -62,6 +62,16 @@ pub struct XqueueClient {
 
 impl XqueueClient {
     pub fn new(cfg: &XqueueConfig, stop: Stop) -> anyhow::Result<Self> {
+        // XqueueConfig::load refuses this already; the password must never go
+        // out in clear text by another way in.
+        if !cfg.xqueue_url.starts_with("https://") && !cfg.allow_http {
+            anyhow::bail!(
+                "refusing to send the xqueue password to {}: not https://; set allow_http = true \
+                 in {} to allow it",
+                cfg.xqueue_url,
+                cfg.file.display()
+            );
+        }
         testamur_common::tls::install_crypto_provider();
         let mut builder = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())

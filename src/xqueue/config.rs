@@ -26,6 +26,8 @@ struct XqueueFile {
     basic_auth_password: Option<SecretSource>,
     #[serde(default)]
     xqueue_ca_certs: Option<PathBuf>,
+    #[serde(default)]
+    allow_http: bool,
     cc_url: String,
     #[serde(default)]
     cc_ca_certs: Option<PathBuf>,
@@ -61,6 +63,9 @@ pub struct XqueueConfig {
     /// HTTP basic auth in front of xqueue (the old agent's QUEUE_AUTH_USER/PASS).
     pub basic_auth: Option<(String, Secret)>,
     pub xqueue_ca_certs: Option<PathBuf>,
+    /// Accept an `http://` xqueue_url (the password and learners' data then
+    /// cross the network unencrypted).
+    pub allow_http: bool,
     /// Without a trailing `/`.
     pub cc_url: String,
     pub cc_ca_certs: Option<PathBuf>,
@@ -111,7 +116,20 @@ impl XqueueConfig {
             return Err(key_err(
                 file,
                 "xqueue_url",
-                "must be an http:// or https:// URL (without /xqueue/), e.g. https://xqueue.example.org",
+                "must be an https:// URL (without /xqueue/), e.g. https://xqueue.example.org",
+            ));
+        }
+        if xqueue_url.starts_with("http://") && !raw.allow_http {
+            return Err(key_err(
+                file,
+                "xqueue_url",
+                format!(
+                    "{xqueue_url} is http://: the bridge would send xqueue_password (and \
+                     basic_auth_password) and learners' names unencrypted; use xqueue's \
+                     https:// URL, or add `allow_http = true` to {} if xqueue is on this \
+                     host or a network you trust",
+                    file.display()
+                ),
             ));
         }
         if raw.queue_name.trim().is_empty() {
@@ -200,6 +218,7 @@ impl XqueueConfig {
                 .as_deref()
                 .map(|p| existing("xqueue_ca_certs", p))
                 .transpose()?,
+            allow_http: raw.allow_http,
             cc_url,
             cc_ca_certs: raw
                 .cc_ca_certs
@@ -271,6 +290,29 @@ state_file = "state.jsonl"
         .unwrap_err()
         .to_string();
         assert!(e.contains("key `basic_auth_password`"), "{e}");
+    }
+
+    /// An http:// xqueue would get the password in clear text: refused unless
+    /// the file says `allow_http = true`.
+    #[test]
+    fn http_xqueue_needs_allow_http() {
+        let dir = tempfile::tempdir().unwrap();
+        let http = GOOD.replace("https://xqueue.example.org/", "http://xqueue.example.org/");
+        let e = XqueueConfig::load(&write(dir.path(), &http))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("key `xqueue_url`")
+                && e.contains("unencrypted")
+                && e.contains("allow_http = true"),
+            "{e}"
+        );
+        let c =
+            XqueueConfig::load(&write(dir.path(), &format!("allow_http = true\n{http}"))).unwrap();
+        assert!(c.allow_http);
+        assert_eq!(c.xqueue_url, "http://xqueue.example.org");
+        let c = XqueueConfig::load(&write(dir.path(), GOOD)).unwrap();
+        assert!(!c.allow_http, "off by default");
     }
 
     /// The annotated example at the repository root loads as shipped (with its

@@ -290,9 +290,11 @@ fn bad_config_files_stop_startup_naming_file_and_key() {
 }
 
 /// The documented example configs at the repository root are valid as shipped
-/// (given the files and environment variables they refer to).
-#[test]
-fn example_configs_pass_check() {
+/// (given the files and environment variables they refer to, and a Redis and a
+/// CC where they say: `--check` reaches both).
+#[tokio::test(flavor = "multi_thread")]
+async fn example_configs_pass_check() {
+    let c = cluster(|s| s.workservers = 0).await;
     let dir = tempfile::tempdir().unwrap();
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     testamur::tlsgen::generate(&dir.path().join("certs"), &["localhost".into()]).unwrap();
@@ -309,9 +311,17 @@ fn example_configs_pass_check() {
         .replace(
             "templates = \"templates\"",
             &format!("templates = \"{}\"", root.join("templates").display()),
+        )
+        .replace("https://cc.example.org:8443", &c.info.cc_url)
+        .replace(
+            "ssl_ca_certs = \"certs/ca.pem\"",
+            &format!("ssl_ca_certs = \"{}\"", c.info.ca_cert.display()),
         );
     std::fs::write(dir.path().join("ws.conf"), ws).unwrap();
-    std::fs::copy(root.join("cc.conf"), dir.path().join("cc.conf")).unwrap();
+    let cc = std::fs::read_to_string(root.join("cc.conf"))
+        .unwrap()
+        .replace("redis://127.0.0.1:6379/0", &c.redis.url());
+    std::fs::write(dir.path().join("cc.conf"), cc).unwrap();
     for (cmd, file) in [("cc", "cc.conf"), ("ws", "ws.conf")] {
         let out = Command::new(BIN)
             .arg(cmd)

@@ -268,16 +268,21 @@ async fn submit_csv_reports_rejects_and_waits_for_the_rest() {
     let c = cluster(|_| {}).await;
     let dir = tempfile::tempdir().unwrap();
     let csv = dir.path().join("learners.csv");
-    let mut text = String::from("username,course_id,name,issued_date\n");
+    // As a spreadsheet saves it: \r\n line ends.
+    let mut text = String::from("username,course_id,name,issued_date\r\n");
     for i in 0..12 {
         text.push_str(&format!(
-            "csv{i},course-v1:CSV+1+2026,\"Name, Nº{i}\",2026-11-0{}\n",
+            "csv{i},course-v1:CSV+1+2026,\"Name, Nº{i}\",2026-11-0{}\r\n",
             1 + i % 9
         ));
     }
-    text.push_str("bad1,course-v1:CSV+1+2026,,2026-11-01\n"); // no name
-    text.push_str("bad2,course-v1:CSV+1+2026,Someone,2026-02-30\n"); // no such date
-    text.push_str("bad3,course-v1:CSV+1+2026\n"); // too few cells
+    // No name.
+    text.push_str("bad1,course-v1:CSV+1+2026,,2026-11-01\r\n");
+    // No such date, and a name that is a formula to a spreadsheet.
+    text.push_str(
+        "bad2,course-v1:CSV+1+2026,\"=HYPERLINK(\"\"https://evil.example/\"\",\"\"x\"\")\",2026-02-30\r\n",
+    );
+    text.push_str("bad3,course-v1:CSV+1+2026\r\n"); // too few cells
     std::fs::write(&csv, text).unwrap();
     let out = std::process::Command::new(BIN)
         .args(["submit", "--cluster"])
@@ -299,6 +304,12 @@ async fn submit_csv_reports_rejects_and_waits_for_the_rest() {
         "{stdout}\n{}",
         dump_logs(&c.dir().join("logs"))
     );
+    // The lines of the file (the header is line 1), in the summary too.
+    assert!(
+        stdout.contains("line 14: name is required")
+            && stdout.contains("line 16: the row has 2 cells"),
+        "{stdout}"
+    );
     let rejects = std::fs::read_to_string(dir.path().join("learners.csv.rejects.csv")).unwrap();
     let lines: Vec<&str> = rejects.lines().collect();
     assert_eq!(
@@ -312,6 +323,11 @@ async fn submit_csv_reports_rejects_and_waits_for_the_rest() {
     );
     assert!(
         lines[2].starts_with("15,422,invalid_value,issued_date,"),
+        "{rejects}"
+    );
+    // Opened in a spreadsheet, the formula is text.
+    assert!(
+        lines[2].ends_with(",bad2,course-v1:CSV+1+2026,\"'=HYPERLINK(\"\"https://evil.example/\"\",\"\"x\"\")\",2026-02-30"),
         "{rejects}"
     );
     assert!(lines[3].starts_with("16,,unreadable_row,,"), "{rejects}");

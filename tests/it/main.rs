@@ -5,6 +5,7 @@
 mod bad_input;
 mod browser;
 mod callbacks;
+mod cleartext;
 mod end_to_end;
 mod failover;
 mod helpers;
@@ -15,4 +16,5 @@ mod publishing;
 mod registration;
 mod rendering;
 mod s3;
+mod startup_checks;
 mod xqueue;

@@ -511,6 +511,7 @@ fn pipeline(templates: &Path, storage: &Path) -> testamur_ws::job::Pipeline {
                     },
                     base_url: "https://certs.example.org/".into(),
                     keep_old_versions: false,
+                    cache_max_age: std::time::Duration::from_secs(300),
                 },
             )
             .unwrap(),

@@ -613,6 +613,7 @@ async fn bridge_answers_every_submission_through_expiry_and_restart() {
         &conf,
         format!(
             r#"xqueue_url = "{xq}/"
+allow_http = true
 queue_name = "{QUEUE}"
 xqueue_username = "{XQ_USER}"
 xqueue_password = {{ file = "xqueue.pass" }}

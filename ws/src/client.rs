@@ -1,4 +1,9 @@
 //! The workserver's HTTPS client for the CC API (registration, heartbeats, leases).
+//!
+//! A call that reaches no CC (refused, reset, timed out, closed during the TLS
+//! handshake, a certificate not trusted) is [`ClientError::Unreachable`]: "no CC
+//! reachable at <cc_url> (<short cause>)"; the whole error chain goes to the
+//! debug log.
 
 use std::time::Duration;
 
@@ -16,8 +21,8 @@ use testamur_common::wire::{
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("cannot reach the CC: {0}")]
-    Unreachable(String),
+    #[error("no CC reachable at {url} ({cause})")]
+    Unreachable { url: String, cause: String },
     #[error("the CC does not know this workserver's token (revoked or re-registered): {0}")]
     Unauthorized(String),
     #[error("the lease was lost: {0}")]
@@ -33,7 +38,7 @@ impl ClientError {
     /// Whether retrying the same call later can succeed.
     pub fn is_transient(&self) -> bool {
         match self {
-            ClientError::Unreachable(_) => true,
+            ClientError::Unreachable { .. } => true,
             ClientError::Api { status, .. } => *status == 429 || *status >= 500,
             _ => false,
         }
@@ -100,15 +105,9 @@ impl CcClient {
         if let Some(t) = timeout {
             req = req.timeout(t);
         }
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| ClientError::Unreachable(error_chain(&e)))?;
+        let resp = req.send().await.map_err(|e| self.unreachable(path, &e))?;
         let status = resp.status();
-        let bytes = resp
-            .bytes()
-            .await
-            .map_err(|e| ClientError::Unreachable(error_chain(&e)))?;
+        let bytes = resp.bytes().await.map_err(|e| self.unreachable(path, &e))?;
         if status.is_success() {
             if status == StatusCode::NO_CONTENT {
                 return Ok(None);
@@ -137,6 +136,30 @@ impl CcClient {
                 message,
             },
         })
+    }
+
+    /// A request that reached no CC: the short cause for the log line, the
+    /// whole chain at debug level.
+    fn unreachable(&self, path: &str, e: &reqwest::Error) -> ClientError {
+        tracing::debug!(url = %format!("{}{path}", self.base), error = %error_chain(e), "request to the CC failed");
+        ClientError::Unreachable {
+            url: self.base.clone(),
+            cause: short_cause(e),
+        }
+    }
+
+    /// `GET /healthz`: whether a CC answers at cc_url (over TLS with the
+    /// configured CA) and reaches its Redis. For `testamur ws --check`.
+    pub async fn healthz(&self) -> Result<(), ClientError> {
+        self.call::<(), serde_json::Value>(
+            reqwest::Method::GET,
+            "/healthz",
+            None,
+            None,
+            Some(Duration::from_secs(10)),
+        )
+        .await
+        .map(|_| ())
     }
 
     pub async fn register(&self, config: &WsConfig) -> Result<Session, ClientError> {
@@ -269,5 +292,56 @@ impl CcClient {
         )
         .await
         .map(|_| ())
+    }
+}
+
+/// Why a request reached no CC, in a few words: "connection refused", "timed
+/// out", "TLS: invalid peer certificate: UnknownIssuer; check ssl_ca_certs ...",
+/// "connection closed during the TLS handshake", or else the innermost error.
+pub fn short_cause(e: &reqwest::Error) -> String {
+    use std::error::Error;
+    if e.is_timeout() {
+        return "timed out".into();
+    }
+    // The chain of sources, and inside each io::Error what it wraps (an
+    // io::Error's own `source` skips the error it wraps).
+    let mut chain: Vec<&(dyn Error + 'static)> = Vec::new();
+    let mut cur: Option<&(dyn Error + 'static)> = e.source();
+    while let Some(c) = cur {
+        let mut inner = c;
+        chain.push(inner);
+        while let Some(wrapped) = inner
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            inner = wrapped;
+            chain.push(inner);
+        }
+        cur = c.source();
+    }
+    if let Some(t) = chain.iter().find_map(|c| c.downcast_ref::<rustls::Error>()) {
+        let hint = match t {
+            rustls::Error::InvalidCertificate(_) => {
+                "; check ssl_ca_certs in ws.conf and the CC's certificate"
+            }
+            _ => "",
+        };
+        return format!("TLS: {t}{hint}");
+    }
+    let io_kind = chain
+        .iter()
+        .rev()
+        .find_map(|c| c.downcast_ref::<std::io::Error>())
+        .map(|io| io.kind());
+    use std::io::ErrorKind::*;
+    match io_kind {
+        Some(ConnectionRefused) => "connection refused".into(),
+        Some(ConnectionReset) => "connection reset".into(),
+        Some(TimedOut) => "timed out".into(),
+        Some(UnexpectedEof) => "connection closed during the TLS handshake".into(),
+        _ => chain
+            .last()
+            .map(|c| c.to_string())
+            .unwrap_or_else(|| e.to_string()),
     }
 }

@@ -22,6 +22,11 @@ use crate::ed25519::Ed25519;
 pub enum SignError {
     #[error("cannot load the signing key {path}: {detail}")]
     Load { path: String, detail: String },
+    #[error(
+        "the signing key {path} is readable by group or others (anyone who can read it can \
+         sign certificates); run `chmod 600 {path}`"
+    )]
+    Permissions { path: String },
     #[error("signing failed: {0}")]
     Sign(String),
     #[error("the signature did not verify: {0}")]
@@ -38,11 +43,18 @@ pub struct SigningKey {
 }
 
 impl SigningKey {
+    /// Loads the secret key from `path`, which only its owner may read (0600,
+    /// like every secret file): a group- or world-readable key is refused.
     pub fn load(path: &Path) -> Result<Self, SignError> {
         let err = |detail: String| SignError::Load {
             path: path.display().to_string(),
             detail,
         };
+        if testamur_common::secret::group_or_other_access(path).map_err(|e| err(e.to_string()))? {
+            return Err(SignError::Permissions {
+                path: path.display().to_string(),
+            });
+        }
         let cert = openpgp::Cert::from_file(path).map_err(|e| err(e.to_string()))?;
         Self::from_cert(cert).map_err(|e| match e {
             SignError::Load { detail, .. } => err(detail),
@@ -301,6 +313,34 @@ mod tests {
         let last = bin.len() - 1;
         bin[last] ^= 1;
         assert!(key.verify_detached(b"data", &bin).is_err());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_key_file_others_can_read_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir =
+            std::env::temp_dir().join(format!("tm-key-{}", testamur_common::ids::random_hex(6)));
+        std::fs::create_dir(&dir).unwrap();
+        let path = dir.join("signing.key");
+        let (secret, _, _) = generate_key("test <t@example.org>").unwrap();
+        std::fs::write(&path, secret).unwrap();
+        for mode in [0o644, 0o640, 0o604, 0o660] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            let e = SigningKey::load(&path).err().expect("refused");
+            assert!(matches!(e, SignError::Permissions { .. }), "{mode:o}: {e}");
+            let msg = e.to_string();
+            assert!(
+                msg.contains(&path.display().to_string())
+                    && msg.contains(&format!("chmod 600 {}", path.display())),
+                "{msg}"
+            );
+        }
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        SigningKey::load(&path).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o400)).unwrap();
+        SigningKey::load(&path).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -60,6 +60,30 @@ pub async fn pipeline(config: &WsConfig) -> anyhow::Result<Pipeline> {
     })
 }
 
+/// For `--check`: a CC answers `GET /healthz` at cc_url, over TLS with the
+/// configured CA, and reaches its Redis. Registers nothing (a check must not
+/// replace a running workserver's registration).
+pub async fn check_cc(config: &WsConfig) -> anyhow::Result<()> {
+    let client = CcClient::new(config).context("key `ssl_ca_certs` in ws.conf")?;
+    match client.healthz().await {
+        Ok(()) => Ok(()),
+        Err(ClientError::Unreachable { url, cause }) => anyhow::bail!(
+            "no CC reachable at {url}: {cause}; check cc_url and that the CC is running"
+        ),
+        Err(ClientError::Api {
+            status: 503,
+            message,
+        }) => anyhow::bail!(
+            "the CC at {} answers but cannot reach its Redis ({message}); see the CC's log",
+            config.cc_url
+        ),
+        Err(e) => anyhow::bail!(
+            "the CC at {} answered /healthz with an error ({e}); is cc_url the CC's URL?",
+            config.cc_url
+        ),
+    }
+}
+
 pub async fn run(
     config: WsConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,

@@ -121,7 +121,10 @@ impl From<redis::RedisError> for StoreError {
         if let Some(code) = refused {
             return StoreError::Refused { code, err: e };
         }
-        if e.is_io_error()
+        // Redis refusing our password (or asking for one) is not corrupt data:
+        // it is unavailable to us until redis_password is fixed.
+        if is_auth_error(&e)
+            || e.is_io_error()
             || e.is_connection_dropped()
             || e.is_connection_refusal()
             || e.is_timeout()
@@ -131,6 +134,20 @@ impl From<redis::RedisError> for StoreError {
             // A script error or a reply we did not expect: our bug, not Redis being away.
             StoreError::Corrupt(format!("Redis answered an error: {e}"))
         }
+    }
+}
+
+/// WRONGPASS, NOAUTH or a failed AUTH at connect.
+fn is_auth_error(e: &redis::RedisError) -> bool {
+    e.kind() == redis::ErrorKind::AuthenticationFailed
+        || matches!(e.code(), Some("NOAUTH" | "WRONGPASS"))
+}
+
+impl StoreError {
+    /// Whether Redis refused our credentials (a wrong `redis_password`, or none
+    /// where Redis requires one): a configuration problem, not an outage.
+    pub fn is_auth_failure(&self) -> bool {
+        matches!(self, StoreError::Unavailable(e) if is_auth_error(e))
     }
 }
 

@@ -57,3 +57,12 @@ pub const CONTENT_KEY: &str = "application/pgp-keys";
 pub use testamur_common::layout::{
     pdf_path, pdf_sig_path, sig_path, verify_dir, verify_page_path, PUBLIC_KEY_PATH,
 };
+
+/// The `Cache-Control` of every published file. Nothing is `immutable`: a delete
+/// removes a certificate's files, a regen removes the replaced version's (unless
+/// `keep_old_versions`), the verification page must stop being served once it is
+/// gone, and the public key changes when the key is rotated. So every file may
+/// be cached only for `storage.cache_max_age_s` (ws.conf).
+pub fn cache_control(max_age: std::time::Duration) -> String {
+    format!("public, max-age={}", max_age.as_secs())
+}

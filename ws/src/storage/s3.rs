@@ -1,7 +1,8 @@
 //! The S3 backend (AWS or any S3-compatible service) with aws-sdk-s3. Each put is
 //! one `PutObject` (atomic in S3: readers see the old object or the new one),
-//! with content type, cache headers and optionally the `public-read` ACL; a
-//! remove is one `DeleteObject` (idempotent in S3).
+//! with content type, `Cache-Control` ([`super::cache_control`]: a short lifetime,
+//! never `immutable`, since every file can be removed or replaced) and optionally
+//! the `public-read` ACL; a remove is one `DeleteObject` (idempotent in S3).
 //!
 //! Jobs run on the blocking pool; the calls wait there on the SDK's futures,
 //! which run on the workserver's tokio runtime.
@@ -24,14 +25,10 @@ pub struct S3Storage {
     public_read: bool,
     base_url: String,
     keep_old_versions: bool,
+    /// The `Cache-Control` header of every object.
+    cache_control: String,
     handle: tokio::runtime::Handle,
 }
-
-/// A certificate version's files never change (every version has new uuids):
-/// cache them for a year. The public key sits at a fixed path and changes when
-/// the key is rotated: five minutes.
-const CACHE_IMMUTABLE: &str = "public, max-age=31536000, immutable";
-const CACHE_KEY: &str = "public, max-age=300";
 
 impl S3Storage {
     pub async fn new(s3: &S3Config, cfg: &StorageConfig) -> Result<Self, StorageError> {
@@ -68,6 +65,7 @@ impl S3Storage {
             public_read: s3.public_read,
             base_url: cfg.base_url.clone(),
             keep_old_versions: cfg.keep_old_versions,
+            cache_control: super::cache_control(cfg.cache_max_age),
             handle: tokio::runtime::Handle::current(),
         })
     }
@@ -143,11 +141,7 @@ impl Storage for S3Storage {
             .bucket(&self.bucket)
             .key(self.key(rel))
             .content_type(content_type)
-            .cache_control(if rel == super::PUBLIC_KEY_PATH {
-                CACHE_KEY
-            } else {
-                CACHE_IMMUTABLE
-            })
+            .cache_control(&self.cache_control)
             .body(ByteStream::from(bytes.to_vec()));
         if self.public_read {
             req = req.acl(ObjectCannedAcl::PublicRead);
