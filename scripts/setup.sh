@@ -11,9 +11,10 @@ set -euo pipefail
 PACKAGES=(redis-server gnupg poppler-utils fonts-dejavu-core fonts-noto-core fonts-noto-cjk
           build-essential pkg-config libssl-dev libclang-dev ca-certificates)
 # `setup.sh --test` (scripts/test.sh): also a headless browser for the dashboard
-# test (Debian's chromium and its WebDriver) and openssl (HMAC checks).
+# test (Debian's chromium and its WebDriver), openssl (HMAC checks) and faketime
+# (a CC with a skewed clock).
 if [ "${1:-}" = "--test" ]; then
-  PACKAGES+=(chromium chromium-driver openssl)
+  PACKAGES+=(chromium chromium-driver openssl faketime)
 fi
 
 missing=()

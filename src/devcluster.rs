@@ -41,6 +41,9 @@ pub struct ClusterSpec {
     pub ccs: usize,
     /// `log_format = "json"` for the CCs and workservers.
     pub log_json: bool,
+    /// Environment variables for CC k (1-based) only: (k, name, value). Tests use
+    /// it to run one CC under libfaketime (a skewed clock).
+    pub cc_env: Vec<(usize, String, String)>,
 }
 
 /// An S3 (-compatible) bucket for the workservers, path-style.
@@ -76,6 +79,7 @@ impl ClusterSpec {
             cc_extra: String::new(),
             ccs: 1,
             log_json: false,
+            cc_env: Vec::new(),
         }
     }
 }
@@ -267,6 +271,15 @@ log_format = "{log_format}"
     }
 
     fn spawn(&self, args: &[&str], log_name: &str) -> anyhow::Result<Child> {
+        self.spawn_env(args, log_name, &[])
+    }
+
+    fn spawn_env(
+        &self,
+        args: &[&str],
+        log_name: &str,
+        env: &[(String, String)],
+    ) -> anyhow::Result<Child> {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -276,6 +289,7 @@ log_format = "{log_format}"
             .current_dir(&self.spec.dir)
             .env("RUST_LOG", &self.spec.log_level)
             .env("NO_COLOR", "1")
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -294,7 +308,14 @@ log_format = "{log_format}"
             1 => ("cc.conf".to_owned(), "cc.log".to_owned()),
             k => (format!("cc-{k}.conf"), format!("cc-{k}.log")),
         };
-        let cc = self.spawn(&["cc", "--config", &conf], &log)?;
+        let env: Vec<(String, String)> = self
+            .spec
+            .cc_env
+            .iter()
+            .filter(|(n, _, _)| *n == k)
+            .map(|(_, name, value)| (name.clone(), value.clone()))
+            .collect();
+        let cc = self.spawn_env(&["cc", "--config", &conf], &log, &env)?;
         self.ccs[k - 1] = Some(cc);
         Ok(())
     }

@@ -292,11 +292,42 @@ pub struct SubmitResponse {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BatchRequest {
+    /// At most [`MAX_BATCH`]: parsing stops at the first request past it, so an
+    /// oversized body costs no more memory than a full batch.
+    #[serde(deserialize_with = "at_most_max_batch")]
     pub requests: Vec<serde_json::Value>,
 }
 
 /// The most requests one batch may carry.
 pub const MAX_BATCH: usize = 10_000;
+/// The parse error of a batch with more than [`MAX_BATCH`] requests.
+pub const BATCH_TOO_LARGE: &str = "a batch holds at most 10000 requests; split it";
+
+fn at_most_max_batch<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Vec<serde_json::Value>, D::Error> {
+    struct Items;
+    impl<'de> serde::de::Visitor<'de> for Items {
+        type Value = Vec<serde_json::Value>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a list of requests")
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut seq: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1024));
+            while let Some(v) = seq.next_element()? {
+                if out.len() == MAX_BATCH {
+                    return Err(serde::de::Error::custom(BATCH_TOO_LARGE));
+                }
+                out.push(v);
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_seq(Items)
+}
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct BatchResponse {
@@ -456,4 +487,26 @@ pub struct RecentError {
     pub cert_id: String,
     pub job_id: String,
     pub reason: String,
+}
+
+#[cfg(test)]
+mod batch_tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_stops_parsing_at_the_first_request_past_the_limit() {
+        let full = format!("{{\"requests\": [{}]}}", vec!["{}"; MAX_BATCH].join(","));
+        let b: BatchRequest = serde_json::from_str(&full).unwrap();
+        assert_eq!(b.requests.len(), MAX_BATCH);
+        // One more, then bytes that are not JSON at all: the error is the limit,
+        // so parsing stopped before reaching them.
+        let over = format!(
+            "{{\"requests\": [{}, {{}}, this is not json",
+            vec!["{}"; MAX_BATCH].join(",")
+        );
+        let e = serde_json::from_str::<BatchRequest>(&over)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(BATCH_TOO_LARGE), "{e}");
+    }
 }

@@ -8,6 +8,7 @@ mod callbacks;
 mod cleartext;
 mod end_to_end;
 mod failover;
+mod hardening;
 mod helpers;
 mod lifecycle;
 mod lms_api;

@@ -689,3 +689,71 @@ fn key_pages_match_reference_images() {
         );
     }
 }
+
+/// A fence that holds for its first `n` checks, then says the lease is lost.
+struct LostAfter(std::sync::atomic::AtomicUsize);
+
+impl testamur_ws::fence::LeaseCheck for LostAfter {
+    fn still_held(&self) -> Result<(), String> {
+        use std::sync::atomic::Ordering;
+        let left = self.0.load(Ordering::SeqCst);
+        if left == 0 {
+            return Err("lease lost (test)".into());
+        }
+        self.0.store(left - 1, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+/// Item 8: once a job's lease may be lost, it writes and removes nothing: a
+/// late attempt neither overwrites the newer one's files nor brings a deleted
+/// certificate back, nor removes the version a regen replaces.
+#[test]
+fn a_job_that_lost_its_lease_writes_and_removes_nothing() {
+    let storage = tempfile::tempdir().unwrap();
+    let p = pipeline(&templates_dir(), storage.path());
+    let lost = |n| LostAfter(std::sync::atomic::AtomicUsize::new(n));
+    let j = job("Ana Lovelace", "Course", Some("classic"));
+
+    // Lost from the start: nothing at all.
+    let e = p.run_fenced(Action::Add, &j, &lost(0)).unwrap_err();
+    assert!(
+        e.reason.contains("stopped before touching storage"),
+        "{}",
+        e.reason
+    );
+    assert!(files_under(storage.path()).is_empty());
+
+    // Lost after the PDF: no signature, no page; and no clean-up either (the
+    // newer attempt writes these same paths).
+    let e = p.run_fenced(Action::Add, &j, &lost(1)).unwrap_err();
+    assert!(e.retryable);
+    let files = files_under(storage.path());
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert!(files[0].ends_with("Certificate.pdf"));
+
+    // Published in full; then a regen and a delete that lost their leases
+    // remove nothing of it.
+    p.run(Action::Add, &j).unwrap();
+    let published = files_under(storage.path());
+    assert_eq!(published.len(), 3, "{published:?}");
+    let mut regen = j.clone();
+    regen.previous = Some(testamur_common::wire::PublishedVersion {
+        download_uuid: j.download_uuid.clone().unwrap(),
+        verify_uuid: j.verify_uuid.clone().unwrap(),
+    });
+    regen.download_uuid = Some(PublicUuid::parse("0b0e6d0c-5a8c-4d43-9d51-5b0f3f2f9a11").unwrap());
+    regen.verify_uuid = Some(PublicUuid::parse("6c0d7e1a-2b3c-4d5e-8f90-a1b2c3d4e5f6").unwrap());
+    // Holds for the three new files, lost before the old version's removal.
+    assert!(p.run_fenced(Action::Regen, &regen, &lost(3)).is_err());
+    let after = files_under(storage.path());
+    for f in &published {
+        assert!(
+            after.contains(f),
+            "{f} was removed by a job without its lease"
+        );
+    }
+    let before_delete = files_under(storage.path());
+    assert!(p.run_fenced(Action::Delete, &j, &lost(0)).is_err());
+    assert_eq!(files_under(storage.path()).len(), before_delete.len());
+}

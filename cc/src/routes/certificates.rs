@@ -14,7 +14,7 @@ use testamur_common::state::{Action, CertState};
 use testamur_common::time_fmt::today_iso;
 use testamur_common::wire::{
     BatchRequest, BatchResponse, BatchResult, CertificateView, ErrorDetail, ListResponse,
-    SubmitRequest, SubmitResponse, MAX_BATCH,
+    SubmitRequest, SubmitResponse, BATCH_TOO_LARGE, MAX_BATCH,
 };
 
 use crate::app::AppState;
@@ -62,17 +62,18 @@ pub async fn batch(
     State(state): State<AppState>,
     caller: LmsCaller,
     headers: HeaderMap,
-    JsonBody(body): JsonBody<BatchRequest>,
+    body: Result<JsonBody<BatchRequest>, ApiError>,
 ) -> Result<Response, ApiError> {
-    if body.requests.len() > MAX_BATCH {
-        return Err(ApiError::invalid(
-            "requests",
-            format!(
-                "a batch holds at most {MAX_BATCH} requests, this one {}; split it",
-                body.requests.len()
-            ),
-        ));
-    }
+    let body = match body {
+        Ok(JsonBody(b)) => b,
+        Err(e) if e.message.contains(BATCH_TOO_LARGE) => {
+            return Err(ApiError::invalid(
+                "requests",
+                format!("a batch holds at most {MAX_BATCH} requests, this one more; split it"),
+            ))
+        }
+        Err(e) => return Err(e),
+    };
     let idem = idempotency(&headers, &caller, "batch:", &body.requests)?;
     if let Some((key, hash)) = &idem {
         match state.store.idem_begin(key, hash).await? {
