@@ -11,6 +11,7 @@
 //! - [`startup`]: opening Redis at start-up and for `--check`, with errors naming the key to fix.
 //! - [`reaper`]: re-queues jobs whose lease expired.
 //! - [`callbacks`]: delivers signed callbacks to LMSs, with retries and dead letters.
+//! - [`proxy`]: client addresses from trusted load balancers (PROXY v2, X-Forwarded-For).
 //! - [`ratelimit`]: failed credentials counted per address; 429 past a limit.
 //! - [`metrics`]: Prometheus counters, histograms and cluster gauges (`/metrics`).
 //! - [`dashboard`]: the operators' HTML page (`/dashboard`) and its login.
@@ -26,6 +27,7 @@ pub mod error;
 pub mod extract;
 pub mod limits;
 pub mod metrics;
+pub mod proxy;
 pub mod ratelimit;
 pub mod reaper;
 pub mod routes;

@@ -89,6 +89,22 @@ impl ConnLimits {
         })
     }
 
+    /// A permit counted only against the overall cap: a trusted proxy's
+    /// connection that names no client carries many clients.
+    pub fn admit_proxy(self: &Arc<Self>, proxy: IpAddr) -> Result<ConnPermit, Refused> {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        if open.0 >= self.max_total {
+            return Err(Refused::Total);
+        }
+        open.0 += 1;
+        let key = AddrKey::of(proxy);
+        *open.1.entry(key).or_insert(0) += 1;
+        Ok(ConnPermit {
+            limits: self.clone(),
+            key,
+        })
+    }
+
     /// Connections open now (overall).
     pub fn open(&self) -> usize {
         self.open.lock().unwrap_or_else(|p| p.into_inner()).0

@@ -4,9 +4,12 @@
 //! Every connection holds a place under the caps of [`crate::limits`] (overall and
 //! per address) from accept to close; the TLS handshake, a request's head and its
 //! body each have to arrive within `limits.request_timeout`, so a client that
-//! trickles bytes is cut off instead of holding a place for ever.
+//! trickles bytes is cut off instead of holding a place for ever. Behind a trusted
+//! load balancer the client is the one its PROXY v2 header (or `X-Forwarded-For`)
+//! names ([`crate::proxy`]).
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,6 +23,7 @@ use tower::ServiceExt;
 
 use crate::app::PeerAddr;
 use crate::limits::{ConnLimits, DeadlineBody, Refused};
+use crate::proxy;
 
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
 
@@ -34,6 +38,7 @@ pub async fn serve(
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let caps = ConnLimits::new(limits.max_connections, limits.max_connections_per_ip);
     let timeout = limits.request_timeout;
+    let proxies = Arc::new(limits.trusted_proxies.clone());
     tokio::pin!(shutdown);
     loop {
         let (tcp, peer) = tokio::select! {
@@ -48,21 +53,52 @@ pub async fn serve(
             },
             _ = &mut shutdown => break,
         };
-        let permit = match caps.admit(peer.ip()) {
-            Ok(p) => p,
-            Err(why) => {
-                crate::metrics::metrics().connections_refused(&why);
-                tracing::debug!(%peer, ?why, "connection refused: too many open connections");
-                drop(tcp);
-                continue;
+        let trusted = proxy::is_trusted(&proxies, peer.ip());
+        // Anyone else is counted at once, before a byte is read.
+        let early = if trusted {
+            None
+        } else {
+            match caps.admit(peer.ip()) {
+                Ok(p) => Some(p),
+                Err(why) => {
+                    refused(&why, peer);
+                    drop(tcp);
+                    continue;
+                }
             }
         };
         let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
         let app = app.clone();
         let watcher = graceful.watcher();
+        let caps = caps.clone();
         tokio::spawn(async move {
-            let _permit = permit;
+            let mut tcp = tcp;
+            // A trusted proxy's connection: the client it names (PROXY v2), and its
+            // place under the caps of that client.
+            let (client, _permit, via_proxy) = match early {
+                Some(p) => (peer, p, false),
+                None => {
+                    let named = match proxy::read_header(&mut tcp, timeout).await {
+                        Ok(named) => named,
+                        Err(e) => {
+                            tracing::debug!(%peer, error = %e, "bad PROXY header from a trusted proxy");
+                            return;
+                        }
+                    };
+                    let admitted = match named {
+                        Some(c) => caps.admit(c.ip()).map(|p| (c, p)),
+                        None => caps.admit_proxy(peer.ip()).map(|p| (peer, p)),
+                    };
+                    match admitted {
+                        Ok((c, p)) => (c, p, named.is_none()),
+                        Err(why) => {
+                            refused(&why, named.unwrap_or(peer));
+                            return;
+                        }
+                    }
+                }
+            };
             let tls = match tokio::time::timeout(timeout, acceptor.accept(tcp)).await {
                 Ok(Ok(tls)) => tls,
                 Ok(Err(e)) => {
@@ -80,7 +116,16 @@ pub async fn serve(
                     parts,
                     axum::body::Body::new(DeadlineBody::new(body, timeout)),
                 );
-                req.extensions_mut().insert(PeerAddr(peer));
+                // A trusted proxy that sent no PROXY header may name the client
+                // in X-Forwarded-For (nginx); nobody else can.
+                let addr = match via_proxy
+                    .then(|| proxy::forwarded_for(req.headers()))
+                    .flatten()
+                {
+                    Some(ip) => SocketAddr::new(ip, 0),
+                    None => client,
+                };
+                req.extensions_mut().insert(PeerAddr(addr));
                 app.clone().oneshot(req)
             });
             let conn = hyper::server::conn::http1::Builder::new()
@@ -101,6 +146,11 @@ pub async fn serve(
     {
         tracing::warn!("some connections did not finish within {SHUTDOWN_GRACE:?}; closing them");
     }
+}
+
+fn refused(why: &Refused, peer: SocketAddr) {
+    crate::metrics::metrics().connections_refused(why);
+    tracing::debug!(%peer, ?why, "connection refused: too many open connections");
 }
 
 impl crate::metrics::Metrics {

@@ -111,6 +111,8 @@ struct LimitsFile {
     max_connections_per_ip: usize,
     #[serde(default = "default_request_timeout")]
     request_timeout_s: u64,
+    #[serde(default)]
+    trusted_proxies: Vec<String>,
 }
 
 impl Default for LimitsFile {
@@ -119,6 +121,7 @@ impl Default for LimitsFile {
             max_connections: default_max_connections(),
             max_connections_per_ip: default_max_connections_per_ip(),
             request_timeout_s: default_request_timeout(),
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -143,6 +146,8 @@ pub struct LimitsConfig {
     /// A request's head and body must have arrived within this time of its first
     /// byte (and the TLS handshake within this time of the connection).
     pub request_timeout: Duration,
+    /// Load balancers whose PROXY v2 header or `X-Forwarded-For` names the client.
+    pub trusted_proxies: Vec<crate::cidr::Cidr>,
 }
 
 impl Default for LimitsConfig {
@@ -152,6 +157,7 @@ impl Default for LimitsConfig {
             max_connections: default_max_connections(),
             max_connections_per_ip: default_max_connections_per_ip(),
             request_timeout: Duration::from_secs(default_request_timeout()),
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -462,10 +468,19 @@ impl CcConfig {
                 "must be between 1 and 3600 seconds",
             ));
         }
+        let mut trusted_proxies = Vec::new();
+        for (i, p) in lim.trusted_proxies.iter().enumerate() {
+            trusted_proxies.push(
+                crate::cidr::Cidr::parse(p).map_err(|e| {
+                    ConfigError::key(file, &format!("limits.trusted_proxies[{i}]"), e)
+                })?,
+            );
+        }
         let limits = LimitsConfig {
             max_connections: lim.max_connections,
             max_connections_per_ip: lim.max_connections_per_ip,
             request_timeout: Duration::from_secs(lim.request_timeout_s),
+            trusted_proxies,
         };
         let cc_pass = secret(file, "cc_pass", &base, &raw.cc_pass)?;
         if cc_pass.expose().len() < 16 {

@@ -18,6 +18,7 @@
 //! Architecture invariant: this crate knows nothing about axum, Redis or PDFs.
 
 pub mod catalog;
+pub mod cidr;
 pub mod config;
 pub mod html;
 pub mod ids;

@@ -689,3 +689,70 @@ async fn a_cc_with_a_skewed_clock_does_not_expire_live_leases() {
         "the skewed CC ({date:?}) expired a live lease: {body}"
     );
 }
+
+/// One request through a fake load balancer at `from` (a loopback address): a
+/// PROXY v2 header naming `client` (when given), then TLS and a GET of
+/// /v1/status with `key`. The HTTP status, or None when the CC would not talk.
+async fn status_via(c: &TestCluster, from: &str, client: Option<&str>, key: &str) -> Option<u16> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let port: u16 = c.info.cc_url.rsplit(':').next().unwrap().parse().unwrap();
+    let server: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.bind(format!("{from}:0").parse().unwrap()).unwrap();
+    let mut tcp = sock.connect(server).await.ok()?;
+    if let Some(client) = client {
+        let h = testamur_cc::proxy::header_v2(client.parse().unwrap(), server);
+        tcp.write_all(&h).await.ok()?;
+    }
+    let tls = std::sync::Arc::new(testamur_common::tls::client_config(&c.info.ca_cert).unwrap());
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut s = tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio_rustls::TlsConnector::from(tls).connect(name, tcp),
+    )
+    .await
+    .ok()?
+    .ok()?;
+    let req = format!("GET /v1/status HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {key}\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.ok()?;
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
+    let text = String::from_utf8_lossy(&out);
+    text.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Items 14 and 24: behind a trusted load balancer that sends the PROXY protocol
+/// v2 (HAProxy `send-proxy-v2`), the rate limits count the client it names, so
+/// one bad client does not get everyone behind the balancer 429s; an address not
+/// in `trusted_proxies` cannot name a client at all.
+#[tokio::test(flavor = "multi_thread")]
+async fn behind_a_trusted_proxy_limits_count_the_client_it_names() {
+    let c = cluster(|s| {
+        s.workservers = 0;
+        s.cc_extra = "[limits]\ntrusted_proxies = [\"127.0.0.3\"]\n".into();
+    })
+    .await;
+    let bad = "not-a-key-0123456789";
+    let mut codes = Vec::new();
+    for _ in 0..12 {
+        codes.push(status_via(&c, "127.0.0.3", Some("203.0.113.7:5000"), bad).await);
+    }
+    assert_eq!(&codes[10..], &[Some(429), Some(429)], "{codes:?}");
+    // Another client behind the same balancer is not punished for it.
+    assert_eq!(
+        status_via(&c, "127.0.0.3", Some("203.0.113.8:5000"), bad).await,
+        Some(401)
+    );
+    let good = c.info.operator_api_key.clone();
+    assert_eq!(
+        status_via(&c, "127.0.0.3", Some("203.0.113.7:5001"), &good).await,
+        Some(200)
+    );
+    // The balancer's own connections without a header (health checks) still work.
+    assert_eq!(status_via(&c, "127.0.0.3", None, &good).await, Some(200));
+    // Not a trusted proxy: a PROXY header is not understood (the TLS handshake fails).
+    assert_eq!(
+        status_via(&c, "127.0.0.4", Some("203.0.113.9:5000"), &good).await,
+        None
+    );
+}

@@ -5,6 +5,7 @@
 mod bad_input;
 mod browser;
 mod callbacks;
+mod chaos;
 mod cleartext;
 mod end_to_end;
 mod failover;
