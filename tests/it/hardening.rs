@@ -756,3 +756,120 @@ async fn behind_a_trusted_proxy_limits_count_the_client_it_names() {
         None
     );
 }
+
+/// Item 13: a batch that failed half-way (Redis refused the second chunk: 503)
+/// and is retried with the same Idempotency-Key never queues again what the
+/// first attempt queued, even after those jobs have finished.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_batch_retried_after_a_503_half_way_queues_nothing_twice() {
+    const N: usize = 1000;
+    let c = cluster(|s| {
+        s.workservers = 1;
+        s.ws_capacity = 4;
+    })
+    .await;
+    let lms = c.lms().unwrap();
+    let op = c.operator().unwrap();
+    let reqs: Vec<_> = (0..N)
+        .map(|i| {
+            let mut r = sample_request(i);
+            r.username = Some(format!("half{i:04}"));
+            r
+        })
+        .collect();
+    let ids: Vec<_> = lms
+        .submit_batch(&reqs)
+        .await
+        .unwrap()
+        .unwrap()
+        .results
+        .into_iter()
+        .map(|r| match r {
+            testamur_common::wire::BatchResult::Accepted(a) => a.cert_id,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_all_downloadable(&c, &ids).await;
+    let regens: Vec<_> = reqs
+        .iter()
+        .map(|r| {
+            let mut r = r.clone();
+            r.action = Some("regen".into());
+            r
+        })
+        .collect();
+    let requested = |cert: &testamur_common::wire::CertificateView| {
+        cert.history
+            .as_ref()
+            .unwrap()
+            .iter()
+            .filter(|h| h.detail.as_deref() == Some("regen requested"))
+            .count()
+    };
+    let wait_idle = || async {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let s = op.status().await.unwrap().unwrap();
+            if s.queue_depth == 0 && s.leased == 0 {
+                return;
+            }
+            assert!(Instant::now() < deadline, "the queue did not drain");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    // Room in Redis for the first chunk of 500 (its arguments and its writes),
+    // not for the second: grow the room until the first attempt fails half-way.
+    let mut queued_first = 0;
+    for room in (1..=12).map(|k| k * 300_000u64) {
+        let info = c.redis.cli(&["INFO", "memory"]).unwrap();
+        let used: u64 = info
+            .lines()
+            .find_map(|l| l.strip_prefix("used_memory:"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        c.redis
+            .cli(&["CONFIG", "SET", "maxmemory", &(used + room).to_string()])
+            .unwrap();
+        let first = lms
+            .submit_batch_with_key(&regens, Some("half-way"))
+            .await
+            .unwrap();
+        c.redis.cli(&["CONFIG", "SET", "maxmemory", "0"]).unwrap();
+        let failure = first.expect_err("the whole batch fitted: no failure half-way");
+        assert_eq!(failure.status, 503, "{failure:?}");
+        for id in &ids {
+            queued_first += requested(&lms.certificate(id.as_str()).await.unwrap().unwrap());
+        }
+        if queued_first > 0 {
+            break;
+        }
+    }
+    assert!(
+        queued_first > 0 && queued_first < N,
+        "the first attempt queued {queued_first}"
+    );
+    // What the first attempt queued has finished by the time the client retries.
+    wait_idle().await;
+    let again = lms
+        .submit_batch_with_key(&regens, Some("half-way"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(again
+        .results
+        .iter()
+        .all(|r| matches!(r, testamur_common::wire::BatchResult::Accepted(_))));
+    wait_idle().await;
+    for id in &ids {
+        let cert = lms.certificate(id.as_str()).await.unwrap().unwrap();
+        assert_eq!(
+            requested(&cert),
+            1,
+            "{id} was regenerated {} times",
+            requested(&cert)
+        );
+        assert_eq!(cert.state, CertState::Downloadable);
+    }
+}

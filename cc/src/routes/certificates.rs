@@ -23,6 +23,11 @@ use crate::error::ApiError;
 use crate::extract::{parse_value, JsonBody, LmsCaller};
 use crate::store::{IdemBegin, ListIndex, NewJob, SubmitOutcome};
 
+/// How long the per-request answers inside a batch with an Idempotency-Key are
+/// kept: long enough for a client to retry a batch that failed half-way (the
+/// batch's whole answer is kept 24 h once it is complete).
+const BATCH_ITEM_TTL: std::time::Duration = std::time::Duration::from_secs(3600);
+
 /// The header that makes a submission safe to retry.
 const IDEMPOTENCY_KEY: &str = "idempotency-key";
 
@@ -100,7 +105,13 @@ pub async fn batch(
             }
         }
     }
-    let answer = queue_batch(&state, &caller, body).await;
+    let answer = queue_batch(
+        &state,
+        &caller,
+        body,
+        idem.as_ref().map(|(k, _)| k.as_str()),
+    )
+    .await;
     match (&idem, &answer) {
         (Some((key, _)), Ok(json)) => state.store.idem_finish(key, json).await?,
         // Nothing (or not all) was queued: let a retry with the key run again.
@@ -119,11 +130,16 @@ pub async fn batch(
         .into_response())
 }
 
-/// Check and queue a batch; the answer's JSON.
+/// Check and queue a batch; the answer's JSON. With the batch's Idempotency-Key
+/// (`idem`), every request of it gets a key of its own (`{key}:{index}`, kept
+/// [`BATCH_ITEM_TTL`]), stored by the same script that queues it: a retry after
+/// a failure half-way (a 503) answers what was queued from the first attempt
+/// instead of queueing it again.
 async fn queue_batch(
     state: &AppState,
     caller: &LmsCaller,
     body: BatchRequest,
+    idem: Option<&str>,
 ) -> Result<String, ApiError> {
     let catalog = state.catalog.get(&state.store).await?;
     let policy = CallbackPolicy::from_config(&state.config.callbacks);
@@ -131,10 +147,18 @@ async fn queue_batch(
     let mut jobs = Vec::new();
     let mut slots = Vec::new();
     for (i, item) in body.requests.into_iter().enumerate() {
+        let item_idem = idem.map(|key| {
+            let canonical = serde_json::to_vec(&item).unwrap_or_default();
+            (
+                format!("{key}:{i}"),
+                hex::encode(Sha256::digest(&canonical)),
+            )
+        });
         let prepared = parse_value::<SubmitRequest>(item)
             .and_then(|req| prepare(req, catalog.as_deref(), &policy, caller));
         match prepared {
-            Ok(job) => {
+            Ok(mut job) => {
+                job.idempotency = item_idem;
                 slots.push((i, job.cert_id.clone(), job.action));
                 jobs.push(job);
                 results.push(None);
@@ -142,7 +166,11 @@ async fn queue_batch(
             Err(e) => results.push(Some(rejected(e))),
         }
     }
-    let outcomes = state.store.submit_many(jobs).await?;
+    let ttl = match idem {
+        Some(_) => BATCH_ITEM_TTL,
+        None => crate::store::IDEMPOTENCY_TTL,
+    };
+    let outcomes = state.store.submit_many(jobs, ttl).await?;
     let mut queued = 0usize;
     for ((i, cert_id, action), outcome) in slots.into_iter().zip(outcomes) {
         results[i] = Some(match answer(cert_id, action, outcome, state) {

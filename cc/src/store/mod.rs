@@ -297,7 +297,7 @@ impl Store {
     }
 
     pub async fn submit(&self, job: NewJob) -> Result<SubmitOutcome> {
-        self.submit_many(vec![job])
+        self.submit_many(vec![job], IDEMPOTENCY_TTL)
             .await?
             .pop()
             .ok_or_else(|| StoreError::Corrupt("submit script answered nothing".into()))
@@ -305,13 +305,18 @@ impl Store {
 
     /// Queue many requests in few round trips (chunks of 500 per script call, in
     /// order: a later request for the same certificate sees the earlier one).
-    pub async fn submit_many(&self, jobs: Vec<NewJob>) -> Result<Vec<SubmitOutcome>> {
+    /// `idem_ttl`: how long the answers of requests with an idempotency key are kept.
+    pub async fn submit_many(
+        &self,
+        jobs: Vec<NewJob>,
+        idem_ttl: Duration,
+    ) -> Result<Vec<SubmitOutcome>> {
         let now = now_ms();
         let at = rfc3339_ms(now);
         let mut out = Vec::with_capacity(jobs.len());
         for chunk in jobs.chunks(SUBMIT_CHUNK) {
             let mut inv = self.scripts.submit.prepare_invoke();
-            inv.arg(P).arg(now).arg(&at).arg(IDEMPOTENCY_TTL.as_secs());
+            inv.arg(P).arg(now).arg(&at).arg(idem_ttl.as_secs());
             for job in chunk {
                 let allowed: Vec<&str> = job
                     .action
