@@ -873,3 +873,33 @@ async fn a_batch_retried_after_a_503_half_way_queues_nothing_twice() {
         assert_eq!(cert.state, CertState::Downloadable);
     }
 }
+
+/// Item 11: a certificate's history is capped (its first entry and the newest
+/// 199), however often its job fails and is retried.
+#[tokio::test(flavor = "multi_thread")]
+async fn certificate_history_is_capped() {
+    let c = cluster(|s| {
+        s.workservers = 0;
+        s.max_attempts = 1000;
+    })
+    .await;
+    let lms = c.lms().unwrap();
+    let id = lms.submit(&sample_request(5)).await.unwrap().unwrap().cert_id;
+    let (_, token) = register_manual_ws(&c, "flaky", 1).await;
+    for i in 0..230 {
+        let jobs = lease_jobs(&c, &token, 1, 2000).await;
+        let lease = jobs[0]["lease_id"].as_str().unwrap();
+        let (st, _) = post(
+            &c,
+            &format!("/v1/leases/{lease}/fail"),
+            &token,
+            json!({"error_reason": format!("flaky {i}"), "retryable": true}),
+        )
+        .await;
+        assert_eq!(st, 200);
+    }
+    let hist = lms.certificate(id.as_str()).await.unwrap().unwrap().history.unwrap();
+    assert_eq!(hist.len(), 200);
+    assert_eq!(hist[0].detail.as_deref(), Some("add requested"));
+    assert!(hist[199].detail.as_deref().unwrap().contains("flaky 229"), "{:?}", hist[199]);
+}

@@ -17,7 +17,11 @@ end
 local function history(P, cid, state, at, detail)
   local e = {state = state, at = at}
   if detail and detail ~= '' then e.detail = detail end
-  redis.call('RPUSH', P .. 'cert:' .. cid .. ':hist', cjson.encode(e))
+  local hk = P .. 'cert:' .. cid .. ':hist'
+  -- Capped: the first entry (how the certificate began) and the newest 199.
+  if redis.call('RPUSH', hk, cjson.encode(e)) > 200 then
+    redis.call('LREM', hk, 1, redis.call('LINDEX', hk, 1))
+  end
 end
 
 -- Count the certificate in its new state (status counters and the per-state
