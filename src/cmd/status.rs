@@ -34,6 +34,9 @@ pub async fn run(a: TargetArgs) -> anyhow::Result<ExitCode> {
             if w.draining { " draining" } else { "" },
             w.last_heartbeat
         );
+        if let Some(conflict) = &w.name_conflict {
+            println!("    NAME CONFLICT: {conflict}");
+        }
     }
     println!(
         "callbacks: {} waiting for delivery, {} dead letters{}",

@@ -198,10 +198,11 @@ pub fn dashboard(s: &StatusResponse, dead: &[DeadLetter], now: &str) -> String {
         h.push_str("<tr><td colspan=\"9\" class=\"mute\">no workserver registered</td></tr>");
     }
     for w in &s.workservers {
-        let (cls, state) = match (w.alive, w.draining) {
-            (true, true) => ("draining", "draining"),
-            (true, false) => ("alive", "alive"),
-            (false, _) => ("dead", "not heard from"),
+        let (cls, state) = match (w.alive, w.draining, &w.name_conflict) {
+            (_, _, Some(_)) => ("dead", "name conflict"),
+            (true, true, _) => ("draining", "draining"),
+            (true, false, _) => ("alive", "alive"),
+            (false, _, _) => ("dead", "not heard from"),
         };
         let _ = write!(
             h,
