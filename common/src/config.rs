@@ -170,6 +170,8 @@ struct CallbacksFile {
     #[serde(default = "default_cb_concurrency")]
     concurrency: usize,
     #[serde(default)]
+    per_host_concurrency: Option<usize>,
+    #[serde(default)]
     allow_http: bool,
     #[serde(default)]
     allow_private_addresses: bool,
@@ -185,6 +187,7 @@ impl Default for CallbacksFile {
             retry_max_s: default_cb_max_s(),
             timeout_s: default_cb_timeout(),
             concurrency: default_cb_concurrency(),
+            per_host_concurrency: None,
             allow_http: false,
             allow_private_addresses: false,
             ssl_ca_certs: None,
@@ -207,6 +210,8 @@ fn default_cb_timeout() -> u64 {
 fn default_cb_concurrency() -> usize {
     32
 }
+/// Default of `callbacks.per_host_concurrency` (at most `concurrency`).
+pub const DEFAULT_CB_PER_HOST: usize = 4;
 fn default_batch_body_limit() -> usize {
     16 * 1024 * 1024
 }
@@ -223,6 +228,10 @@ pub struct CallbacksConfig {
     pub timeout: Duration,
     /// Deliveries in flight at once per CC.
     pub concurrency: usize,
+    /// Deliveries in flight at once per CC to one destination host (the URL's
+    /// host name or address, any port), so one slow or stalling LMS cannot hold
+    /// every slot; at most `concurrency`.
+    pub per_host_concurrency: usize,
     /// Accept `http://` callback URLs (default: https only).
     pub allow_http: bool,
     /// Accept callback URLs on loopback, private, link-local and other
@@ -415,6 +424,20 @@ impl CcConfig {
                 "must be at least 1",
             ));
         }
+        let per_host_concurrency = match cb.per_host_concurrency {
+            None => DEFAULT_CB_PER_HOST.min(cb.concurrency),
+            Some(n) if n == 0 || n > cb.concurrency => {
+                return Err(ConfigError::key(
+                    file,
+                    "callbacks.per_host_concurrency",
+                    format!(
+                        "must be at least 1 and at most callbacks.concurrency ({})",
+                        cb.concurrency
+                    ),
+                ))
+            }
+            Some(n) => n,
+        };
         if raw.max_batch_body_bytes < raw.max_body_bytes {
             return Err(ConfigError::key(
                 file,
@@ -428,6 +451,7 @@ impl CcConfig {
             retry_max: Duration::from_secs(cb.retry_max_s),
             timeout: Duration::from_secs(cb.timeout_s),
             concurrency: cb.concurrency,
+            per_host_concurrency,
             allow_http: cb.allow_http,
             allow_private_addresses: cb.allow_private_addresses,
             ssl_ca_certs: cb
@@ -851,6 +875,8 @@ mod tests {
             ("[callbacks]\nretry_base_ms = 5000\nretry_max_s = 1\n", "`callbacks.retry_base_ms`"),
             ("[callbacks]\nssl_ca_certs = \"nope.pem\"\n", "`callbacks.ssl_ca_certs`"),
             ("[callbacks]\nallow_htp = true\n", "allow_htp"),
+            ("[callbacks]\nper_host_concurrency = 0\n", "`callbacks.per_host_concurrency`"),
+            ("[callbacks]\nconcurrency = 8\nper_host_concurrency = 9\n", "`callbacks.per_host_concurrency`"),
             ("[[api_keys]]\nname = \"l\"\nrole = \"lms\"\nkey = \"0123456789abcdef0\"\ncallback_secret = \"short\"\n", "`api_keys[0].callback_secret`"),
         ] {
             let f = write(&d, "cc4.conf", &format!("{base}{extra}"));
@@ -871,6 +897,20 @@ mod tests {
             "without a callback_secret, the key itself signs"
         );
         assert!(!c.callbacks.allow_http && !c.callbacks.allow_private_addresses);
+        assert_eq!(
+            (c.callbacks.concurrency, c.callbacks.per_host_concurrency),
+            (32, DEFAULT_CB_PER_HOST)
+        );
+        let f = write(
+            &d,
+            "cc6.conf",
+            &format!("{base}[callbacks]\nconcurrency = 2\n"),
+        );
+        let c = CcConfig::load(&f).unwrap();
+        assert_eq!(
+            c.callbacks.per_host_concurrency, 2,
+            "the default never exceeds concurrency"
+        );
     }
 
     #[test]

@@ -21,7 +21,7 @@ use crate::app::AppState;
 use crate::callbacks::policy::CallbackPolicy;
 use crate::error::ApiError;
 use crate::extract::{parse_value, JsonBody, LmsCaller};
-use crate::store::{IdemBegin, ListIndex, NewJob, SubmitOutcome};
+use crate::store::{CallbackTarget, IdemBegin, ListIndex, NewJob, SubmitOutcome};
 
 /// The header that makes a submission safe to retry.
 const IDEMPOTENCY_KEY: &str = "idempotency-key";
@@ -185,11 +185,14 @@ fn prepare(
     caller: &LmsCaller,
 ) -> Result<NewJob, ApiError> {
     let mut req = CertRequest::parse(body).map_err(|e| ApiError::invalid(e.field, e.message))?;
-    if let Some(url) = &req.callback_url {
-        policy
-            .check(url)
-            .map_err(|m| ApiError::invalid("callback_url", m))?;
-    }
+    let callback_host = match &req.callback_url {
+        Some(url) => Some(crate::callbacks::hosts::host_key(
+            &policy
+                .check(url)
+                .map_err(|m| ApiError::invalid("callback_url", m))?,
+        )),
+        None => None,
+    };
     if req.action.renders() {
         // Reject what no workserver could draw now, not as a failed job later; and
         // pin the template so that retries and regenerations render the same way.
@@ -249,7 +252,11 @@ fn prepare(
             .renders()
             .then(|| (PublicUuid::generate(), PublicUuid::generate())),
         fields,
-        callback: req.callback_url.map(|u| (u, caller.key_name.clone())),
+        callback: req.callback_url.map(|url| CallbackTarget {
+            url,
+            key_name: caller.key_name.clone(),
+            host: callback_host.unwrap_or_default(),
+        }),
         idempotency: None,
     })
 }

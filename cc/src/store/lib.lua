@@ -34,11 +34,14 @@ end
 -- A certificate reached a final state through job `jid`: when its request named a
 -- callback_url, schedule the callback (its id is the job id) with what the
 -- certificate now says.
-local function queue_callback(P, jid, url, key, cid, action, state, now_ms, at)
+-- `host` names the destination for the per-host delivery limit (jobs queued before
+-- it was recorded have none: their URL stands in for it).
+local function queue_callback(P, jid, url, key, host, cid, action, state, now_ms, at)
   if not url or url == '' then return end
   local ck = P .. 'cert:' .. cid
   local cb = P .. 'cb:' .. jid
-  redis.call('HSET', cb, 'callback_id', jid, 'url', url, 'key', key or '', 'cert_id', cid,
+  if not host or host == '' then host = url end
+  redis.call('HSET', cb, 'callback_id', jid, 'url', url, 'key', key or '', 'host', host, 'cert_id', cid,
     'course_id', hget(ck, 'course_id') or '', 'username', hget(ck, 'username') or '',
     'action', action, 'state', state, 'at', at, 'attempts', 0, 'created_at', now_ms)
   for _, f in ipairs({'download_url', 'verify_url', 'download_uuid', 'verify_uuid', 'error_reason'}) do
@@ -83,12 +86,13 @@ local function attempt_failed(P, jid, reason, retryable, max_attempts, now_ms, a
     return 'requeued'
   end
   local action, cb_url, cb_key = hget(jk, 'action'), hget(jk, 'callback_url'), hget(jk, 'callback_key')
+  local cb_host = hget(jk, 'callback_host')
   redis.call('DEL', jk)
   redis.call('HSET', ck, 'state', 'error', 'error_reason', reason, 'updated_at', at)
   redis.call('HDEL', ck, 'job_id')
   history(P, cid, 'error', at, reason)
   move_state(P, cid, state, 'error')
-  queue_callback(P, jid, cb_url, cb_key, cid, action, 'error', now_ms, at)
+  queue_callback(P, jid, cb_url, cb_key, cb_host, cid, action, 'error', now_ms, at)
   return 'error'
 end
 

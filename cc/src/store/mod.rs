@@ -26,8 +26,12 @@
 //!   and answer, kept 24 h; `idem:batch:{api key name}:{sha256(key)}` the same for a
 //!   batch (state pending for 5 min while it is queued, then its whole answer)
 //! - `callbacks` sorted set callback id (= job id) -> when its next delivery is due (ms);
-//!   `cb:{id}` hash: the callback's URL, API key name, payload fields, attempts, claim;
-//!   `callbacks:dead` sorted set id -> when it became a dead letter
+//!   `cb:{id}` hash: the callback's URL, destination host, API key name, payload
+//!   fields, attempts, claim; `callbacks:dead` sorted set id -> when it became a dead
+//!   letter; `callbacks:waiting` set of hosts with callbacks parked in
+//!   `callbacks:wait:{host}` (sorted set id -> when it was due): due callbacks whose
+//!   host had all its delivery slots (`per_host_concurrency`) busy on the claiming CC,
+//!   out of the schedule until a CC has room for that host
 //!
 //! Architecture invariant: every change that touches more than one key is one Lua
 //! script, so a CC dying between two commands cannot leave a half-made change, and
@@ -40,7 +44,7 @@ mod listing;
 mod scripts;
 mod sessions;
 
-pub use callbacks::{CallbackAttempt, ClaimedCallback};
+pub use callbacks::{CallbackAttempt, Claim, ClaimedCallback};
 pub use idempotency::IdemBegin;
 pub use listing::ListIndex;
 
@@ -174,12 +178,22 @@ pub struct NewJob {
     pub new_uuids: Option<(PublicUuid, PublicUuid)>,
     /// Certificate fields to set (empty value = remove). Not used for delete.
     pub fields: Vec<(&'static str, String)>,
-    /// Where to POST the outcome, and the name of the API key whose callback
-    /// secret signs it.
-    pub callback: Option<(String, String)>,
+    /// Where to POST the outcome.
+    pub callback: Option<CallbackTarget>,
     /// `idem:` key suffix (API key name and hash of the Idempotency-Key) and the
     /// hash of the request it came with.
     pub idempotency: Option<(String, String)>,
+}
+
+/// Where a job's callback goes.
+#[derive(Debug, Clone)]
+pub struct CallbackTarget {
+    pub url: String,
+    /// The API key whose callback secret signs it.
+    pub key_name: String,
+    /// The destination host, as `crate::callbacks::host_key` names it: deliveries
+    /// in flight are limited per host.
+    pub host: String,
 }
 
 #[derive(Debug)]
@@ -323,9 +337,9 @@ impl Store {
                     Some((d, v)) => (d.as_str(), v.as_str()),
                     None => ("", ""),
                 };
-                let (cb_url, cb_key) = match &job.callback {
-                    Some((u, k)) => (u.as_str(), k.as_str()),
-                    None => ("", ""),
+                let (cb_url, cb_key, cb_host) = match &job.callback {
+                    Some(t) => (t.url.as_str(), t.key_name.as_str(), t.host.as_str()),
+                    None => ("", "", ""),
                 };
                 let (ikey, ihash) = match &job.idempotency {
                     Some((k, h)) => (k.as_str(), h.as_str()),
@@ -345,6 +359,7 @@ impl Store {
                     .arg(vu)
                     .arg(cb_url)
                     .arg(cb_key)
+                    .arg(cb_host)
                     .arg(ikey)
                     .arg(ihash)
                     .arg(job.fields.len());
@@ -869,6 +884,7 @@ impl Store {
             }
             None => None,
         };
+        let callbacks_pending = callbacks_pending + self.callbacks_parked().await?;
         let mut state_counts: BTreeMap<String, i64> = CertState::ALL
             .iter()
             .map(|s| (s.as_str().to_owned(), 0))
