@@ -212,6 +212,7 @@ fn claimed(h: HashMap<String, String>, token: String) -> Result<ClaimedCallback>
             download_uuid: get("download_uuid"),
             verify_uuid: get("verify_uuid"),
             error_reason: get("error_reason"),
+            error_code: get("error_code"),
             callback_id: req("callback_id")?,
             at: get("at").unwrap_or_default(),
         },

@@ -55,7 +55,7 @@ else
   end
 end
 redis.call('HSET', ck, 'state', target, 'updated_at', at)
-redis.call('HDEL', ck, 'job_id', 'error_reason')
+redis.call('HDEL', ck, 'job_id', 'error_reason', 'error_code', 'error_detail')
 history(P, cid, target, at, detail)
 move_state(P, cid, cur, target)
 queue_callback(P, jid, cb_url, cb_key, cb_host, cid, action, target, now_ms, at)

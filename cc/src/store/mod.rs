@@ -2,7 +2,9 @@
 //! Lua scripts, and is the only code that talks to Redis.
 //!
 //! Key schema (every key starts with the prefix `tm:`):
-//! - `cert:{cert_id}` hash: the certificate (state, learner data, published uuids/urls)
+//! - `cert:{cert_id}` hash: the certificate (state, learner data, published uuids/urls;
+//!   in `error`: `error_reason` and `error_code` for the LMS, `error_detail` for
+//!   operators, see common/src/failure.rs)
 //! - `cert:{cert_id}:hist` list of JSON history entries
 //! - `cert:{cert_id}:versions` set of every verify uuid the certificate was published under
 //! - `verify:{verify_uuid}` hash: the public verification record of one published version
@@ -53,6 +55,7 @@ use std::time::Duration;
 
 use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, Value};
+use testamur_common::failure::FailCode;
 use testamur_common::ids::{CertId, CourseId, JobId, LeaseId, PublicUuid, Username, WsId, WsName};
 use testamur_common::state::{Action, CertState};
 use testamur_common::time_fmt::{now_ms, rfc3339_ms};
@@ -529,11 +532,16 @@ impl Store {
         }
     }
 
+    /// A workserver's failed attempt: `detail` for operators (recent errors),
+    /// `public` and `code` for the LMS.
+    #[allow(clippy::too_many_arguments)]
     pub async fn fail(
         &self,
         lease: &LeaseId,
         ws: &WsId,
-        reason: &str,
+        detail: &str,
+        public: &str,
+        code: FailCode,
         retryable: bool,
         max_attempts: u32,
     ) -> Result<Fenced<FailOutcome>> {
@@ -546,7 +554,9 @@ impl Store {
             .arg(lease.job_id().as_str())
             .arg(lease.as_str())
             .arg(ws.as_str())
-            .arg(reason)
+            .arg(detail)
+            .arg(public)
+            .arg(code.as_str())
             .arg(if retryable { "1" } else { "0" })
             .arg(max_attempts)
             .arg(now)
@@ -577,6 +587,7 @@ impl Store {
             .arg(500)
             .arg(dead_after.as_millis() as u64)
             .arg(FORGET_WORKSERVER.as_millis() as u64)
+            .arg(FailCode::WorkserverLost.message())
             .invoke_async(&mut self.conn.clone())
             .await?;
         Ok(n)
@@ -600,6 +611,7 @@ impl Store {
             .arg(r.peer)
             .arg(r.max_attempts)
             .arg(r.alive_within.as_millis() as u64)
+            .arg(FailCode::WorkserverLost.message())
             .invoke_async(&mut self.conn.clone())
             .await?;
         match reply.first().map(String::as_str) {
@@ -1050,6 +1062,7 @@ fn cert_view(
         verify_uuid: uuid("verify_uuid")?,
         sha256: get("sha256"),
         error_reason: get("error_reason"),
+        error_code: get("error_code"),
         attempts: get("attempts").and_then(|a| a.parse().ok()).unwrap_or(0),
         updated_at: get("updated_at").unwrap_or_default(),
         history,

@@ -41,7 +41,7 @@ local function submit_one(cid, jid, action, pending, allowed, allowed_absent, du
     end
   end
   redis.call('HSET', ck, 'cert_id', cid, 'state', pending, 'updated_at', at, 'job_id', jid, 'attempts', 0)
-  redis.call('HDEL', ck, 'error_reason')
+  redis.call('HDEL', ck, 'error_reason', 'error_code', 'error_detail')
   if cur == nil then
     -- Listing indexes (GET /v1/certificates): every certificate, and per course.
     redis.call('ZADD', P .. 'certs', 0, cid)
