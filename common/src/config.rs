@@ -262,6 +262,8 @@ struct ApiKeyFile {
     key: SecretSource,
     #[serde(default)]
     callback_secret: Option<SecretSource>,
+    #[serde(default)]
+    course_prefixes: Option<Vec<String>>,
 }
 
 /// Who a credential belongs to (API.md: three roles).
@@ -280,6 +282,38 @@ pub struct ApiKey {
     /// Signs callbacks for requests made with this key (HMAC-SHA256). When not
     /// configured, the key itself is the HMAC secret.
     pub callback_secret: Secret,
+    /// The certificates an lms key may submit, read and list.
+    pub scope: CourseScope,
+}
+
+/// Which courses an lms key may act on (`course_prefixes` of `[[api_keys]]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CourseScope {
+    /// Every course (no `course_prefixes`).
+    All,
+    /// Only courses whose id starts with one of these.
+    Prefixes(Vec<String>),
+}
+
+impl CourseScope {
+    pub fn allows(&self, course_id: &str) -> bool {
+        match self {
+            CourseScope::All => true,
+            CourseScope::Prefixes(p) => p.iter().any(|p| course_id.starts_with(p.as_str())),
+        }
+    }
+
+    /// The prefixes, quoted, for messages.
+    pub fn describe(&self) -> String {
+        match self {
+            CourseScope::All => "every course".into(),
+            CourseScope::Prefixes(p) => p
+                .iter()
+                .map(|p| format!("`{p}`"))
+                .collect::<Vec<_>>()
+                .join(", "),
+        }
+    }
 }
 
 /// Validated command-center settings.
@@ -390,11 +424,42 @@ impl CcConfig {
                 }
                 None => key.clone(),
             };
+            let scope = match &k.course_prefixes {
+                None => CourseScope::All,
+                Some(_) if k.role != Role::Lms => {
+                    return Err(ConfigError::key(
+                        file,
+                        &format!("api_keys[{i}].course_prefixes"),
+                        "only lms keys are limited to courses; remove it from this operator key",
+                    ))
+                }
+                Some(p) if p.is_empty() => {
+                    return Err(ConfigError::key(
+                        file,
+                        &format!("api_keys[{i}].course_prefixes"),
+                        "is empty, which would allow no course; list prefixes like \"course-v1:OrgX+\", or remove it to allow every course",
+                    ))
+                }
+                Some(p) => {
+                    if let Some(bad) = p
+                        .iter()
+                        .find(|p| p.trim().is_empty() || p.chars().any(char::is_control))
+                    {
+                        return Err(ConfigError::key(
+                            file,
+                            &format!("api_keys[{i}].course_prefixes"),
+                            format!("{bad:?} is not a course id prefix (empty, blank or with control characters)"),
+                        ));
+                    }
+                    CourseScope::Prefixes(p.clone())
+                }
+            };
             api_keys.push(ApiKey {
                 name: k.name.clone(),
                 role: k.role,
                 key,
                 callback_secret,
+                scope,
             });
         }
         let cb = &raw.callbacks;
@@ -876,6 +941,9 @@ mod tests {
             ("[callbacks]\nssl_ca_certs = \"nope.pem\"\n", "`callbacks.ssl_ca_certs`"),
             ("[callbacks]\nallow_htp = true\n", "allow_htp"),
             ("[callbacks]\nper_host_concurrency = 0\n", "`callbacks.per_host_concurrency`"),
+            ("[[api_keys]]\nname = \"l\"\nrole = \"lms\"\nkey = \"0123456789abcdef0\"\ncourse_prefixes = []\n", "`api_keys[0].course_prefixes`"),
+            ("[[api_keys]]\nname = \"l\"\nrole = \"lms\"\nkey = \"0123456789abcdef0\"\ncourse_prefixes = [\"x\", \" \"]\n", "`api_keys[0].course_prefixes`"),
+            ("[[api_keys]]\nname = \"o\"\nrole = \"operator\"\nkey = \"0123456789abcdef0\"\ncourse_prefixes = [\"x\"]\n", "`api_keys[0].course_prefixes`"),
             ("[callbacks]\nconcurrency = 8\nper_host_concurrency = 9\n", "`callbacks.per_host_concurrency`"),
             ("[[api_keys]]\nname = \"l\"\nrole = \"lms\"\nkey = \"0123456789abcdef0\"\ncallback_secret = \"short\"\n", "`api_keys[0].callback_secret`"),
         ] {
@@ -897,6 +965,19 @@ mod tests {
             "without a callback_secret, the key itself signs"
         );
         assert!(!c.callbacks.allow_http && !c.callbacks.allow_private_addresses);
+        assert_eq!(c.api_keys[0].scope, CourseScope::All);
+        let f = write(
+            &d,
+            "cc7.conf",
+            &format!(
+                "{base}[[api_keys]]\nname = \"l\"\nrole = \"lms\"\nkey = \"0123456789abcdef0\"\ncourse_prefixes = [\"course-v1:OrgX+\", \"course-v1:OrgZ+\"]\n"
+            ),
+        );
+        let scope = CcConfig::load(&f).unwrap().api_keys[0].scope.clone();
+        assert!(scope.allows("course-v1:OrgX+CS101+2026"));
+        assert!(scope.allows("course-v1:OrgZ+A+1"));
+        assert!(!scope.allows("course-v1:OrgXY+CS101+2026"));
+        assert!(!scope.allows("course-v1:OrgY+CS101+2026"));
         assert_eq!(
             (c.callbacks.concurrency, c.callbacks.per_host_concurrency),
             (32, DEFAULT_CB_PER_HOST)
