@@ -8,7 +8,7 @@ use axum::http::request::Parts;
 use axum::http::StatusCode;
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
-use testamur_common::config::Role;
+use testamur_common::config::{ApiKey, CourseScope, Role};
 use testamur_common::ids::WsId;
 
 use crate::app::{AppState, PeerAddr};
@@ -88,28 +88,39 @@ fn bearer(parts: &Parts) -> Result<&str, ApiError> {
         .ok_or_else(|| ApiError::unauthorized("the Authorization header must be `Bearer <key>`"))
 }
 
-/// The role of the API key presented, compared in constant time against every key.
-pub(crate) fn api_key_role(state: &AppState, key: &str) -> Option<(Role, String)> {
+/// The API key presented, compared in constant time against every key.
+fn api_key<'a>(state: &'a AppState, key: &str) -> Option<&'a ApiKey> {
     let mut found = None;
     for k in &state.config.api_keys {
         if k.key.matches(key) && found.is_none() {
-            found = Some((k.role, k.name.clone()));
+            found = Some(k);
         }
     }
     found
+}
+
+/// The role and name of the API key presented.
+pub(crate) fn api_key_role(state: &AppState, key: &str) -> Option<(Role, String)> {
+    api_key(state, key).map(|k| (k.role, k.name.clone()))
 }
 
 /// A caller holding an `lms` API key.
 pub struct LmsCaller {
     /// Scopes Idempotency-Keys and picks the callback secret.
     pub key_name: String,
+    /// The courses the key may act on; any other course's certificates do not
+    /// exist for it.
+    pub scope: CourseScope,
 }
 
 impl FromRequestParts<AppState> for LmsCaller {
     type Rejection = ApiError;
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        match api_key_role(state, bearer(parts)?) {
-            Some((Role::Lms, key_name)) => Ok(Self { key_name }),
+        match api_key(state, bearer(parts)?).map(|k| (k.role, k)) {
+            Some((Role::Lms, k)) => Ok(Self {
+                key_name: k.name.clone(),
+                scope: k.scope.clone(),
+            }),
             Some(_) => Err(ApiError::forbidden(
                 "this key has no lms role; use an lms API key from cc.conf",
             )),

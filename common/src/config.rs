@@ -176,6 +176,8 @@ struct CallbacksFile {
     #[serde(default = "default_cb_concurrency")]
     concurrency: usize,
     #[serde(default)]
+    per_host_concurrency: Option<usize>,
+    #[serde(default)]
     allow_http: bool,
     #[serde(default)]
     allow_private_addresses: bool,
@@ -191,6 +193,7 @@ impl Default for CallbacksFile {
             retry_max_s: default_cb_max_s(),
             timeout_s: default_cb_timeout(),
             concurrency: default_cb_concurrency(),
+            per_host_concurrency: None,
             allow_http: false,
             allow_private_addresses: false,
             ssl_ca_certs: None,
@@ -213,6 +216,8 @@ fn default_cb_timeout() -> u64 {
 fn default_cb_concurrency() -> usize {
     32
 }
+/// Default of `callbacks.per_host_concurrency` (at most `concurrency`).
+pub const DEFAULT_CB_PER_HOST: usize = 4;
 fn default_batch_body_limit() -> usize {
     16 * 1024 * 1024
 }
@@ -229,6 +234,10 @@ pub struct CallbacksConfig {
     pub timeout: Duration,
     /// Deliveries in flight at once per CC.
     pub concurrency: usize,
+    /// Deliveries in flight at once per CC to one destination host (the URL's
+    /// host name or address, any port), so one slow or stalling LMS cannot hold
+    /// every slot; at most `concurrency`.
+    pub per_host_concurrency: usize,
     /// Accept `http://` callback URLs (default: https only).
     pub allow_http: bool,
     /// Accept callback URLs on loopback, private, link-local and other
@@ -259,6 +268,8 @@ struct ApiKeyFile {
     key: SecretSource,
     #[serde(default)]
     callback_secret: Option<SecretSource>,
+    #[serde(default)]
+    course_prefixes: Option<Vec<String>>,
 }
 
 /// Who a credential belongs to (API.md: three roles).
@@ -277,6 +288,38 @@ pub struct ApiKey {
     /// Signs callbacks for requests made with this key (HMAC-SHA256). When not
     /// configured, the key itself is the HMAC secret.
     pub callback_secret: Secret,
+    /// The certificates an lms key may submit, read and list.
+    pub scope: CourseScope,
+}
+
+/// Which courses an lms key may act on (`course_prefixes` of `[[api_keys]]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CourseScope {
+    /// Every course (no `course_prefixes`).
+    All,
+    /// Only courses whose id starts with one of these.
+    Prefixes(Vec<String>),
+}
+
+impl CourseScope {
+    pub fn allows(&self, course_id: &str) -> bool {
+        match self {
+            CourseScope::All => true,
+            CourseScope::Prefixes(p) => p.iter().any(|p| course_id.starts_with(p.as_str())),
+        }
+    }
+
+    /// The prefixes, quoted, for messages.
+    pub fn describe(&self) -> String {
+        match self {
+            CourseScope::All => "every course".into(),
+            CourseScope::Prefixes(p) => p
+                .iter()
+                .map(|p| format!("`{p}`"))
+                .collect::<Vec<_>>()
+                .join(", "),
+        }
+    }
 }
 
 /// Validated command-center settings.
@@ -387,11 +430,42 @@ impl CcConfig {
                 }
                 None => key.clone(),
             };
+            let scope = match &k.course_prefixes {
+                None => CourseScope::All,
+                Some(_) if k.role != Role::Lms => {
+                    return Err(ConfigError::key(
+                        file,
+                        &format!("api_keys[{i}].course_prefixes"),
+                        "only lms keys are limited to courses; remove it from this operator key",
+                    ))
+                }
+                Some(p) if p.is_empty() => {
+                    return Err(ConfigError::key(
+                        file,
+                        &format!("api_keys[{i}].course_prefixes"),
+                        "is empty, which would allow no course; list prefixes like \"course-v1:OrgX+\", or remove it to allow every course",
+                    ))
+                }
+                Some(p) => {
+                    if let Some(bad) = p
+                        .iter()
+                        .find(|p| p.trim().is_empty() || p.chars().any(char::is_control))
+                    {
+                        return Err(ConfigError::key(
+                            file,
+                            &format!("api_keys[{i}].course_prefixes"),
+                            format!("{bad:?} is not a course id prefix (empty, blank or with control characters)"),
+                        ));
+                    }
+                    CourseScope::Prefixes(p.clone())
+                }
+            };
             api_keys.push(ApiKey {
                 name: k.name.clone(),
                 role: k.role,
                 key,
                 callback_secret,
+                scope,
             });
         }
         let cb = &raw.callbacks;
@@ -421,6 +495,20 @@ impl CcConfig {
                 "must be at least 1",
             ));
         }
+        let per_host_concurrency = match cb.per_host_concurrency {
+            None => DEFAULT_CB_PER_HOST.min(cb.concurrency),
+            Some(n) if n == 0 || n > cb.concurrency => {
+                return Err(ConfigError::key(
+                    file,
+                    "callbacks.per_host_concurrency",
+                    format!(
+                        "must be at least 1 and at most callbacks.concurrency ({})",
+                        cb.concurrency
+                    ),
+                ))
+            }
+            Some(n) => n,
+        };
         if raw.max_batch_body_bytes < raw.max_body_bytes {
             return Err(ConfigError::key(
                 file,
@@ -434,6 +522,7 @@ impl CcConfig {
             retry_max: Duration::from_secs(cb.retry_max_s),
             timeout: Duration::from_secs(cb.timeout_s),
             concurrency: cb.concurrency,
+            per_host_concurrency,
             allow_http: cb.allow_http,
             allow_private_addresses: cb.allow_private_addresses,
             ssl_ca_certs: cb
@@ -866,6 +955,11 @@ mod tests {
             ("[callbacks]\nretry_base_ms = 5000\nretry_max_s = 1\n", "`callbacks.retry_base_ms`"),
             ("[callbacks]\nssl_ca_certs = \"nope.pem\"\n", "`callbacks.ssl_ca_certs`"),
             ("[callbacks]\nallow_htp = true\n", "allow_htp"),
+            ("[callbacks]\nper_host_concurrency = 0\n", "`callbacks.per_host_concurrency`"),
+            ("[[api_keys]]\nname = \"l\"\nrole = \"lms\"\nkey = \"0123456789abcdef0\"\ncourse_prefixes = []\n", "`api_keys[0].course_prefixes`"),
+            ("[[api_keys]]\nname = \"l\"\nrole = \"lms\"\nkey = \"0123456789abcdef0\"\ncourse_prefixes = [\"x\", \" \"]\n", "`api_keys[0].course_prefixes`"),
+            ("[[api_keys]]\nname = \"o\"\nrole = \"operator\"\nkey = \"0123456789abcdef0\"\ncourse_prefixes = [\"x\"]\n", "`api_keys[0].course_prefixes`"),
+            ("[callbacks]\nconcurrency = 8\nper_host_concurrency = 9\n", "`callbacks.per_host_concurrency`"),
             ("[[api_keys]]\nname = \"l\"\nrole = \"lms\"\nkey = \"0123456789abcdef0\"\ncallback_secret = \"short\"\n", "`api_keys[0].callback_secret`"),
         ] {
             let f = write(&d, "cc4.conf", &format!("{base}{extra}"));
@@ -886,6 +980,33 @@ mod tests {
             "without a callback_secret, the key itself signs"
         );
         assert!(!c.callbacks.allow_http && !c.callbacks.allow_private_addresses);
+        assert_eq!(c.api_keys[0].scope, CourseScope::All);
+        let f = write(
+            &d,
+            "cc7.conf",
+            &format!(
+                "{base}[[api_keys]]\nname = \"l\"\nrole = \"lms\"\nkey = \"0123456789abcdef0\"\ncourse_prefixes = [\"course-v1:OrgX+\", \"course-v1:OrgZ+\"]\n"
+            ),
+        );
+        let scope = CcConfig::load(&f).unwrap().api_keys[0].scope.clone();
+        assert!(scope.allows("course-v1:OrgX+CS101+2026"));
+        assert!(scope.allows("course-v1:OrgZ+A+1"));
+        assert!(!scope.allows("course-v1:OrgXY+CS101+2026"));
+        assert!(!scope.allows("course-v1:OrgY+CS101+2026"));
+        assert_eq!(
+            (c.callbacks.concurrency, c.callbacks.per_host_concurrency),
+            (32, DEFAULT_CB_PER_HOST)
+        );
+        let f = write(
+            &d,
+            "cc6.conf",
+            &format!("{base}[callbacks]\nconcurrency = 2\n"),
+        );
+        let c = CcConfig::load(&f).unwrap();
+        assert_eq!(
+            c.callbacks.per_host_concurrency, 2,
+            "the default never exceeds concurrency"
+        );
     }
 
     #[test]

@@ -7,6 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::failure::FailCode;
 use crate::ids::{CertId, CourseId, JobId, LeaseId, PublicUuid, Username, WsId};
 use crate::state::{Action, CertState};
 
@@ -246,8 +247,16 @@ pub struct JobTimings {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FailRequest {
+    /// What failed, for the operator: stage, workserver, paths, hints.
     pub error_reason: String,
     pub retryable: bool,
+    /// Extension: the failure's category (absent: `unknown`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_code: Option<FailCode>,
+    /// Extension: the reason in words for the LMS, shown only for the codes about
+    /// the request (`unprintable`, `template`); see [`crate::failure`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_reason: Option<String>,
 }
 
 // ---------------------------------------------------------------- certificates
@@ -365,6 +374,10 @@ pub struct CallbackPayload {
     pub download_uuid: Option<String>,
     pub verify_uuid: Option<String>,
     pub error_reason: Option<String>,
+    /// Extension: the failure's category when the state is `error`
+    /// ([`crate::failure::FailCode`]).
+    #[serde(default)]
+    pub error_code: Option<String>,
     /// Extensions: the callback's id (the same on every retry and replay: use it
     /// to ignore duplicates) and when the certificate reached the state.
     pub callback_id: String,
@@ -429,7 +442,11 @@ pub struct CertificateView {
     pub download_uuid: Option<PublicUuid>,
     pub verify_uuid: Option<PublicUuid>,
     pub sha256: Option<String>,
+    /// Why the last job failed, for the LMS (no paths, hosts or settings).
     pub error_reason: Option<String>,
+    /// Extension: the failure's category ([`crate::failure::FailCode`]).
+    #[serde(default)]
+    pub error_code: Option<String>,
     pub attempts: u32,
     pub updated_at: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]

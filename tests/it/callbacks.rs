@@ -1,8 +1,10 @@
 //! Callbacks to the LMS: an HTTPS receiver in the test (the cluster's test CA),
 //! signatures checked with `openssl dgst -hmac`, retries, a CC restart between
-//! attempts, dead letters and their replay, and the URL policy (no SSRF).
+//! attempts, dead letters and their replay, and the URL policy (no SSRF); an LMS
+//! whose endpoint stalls holds only its host's share of the delivery slots, and
+//! proxy settings in the CC's environment are ignored.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -30,6 +32,11 @@ struct ReceiverState {
     deliveries: Mutex<Vec<Delivery>>,
     /// Answer 500 to this many more requests.
     failures_left: AtomicUsize,
+    /// Take this long to answer.
+    delay_ms: AtomicU64,
+    /// Requests being answered now, and the most there were at once.
+    active: AtomicUsize,
+    max_active: AtomicUsize,
 }
 
 pub(crate) struct Receiver {
@@ -86,6 +93,17 @@ impl Receiver {
         self.state.failures_left.store(n, Ordering::SeqCst);
     }
 
+    pub(crate) fn set_delay(&self, d: Duration) {
+        self.state
+            .delay_ms
+            .store(d.as_millis() as u64, Ordering::SeqCst);
+    }
+
+    /// The most requests it was answering at once.
+    pub(crate) fn max_concurrent(&self) -> usize {
+        self.state.max_active.load(Ordering::SeqCst)
+    }
+
     /// Wait until `pred` holds for the deliveries so far.
     pub(crate) async fn wait_for(
         &self,
@@ -112,6 +130,13 @@ async fn receive(
     headers: HeaderMap,
     body: Bytes,
 ) -> StatusCode {
+    let now = s.active.fetch_add(1, Ordering::SeqCst) + 1;
+    s.max_active.fetch_max(now, Ordering::SeqCst);
+    let delay = s.delay_ms.load(Ordering::SeqCst);
+    if delay > 0 {
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+    }
+    s.active.fetch_sub(1, Ordering::SeqCst);
     let fail = s
         .failures_left
         .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
@@ -360,4 +385,236 @@ async fn callback_urls_into_private_networks_or_over_http_are_refused() {
     let mut req = sample_request(4);
     req.callback_url = Some("https://lms.example.org/cb".into());
     lms.submit(&req).await.unwrap().unwrap();
+}
+
+/// An HTTPS endpoint (the cluster's certificate, on 127.0.0.1 rather than the
+/// receiver's `localhost`: another host) that takes every request and never
+/// answers, as a hostile or broken LMS can.
+struct Tarpit {
+    url: String,
+    requests: Arc<AtomicUsize>,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl Tarpit {
+    async fn start(c: &TestCluster) -> Self {
+        let tls = testamur_common::tls::server_config(
+            &c.dir().join("tls/server.pem"),
+            &c.dir().join("tls/server.key"),
+            None,
+        )
+        .unwrap();
+        let requests = Arc::new(AtomicUsize::new(0));
+        let counter = requests.clone();
+        let app = Router::new().route(
+            "/cb",
+            post(move || {
+                counter.fetch_add(1, Ordering::SeqCst);
+                std::future::pending::<StatusCode>()
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(testamur_cc::server::serve(
+            listener,
+            tls,
+            app,
+            Default::default(),
+            async move {
+                let _ = rx.await;
+            },
+        ));
+        Self {
+            url: format!("https://127.0.0.1:{port}/cb"),
+            requests,
+            _stop: tx,
+        }
+    }
+
+    fn requests(&self) -> usize {
+        self.requests.load(Ordering::SeqCst)
+    }
+}
+
+/// Submits sample learner `n` with a callback to `url`; its cert id.
+async fn submit_with_callback(c: &TestCluster, n: usize, url: &str) -> String {
+    let mut req = sample_request(n);
+    req.callback_url = Some(url.to_owned());
+    c.lms()
+        .unwrap()
+        .submit(&req)
+        .await
+        .unwrap()
+        .unwrap()
+        .cert_id
+        .to_string()
+}
+
+/// Item 15: an LMS whose endpoint accepts callbacks and never answers holds
+/// `per_host_concurrency` delivery slots, not all of them: another LMS's callbacks
+/// still go out at once, and the stalled ones wait, none lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalling_lms_holds_only_its_hosts_share_of_the_delivery_slots() {
+    let c = cluster(|s| {
+        s.cc_extra = format!(
+            "{}timeout_s = 60\nconcurrency = 4\nper_host_concurrency = 2\n",
+            callbacks_conf(200, 8)
+        )
+    })
+    .await;
+    let tarpit = Tarpit::start(&c).await;
+    let good = Receiver::start(&c, 0).await;
+    let lms = c.lms().unwrap();
+    let mut stalled = Vec::new();
+    for n in 1..=6 {
+        stalled.push(submit_with_callback(&c, n, &tarpit.url).await);
+    }
+    for id in &stalled {
+        lms.wait_final(id, Duration::from_secs(90)).await.unwrap();
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while tarpit.requests() < 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the tarpit got {} requests\n{}",
+            tarpit.requests(),
+            dump_logs(&c.dir().join("logs"))
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The tarpit now holds its two slots (for 60 s each); another LMS's callbacks
+    // must not wait for them.
+    let submitted = tokio::time::Instant::now();
+    let mut ok = Vec::new();
+    for n in 7..=9 {
+        ok.push(submit_with_callback(&c, n, &good.url).await);
+    }
+    while good.accepted().len() < ok.len() {
+        assert!(
+            submitted.elapsed() < Duration::from_secs(20),
+            "the good LMS got {} of {} callbacks in 20 s while another LMS stalls\n{}",
+            good.accepted().len(),
+            ok.len(),
+            dump_logs(&c.dir().join("logs"))
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let mut got: Vec<String> = good
+        .deliveries()
+        .iter()
+        .map(|d| {
+            serde_json::from_slice::<CallbackPayload>(&d.body)
+                .unwrap()
+                .cert_id
+        })
+        .collect();
+    got.sort();
+    ok.sort();
+    assert_eq!(got, ok, "each of the good LMS's callbacks exactly once");
+    assert_eq!(
+        tarpit.requests(),
+        2,
+        "never more than per_host_concurrency deliveries to the stalled host"
+    );
+    let st = c.operator().unwrap().status().await.unwrap().unwrap();
+    assert_eq!(
+        (st.callbacks_pending, st.dead_letters),
+        (6, 0),
+        "the stalled LMS's callbacks are all still pending (2 in flight, 4 waiting)"
+    );
+}
+
+/// Callbacks parked behind their host's limit are each delivered exactly once,
+/// one at a time with `per_host_concurrency = 1`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callbacks_waiting_for_a_busy_host_are_each_delivered_once() {
+    let c =
+        cluster(|s| s.cc_extra = format!("{}per_host_concurrency = 1\n", callbacks_conf(200, 8)))
+            .await;
+    let rx = Receiver::start(&c, 0).await;
+    rx.set_delay(Duration::from_millis(700));
+    let lms = c.lms().unwrap();
+    let mut ids = Vec::new();
+    for n in 1..=5 {
+        ids.push(submit_with_callback(&c, n, &rx.url).await);
+    }
+    for id in &ids {
+        lms.wait_final(id, Duration::from_secs(90)).await.unwrap();
+    }
+    rx.wait_for(&c, "all accepted", |d| d.len() >= ids.len())
+        .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mut got: Vec<String> = rx
+        .deliveries()
+        .iter()
+        .map(|d| {
+            serde_json::from_slice::<CallbackPayload>(&d.body)
+                .unwrap()
+                .cert_id
+        })
+        .collect();
+    got.sort();
+    ids.sort();
+    assert_eq!(got, ids, "each callback exactly once");
+    assert_eq!(rx.max_concurrent(), 1, "one at a time to this host");
+    let log = std::fs::read_to_string(c.dir().join("logs/cc.log")).unwrap();
+    assert!(
+        log.contains("callbacks wait for hosts"),
+        "no callback ever waited: the test did not exercise parking"
+    );
+    let st = c.operator().unwrap().status().await.unwrap().unwrap();
+    assert_eq!((st.callbacks_pending, st.dead_letters), (0, 0));
+}
+
+/// Item 15: proxy variables in the CC's environment do not route callbacks
+/// through a proxy (which would also hide the real destination from the SSRF
+/// filter): they go straight to the LMS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_variables_in_the_ccs_environment_are_ignored() {
+    let proxy = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let proxy_url = format!("http://{}", proxy.local_addr().unwrap());
+    let proxied = Arc::new(AtomicUsize::new(0));
+    let counter = proxied.clone();
+    tokio::spawn(async move {
+        // A bogus proxy: takes the connection and hangs up.
+        while let Ok((conn, _)) = proxy.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            drop(conn);
+        }
+    });
+    let c = cluster(|s| {
+        s.cc_extra = callbacks_conf(200, 8);
+        for var in [
+            "HTTPS_PROXY",
+            "https_proxy",
+            "HTTP_PROXY",
+            "http_proxy",
+            "ALL_PROXY",
+            "all_proxy",
+        ] {
+            s.cc_env.push((1, var.into(), proxy_url.clone()));
+        }
+        s.cc_env.push((1, "NO_PROXY".into(), String::new()));
+        s.cc_env.push((1, "no_proxy".into(), String::new()));
+    })
+    .await;
+    let rx = Receiver::start(&c, 0).await;
+    let id = submit_with_callback(&c, 1, &rx.url).await;
+    c.lms()
+        .unwrap()
+        .wait_final(&id, Duration::from_secs(90))
+        .await
+        .unwrap();
+    rx.wait_for(&c, "accepted despite HTTPS_PROXY", |d| {
+        d.iter().any(|d| d.answered == 200)
+    })
+    .await;
+    assert_eq!(rx.deliveries().len(), 1, "{:?}", rx.deliveries());
+    assert_eq!(
+        proxied.load(Ordering::SeqCst),
+        0,
+        "the CC connected to the proxy"
+    );
 }

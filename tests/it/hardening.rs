@@ -240,8 +240,15 @@ async fn a_job_that_kills_its_workserver_ends_in_error_after_max_attempts() {
     register_manual_ws(&c, "crashy", 1).await;
     let cert = lms.certificate(id.as_str()).await.unwrap().unwrap();
     assert_eq!(cert.state, CertState::Error, "{cert:?}");
-    let reason = cert.error_reason.unwrap_or_default();
-    assert!(reason.contains("registered again"), "{reason}");
+    assert_eq!(cert.error_code.as_deref(), Some("workserver_lost"));
+    let st = c.operator().unwrap().status().await.unwrap().unwrap();
+    assert!(
+        st.recent_errors
+            .iter()
+            .any(|e| e.reason.contains("registered again")),
+        "{:?}",
+        st.recent_errors
+    );
 }
 
 /// Item 7: two live workservers configured with one name do not knock each other

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use testamur::cmd::demo::sample_request;
+use testamur_common::failure::FailCode;
 use testamur_common::state::CertState;
 
 use crate::helpers::{cluster, lease_jobs, register_manual_ws};
@@ -22,14 +23,22 @@ async fn failures_retry_until_max_attempts_then_error() {
     let http = lms.http().clone();
     let (_, token) = register_manual_ws(&c, "manual", 1).await;
     let lease = || async { lease_jobs(&c, &token, 1, 2000).await.remove(0) };
+    // A failure as a workserver reports it: the operator's reason, the code and
+    // (for the codes about the request) the reason for the LMS.
     let fail = |lease_id: String, retryable: bool, reason: &'static str| {
         let http = http.clone();
         let url = lms.url(&format!("/v1/leases/{lease_id}/fail"));
         let token = token.clone();
+        let body = match reason {
+            "template missing" => json!({"error_reason": "render on manual: template missing",
+                "retryable": retryable, "error_code": "template", "public_reason": reason}),
+            _ => json!({"error_reason": reason, "retryable": retryable,
+                "error_code": "storage", "public_reason": "ignored: not about the request"}),
+        };
         async move {
             http.post(url)
                 .bearer_auth(token)
-                .json(&json!({"error_reason": reason, "retryable": retryable}))
+                .json(&body)
                 .send()
                 .await
                 .unwrap()
@@ -75,7 +84,20 @@ async fn failures_retry_until_max_attempts_then_error() {
     assert_eq!(cert.state, CertState::Error);
     assert_eq!(
         cert.error_reason.as_deref(),
-        Some("disk still full on manual")
+        Some(FailCode::Storage.message()),
+        "a storage failure's detail is for the operator only"
+    );
+    assert_eq!(cert.error_code.as_deref(), Some("storage"));
+    let details: Vec<String> = cert
+        .history
+        .clone()
+        .unwrap()
+        .into_iter()
+        .filter_map(|h| h.detail)
+        .collect();
+    assert!(
+        details.iter().all(|d| !d.contains("disk")),
+        "the history shows the LMS's reason: {details:?}"
     );
     assert_eq!(cert.attempts, 2);
 
@@ -103,7 +125,12 @@ async fn failures_retry_until_max_attempts_then_error() {
     .await;
     let cert = lms.certificate(id.as_str()).await.unwrap().unwrap();
     assert_eq!(cert.state, CertState::Error);
-    assert_eq!(cert.error_reason.as_deref(), Some("template missing"));
+    assert_eq!(
+        cert.error_reason.as_deref(),
+        Some("template missing"),
+        "a reason about the request reaches the LMS"
+    );
+    assert_eq!(cert.error_code.as_deref(), Some("template"));
     let states: Vec<CertState> = cert.history.unwrap().iter().map(|h| h.state).collect();
     use CertState::*;
     assert_eq!(
@@ -112,10 +139,17 @@ async fn failures_retry_until_max_attempts_then_error() {
     );
 
     let s = c.operator().unwrap().status().await.unwrap().unwrap();
-    assert!(s
-        .recent_errors
-        .iter()
-        .any(|e| e.reason == "template missing"));
+    for detail in [
+        "render on manual: template missing",
+        "disk still full on manual",
+        "disk full on manual",
+    ] {
+        assert!(
+            s.recent_errors.iter().any(|e| e.reason == detail),
+            "{detail} not in {:?}",
+            s.recent_errors
+        );
+    }
     assert_eq!(s.certificates["error"], 1);
 }
 
@@ -141,9 +175,18 @@ async fn a_bad_job_fails_with_a_reason_and_the_workserver_carries_on() {
         .unwrap();
     assert_eq!(cert.state, CertState::Error);
     let reason = cert.error_reason.unwrap();
+    assert_eq!(cert.error_code.as_deref(), Some("unprintable"));
     assert!(
-        reason.contains("ws-1") && reason.contains("𓀀") && reason.contains("render"),
-        "{reason}"
+        reason.contains("𓀀") && !reason.contains("ws-1"),
+        "the LMS learns which characters, not where: {reason}"
+    );
+    let st = c.operator().unwrap().status().await.unwrap().unwrap();
+    assert!(
+        st.recent_errors
+            .iter()
+            .any(|e| e.reason.contains("render on ws-1") && e.reason.contains("𓀀")),
+        "{:?}",
+        st.recent_errors
     );
     assert_eq!(cert.attempts, 1, "a permanent failure is not retried");
 

@@ -18,5 +18,6 @@ mod publishing;
 mod registration;
 mod rendering;
 mod s3;
+mod scoping;
 mod startup_checks;
 mod xqueue;

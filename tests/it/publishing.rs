@@ -6,8 +6,9 @@
 
 use serde_json::Value;
 use testamur::cmd::demo::sample_request;
+use testamur_common::failure::FailCode;
 use testamur_common::state::CertState;
-use testamur_common::wire::CertificateView;
+use testamur_common::wire::{CallbackPayload, CertificateView};
 
 use crate::helpers::{cluster, public_file, run_action, TestCluster};
 
@@ -152,20 +153,80 @@ async fn keep_old_versions_leaves_the_replaced_files() {
     assert_eq!(verify(&c, &vu1).await.1["status"], "superseded");
 }
 
+/// Item 20: the storage failure ends the job at once; the operator learns the
+/// path and the setting to check (recent errors of `/v1/status`), the LMS a
+/// reason without paths, hosts or settings (the certificate, its history, the
+/// listing, the callback).
 #[tokio::test(flavor = "multi_thread")]
 async fn a_storage_directory_that_cannot_be_written_ends_the_job_with_the_reason() {
-    let c = cluster(|s| s.workservers = 1).await;
+    let c = cluster(|s| {
+        s.workservers = 1;
+        s.cc_extra = crate::callbacks::callbacks_conf(200, 3);
+    })
+    .await;
+    let rx = crate::callbacks::Receiver::start(&c, 0).await;
     // `downloads` is a file, not a directory: no attempt can publish there (as
     // root, a missing permission would not stop the test, so a file does).
     let blocker = public_file(&c, "downloads");
     std::fs::write(&blocker, b"not a directory").unwrap();
-    let cert = run_action(&c, "add").await;
+    let lms = c.lms().unwrap();
+    let mut req = sample_request(1);
+    req.callback_url = Some(rx.url.clone());
+    let id = lms.submit(&req).await.unwrap().unwrap().cert_id;
+    let cert = lms
+        .wait_final(id.as_str(), std::time::Duration::from_secs(90))
+        .await
+        .unwrap();
     assert_eq!(cert.state, CertState::Error);
     assert_eq!(cert.attempts, 1, "not retried: another attempt cannot help");
-    let reason = cert.error_reason.unwrap_or_default();
+    assert_eq!(cert.error_code.as_deref(), Some("storage"));
+    let reason = cert.error_reason.clone().unwrap_or_default();
+    assert_eq!(
+        reason,
+        FailCode::Storage.message(),
+        "the LMS gets a reason without internals"
+    );
+    let leaks = |what: &str, text: &str| {
+        for secret in [
+            "downloads",
+            "storage.dir",
+            "ws-1",
+            c.info.storage_dir.to_str().unwrap(),
+        ] {
+            assert!(!text.contains(secret), "{what} shows `{secret}`: {text}");
+        }
+    };
+    leaks("error_reason", &reason);
+    for h in cert.history.as_deref().unwrap_or_default() {
+        leaks("the history", h.detail.as_deref().unwrap_or(""));
+    }
+    let listed = lms
+        .list(Some(&req.course_id.clone().unwrap()), None, None, None)
+        .await
+        .unwrap()
+        .unwrap();
+    let item = listed.items.iter().find(|i| i.cert_id == id).unwrap();
+    assert_eq!(item.error_reason.as_deref(), Some(reason.as_str()));
+    rx.wait_for(&c, "the error's callback", |d| !d.is_empty())
+        .await;
+    let body = String::from_utf8(rx.deliveries()[0].body.clone()).unwrap();
+    leaks("the callback", &body);
+    let p: CallbackPayload = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (p.error_reason.as_deref(), p.error_code.as_deref()),
+        (Some(reason.as_str()), Some("storage"))
+    );
+    // The operator keeps every detail.
+    let st = c.operator().unwrap().status().await.unwrap().unwrap();
+    let detail = &st
+        .recent_errors
+        .iter()
+        .find(|e| e.cert_id == id.as_str())
+        .expect("the failure in recent_errors")
+        .reason;
     assert!(
-        reason.contains("downloads") && reason.contains("storage.dir"),
-        "the reason names the path and the setting: {reason}"
+        detail.contains("downloads") && detail.contains("storage.dir") && detail.contains("ws-1"),
+        "recent_errors names the path, the setting and the workserver: {detail}"
     );
     assert!(
         !public_file(&c, "cert").exists(),
@@ -185,8 +246,10 @@ async fn a_permanent_failure_mid_publish_leaves_no_pdf_behind() {
     let cert = run_action(&c, "add").await;
     assert_eq!(cert.state, CertState::Error);
     assert_eq!(cert.attempts, 1);
-    let reason = cert.error_reason.unwrap_or_default();
-    assert!(reason.contains("cert"), "{reason}");
+    assert_eq!(cert.error_code.as_deref(), Some("storage"));
+    let st = c.operator().unwrap().status().await.unwrap().unwrap();
+    let detail = &st.recent_errors[0].reason;
+    assert!(detail.contains("cert"), "{detail}");
     let downloads = public_file(&c, "downloads");
     let left: Vec<_> = walk(&downloads);
     assert!(

@@ -282,7 +282,8 @@ async fn an_s3_outage_is_retried_and_an_endless_one_ends_in_error() {
     s3.stop();
     let cert = run_action(&c, "add").await;
     assert_eq!(cert.state, CertState::Error);
-    let reason = cert.error_reason.unwrap_or_default();
+    assert_eq!(cert.error_code.as_deref(), Some("storage"));
+    let reason = last_error(&c).await;
     assert!(reason.contains("cannot reach S3"), "{reason}");
 }
 
@@ -361,13 +362,23 @@ async fn credentials_that_stop_working_end_the_job_at_once_with_the_reason() {
     let cert = run_action(&c, "add").await;
     assert_eq!(cert.state, CertState::Error);
     assert_eq!(cert.attempts, 1, "not retried: another attempt cannot help");
-    let reason = cert.error_reason.unwrap_or_default();
+    assert_eq!(cert.error_code.as_deref(), Some("storage"));
+    let reason = last_error(&c).await;
     assert!(
         reason.contains("SignatureDoesNotMatch") && reason.contains("credentials"),
         "{reason}"
     );
     let published = walk(&s3.object("downloads"));
     assert!(published.is_empty(), "nothing published: {published:?}");
+}
+
+/// The newest failure's reason as operators see it (`recent_errors`).
+async fn last_error(c: &crate::helpers::TestCluster) -> String {
+    let st = c.operator().unwrap().status().await.unwrap().unwrap();
+    st.recent_errors
+        .first()
+        .map(|e| e.reason.clone())
+        .unwrap_or_default()
 }
 
 /// Files under `dir`, recursively (none if it does not exist).

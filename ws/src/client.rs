@@ -273,20 +273,23 @@ impl CcClient {
         .map(|_| ())
     }
 
+    /// Report a failed attempt: the operator's reason, its code and the LMS's
+    /// reason (the CC decides what the LMS sees).
     pub async fn fail(
         &self,
         s: &Session,
         lease: &LeaseId,
-        reason: &str,
-        retryable: bool,
+        e: &crate::job::JobError,
     ) -> Result<(), ClientError> {
         self.call::<_, serde_json::Value>(
             reqwest::Method::POST,
             &format!("/v1/leases/{lease}/fail"),
             Some(&s.token),
             Some(&FailRequest {
-                error_reason: reason.to_owned(),
-                retryable,
+                error_reason: e.reason.clone(),
+                retryable: e.retryable,
+                error_code: Some(e.code),
+                public_reason: e.public.clone(),
             }),
             None,
         )

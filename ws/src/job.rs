@@ -7,6 +7,7 @@
 //! ([`crate::fence`]): once its lease may be lost, the job touches nothing more.
 
 use sha2::{Digest, Sha256};
+use testamur_common::failure::FailCode;
 use testamur_common::ids::PublicUuid;
 use testamur_common::state::Action;
 use testamur_common::wire::{JobCertificate, JobResult, JobTimings};
@@ -16,25 +17,55 @@ use crate::render::{RenderContext, Renderer};
 use crate::sign::SigningKey;
 use crate::storage::{self, Storage, CONTENT_HTML, CONTENT_PDF, CONTENT_SIG};
 
-/// Why a job failed, phrased for the operator, and whether another attempt may help.
+/// Why a job failed, phrased for the operator (`reason`) and, when it is about
+/// the request, for the LMS (`public`); its category; and whether another attempt
+/// may help. The CC decides what the LMS sees ([`testamur_common::failure`]).
 #[derive(Debug, Clone)]
 pub struct JobError {
     pub reason: String,
+    pub code: FailCode,
+    pub public: Option<String>,
     pub retryable: bool,
 }
 
 impl JobError {
-    fn permanent(stage: &str, e: impl std::fmt::Display) -> Self {
+    fn permanent(code: FailCode, stage: &str, e: impl std::fmt::Display) -> Self {
         Self {
             reason: format!("{stage}: {e}"),
+            code,
+            public: None,
             retryable: false,
         }
     }
-    fn transient(stage: &str, e: impl std::fmt::Display) -> Self {
+    fn transient(code: FailCode, stage: &str, e: impl std::fmt::Display) -> Self {
         Self {
-            reason: format!("{stage}: {e}"),
             retryable: true,
+            ..Self::permanent(code, stage, e)
         }
+    }
+    /// A failure on the workserver's side, for which the LMS gets the code's message.
+    pub fn internal(reason: String, retryable: bool) -> Self {
+        Self {
+            reason,
+            code: FailCode::Internal,
+            public: None,
+            retryable,
+        }
+    }
+}
+
+/// A render failure: about the learner's data or the template, so the LMS is
+/// told what it is (no paths are in these messages); the operator also learns
+/// where.
+fn render_failed(workserver: &str, e: crate::render::RenderError) -> JobError {
+    use crate::render::RenderError;
+    let code = match e {
+        RenderError::NoName | RenderError::Unsupported { .. } => FailCode::Unprintable,
+        RenderError::Template(_) => FailCode::Template,
+    };
+    JobError {
+        public: Some(e.to_string()),
+        ..JobError::permanent(code, &format!("render on {workserver}"), e)
     }
 }
 
@@ -73,16 +104,23 @@ impl Pipeline {
         let rendered = self
             .renderer
             .render(cert, &RenderContext { verify_url })
-            .map_err(|e| JobError::permanent(&format!("render on {}", self.workserver), e))?;
+            .map_err(|e| render_failed(&self.workserver, e))?;
         let render_ms = started.elapsed().as_secs_f64() * 1000.0;
         let started = std::time::Instant::now();
         let pdf = rendered.pdf;
-        let signature = self
-            .key
-            .sign_detached(&pdf)
-            .map_err(|e| JobError::transient(&format!("sign on {}", self.workserver), e))?;
+        let signature = self.key.sign_detached(&pdf).map_err(|e| {
+            JobError::transient(
+                FailCode::Signing,
+                &format!("sign on {}", self.workserver),
+                e,
+            )
+        })?;
         self.key.verify_detached(&pdf, &signature).map_err(|e| {
-            JobError::transient(&format!("signature check on {}", self.workserver), e)
+            JobError::transient(
+                FailCode::Signing,
+                &format!("signature check on {}", self.workserver),
+                e,
+            )
         })?;
         let sha256 = hex::encode(Sha256::digest(&pdf));
         Ok(Artifacts {
@@ -140,6 +178,8 @@ impl Fenced<'_> {
                 "{stage} on {}: stopped before touching storage: {why}",
                 self.workserver
             ),
+            code: FailCode::Interrupted,
+            public: None,
             retryable: true,
         })
     }
@@ -147,6 +187,7 @@ impl Fenced<'_> {
     fn publish(&self, cert: &JobCertificate) -> Result<JobResult, JobError> {
         let (Some(du), Some(vu)) = (&cert.download_uuid, &cert.verify_uuid) else {
             return Err(JobError::permanent(
+                FailCode::Internal,
                 "job",
                 "the CC sent no download/verify uuid for an add or regen",
             ));
@@ -323,12 +364,12 @@ impl Pipeline {
                     tracing::warn!(error = %e, retry_in_ms = pause_ms, "storage call failed; retrying");
                     std::thread::sleep(std::time::Duration::from_millis(pause_ms));
                 }
-                Err(e) => return Err(JobError::permanent(&stage, e)),
+                Err(e) => return Err(JobError::permanent(FailCode::Storage, &stage, e)),
             }
         }
         call().map_err(|e| match e.retryable {
-            true => JobError::transient(&stage, e),
-            false => JobError::permanent(&stage, e),
+            true => JobError::transient(FailCode::Storage, &stage, e),
+            false => JobError::permanent(FailCode::Storage, &stage, e),
         })
     }
 }

@@ -247,7 +247,19 @@ async fn lease_loop(
                         tracing::error!(job_id = %job.job_id, "the CC sent more jobs than asked for; releasing it");
                         let _ = shared
                             .client
-                            .fail(&session, &job.lease_id, "workserver over capacity", true)
+                            .fail(
+                                &session,
+                                &job.lease_id,
+                                &JobError {
+                                    reason: format!(
+                                        "workserver {} over capacity: the CC sent more jobs than asked for",
+                                        shared.config.name
+                                    ),
+                                    code: testamur_common::failure::FailCode::Busy,
+                                    public: None,
+                                    retryable: true,
+                                },
+                            )
                             .await;
                         continue;
                     };
@@ -343,13 +355,13 @@ async fn run_job(
     }
     let outcome: Result<JobResult, JobError> = match outcome {
         Ok(r) => r,
-        Err(e) => Err(JobError {
-            reason: format!(
+        Err(e) => Err(JobError::internal(
+            format!(
                 "internal error on {} while processing the job: {e}",
                 shared.config.name
             ),
-            retryable: true,
-        }),
+            true,
+        )),
     };
     let ms = started.elapsed().as_secs_f64() * 1000.0;
     let mut delay = Duration::from_millis(100);
@@ -362,12 +374,7 @@ async fn run_job(
                     .complete(session, &job.lease_id, result.clone())
                     .await
             }
-            Err(e) => {
-                shared
-                    .client
-                    .fail(session, &job.lease_id, &e.reason, e.retryable)
-                    .await
-            }
+            Err(e) => shared.client.fail(session, &job.lease_id, e).await,
         };
         match sent {
             Ok(()) => {

@@ -7,7 +7,14 @@
 //! nothing, and a claim keeps other CCs off a callback while it is being sent; a
 //! CC that dies after the LMS accepted but before recording it causes one more
 //! delivery of the same body (the same `callback_id`).
+//!
+//! At most `callbacks.concurrency` deliveries are in flight per CC, and at most
+//! `callbacks.per_host_concurrency` to one destination host ([`hosts`]): the
+//! callbacks of a host at its limit wait in Redis without taking a slot. The HTTP
+//! client ignores proxy settings (HTTPS_PROXY, ...), so every connection goes to
+//! the address the SSRF filter ([`policy`]) checked.
 
+pub mod hosts;
 pub mod policy;
 pub mod sign;
 
@@ -42,6 +49,9 @@ impl Dispatcher {
         let cb = &config.callbacks;
         let policy = CallbackPolicy::from_config(cb);
         let mut builder = reqwest::Client::builder()
+            // Through a proxy, the resolver below would see the proxy's name and
+            // the proxy would reach whatever the URL names: no proxy, ever.
+            .no_proxy()
             .timeout(cb.timeout)
             .connect_timeout(cb.timeout.min(Duration::from_secs(5)))
             .redirect(reqwest::redirect::Policy::none())
@@ -66,21 +76,42 @@ impl Dispatcher {
     pub async fn run(self, wake: Arc<Notify>, mut shutdown: watch::Receiver<bool>) {
         let this = Arc::new(self);
         let slots = Arc::new(Semaphore::new(this.config.callbacks.concurrency));
+        let per_host = this.config.callbacks.per_host_concurrency;
+        let in_flight = hosts::InFlight::default();
+        // A delivery ending frees a slot (and maybe room for a waiting host).
+        let finished = Arc::new(Notify::new());
         // A claim outlives the slowest delivery, so no other CC sends it meanwhile.
         let hold = this.config.callbacks.timeout * 2 + Duration::from_secs(30);
         loop {
+            let mut again = false;
             let free = slots.available_permits();
             if free > 0 {
-                match this.store.claim_callbacks(free, hold).await {
-                    Ok(claimed) => {
-                        for cb in claimed {
+                match this
+                    .store
+                    .claim_callbacks(free, per_host, &in_flight.snapshot(), hold)
+                    .await
+                {
+                    Ok(claim) => {
+                        if claim.parked > 0 {
+                            tracing::debug!(
+                                parked = claim.parked,
+                                "callbacks wait for hosts at callbacks.per_host_concurrency"
+                            );
+                        }
+                        // Parked ones made room in the schedule: look behind them now.
+                        again = claim.parked > 0 && claim.callbacks.len() < free;
+                        for cb in claim.callbacks {
                             let Ok(permit) = slots.clone().acquire_owned().await else {
                                 return;
                             };
+                            let guard = in_flight.start(&cb.host);
                             let this = this.clone();
+                            let finished = finished.clone();
                             tokio::spawn(async move {
                                 this.deliver(cb).await;
+                                drop(guard);
                                 drop(permit);
+                                finished.notify_one();
                             });
                         }
                     }
@@ -90,9 +121,16 @@ impl Dispatcher {
                     }
                 }
             }
+            if again {
+                if *shutdown.borrow() {
+                    return;
+                }
+                continue;
+            }
             tokio::select! {
                 _ = tokio::time::sleep(POLL) => {}
                 _ = wake.notified() => {}
+                _ = finished.notified() => {}
                 _ = shutdown.changed() => return,
             }
         }

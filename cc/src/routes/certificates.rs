@@ -1,5 +1,10 @@
 //! Submitting certificate requests (one, or a batch of up to 10,000), reading one
 //! certificate and listing them page by page (role: lms).
+//!
+//! An lms key with `course_prefixes` acts only on those courses: a request for
+//! another course is refused (403 `course_out_of_scope`), and another course's
+//! certificates answer 404 exactly as missing ones do, so a key learns nothing
+//! about certificates outside its scope.
 
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
@@ -8,6 +13,7 @@ use axum::Json;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use testamur_common::catalog::Catalog;
+use testamur_common::config::CourseScope;
 use testamur_common::ids::{CertId, CourseId, JobId, PublicUuid};
 use testamur_common::request::CertRequest;
 use testamur_common::state::{Action, CertState};
@@ -21,7 +27,7 @@ use crate::app::AppState;
 use crate::callbacks::policy::CallbackPolicy;
 use crate::error::ApiError;
 use crate::extract::{parse_value, JsonBody, LmsCaller};
-use crate::store::{IdemBegin, ListIndex, NewJob, SubmitOutcome};
+use crate::store::{CallbackTarget, IdemBegin, ListIndex, NewJob, SubmitOutcome};
 
 /// How long the per-request answers inside a batch with an Idempotency-Key are
 /// kept: long enough for a client to retry a batch that failed half-way (the
@@ -213,11 +219,17 @@ fn prepare(
     caller: &LmsCaller,
 ) -> Result<NewJob, ApiError> {
     let mut req = CertRequest::parse(body).map_err(|e| ApiError::invalid(e.field, e.message))?;
-    if let Some(url) = &req.callback_url {
-        policy
-            .check(url)
-            .map_err(|m| ApiError::invalid("callback_url", m))?;
+    if !caller.scope.allows(req.course_id.as_str()) {
+        return Err(out_of_scope(&caller.scope));
     }
+    let callback_host = match &req.callback_url {
+        Some(url) => Some(crate::callbacks::hosts::host_key(
+            &policy
+                .check(url)
+                .map_err(|m| ApiError::invalid("callback_url", m))?,
+        )),
+        None => None,
+    };
     if req.action.renders() {
         // Reject what no workserver could draw now, not as a failed job later; and
         // pin the template so that retries and regenerations render the same way.
@@ -277,7 +289,11 @@ fn prepare(
             .renders()
             .then(|| (PublicUuid::generate(), PublicUuid::generate())),
         fields,
-        callback: req.callback_url.map(|u| (u, caller.key_name.clone())),
+        callback: req.callback_url.map(|url| CallbackTarget {
+            url,
+            key_name: caller.key_name.clone(),
+            host: callback_host.unwrap_or_default(),
+        }),
         idempotency: None,
     })
 }
@@ -322,6 +338,24 @@ fn answer(
         }
         SubmitOutcome::IdempotencyMismatch => Err(key_reused()),
     }
+}
+
+fn out_of_scope(scope: &CourseScope) -> ApiError {
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        "course_out_of_scope",
+        format!(
+            "this API key may only act on courses whose course_id starts with {}; use the key of the LMS that owns this course",
+            scope.describe()
+        ),
+    )
+    .with_field("course_id")
+}
+
+/// The 404 of a certificate that does not exist, or that the caller's key may
+/// not see (the same answer, so the two cannot be told apart).
+fn no_such_certificate() -> ApiError {
+    ApiError::not_found("no certificate with this id")
 }
 
 fn key_reused() -> ApiError {
@@ -371,17 +405,17 @@ fn idempotency(
 
 pub async fn get_one(
     State(state): State<AppState>,
-    _caller: LmsCaller,
+    caller: LmsCaller,
     Path(cert_id): Path<String>,
 ) -> Result<Json<CertificateView>, ApiError> {
-    let id =
-        CertId::parse(&cert_id).map_err(|_| ApiError::not_found("no certificate with this id"))?;
+    let id = CertId::parse(&cert_id).map_err(|_| no_such_certificate())?;
     state
         .store
         .certificate(&id)
         .await?
+        .filter(|c| caller.scope.allows(c.course_id.as_str()))
         .map(Json)
-        .ok_or_else(|| ApiError::not_found("no certificate with this id"))
+        .ok_or_else(no_such_certificate)
 }
 
 /// The query of `GET /v1/certificates`. Loose strings, so each bad value gets a
@@ -401,7 +435,7 @@ const MAX_LIMIT: usize = 1000;
 
 pub async fn list(
     State(state): State<AppState>,
-    _caller: LmsCaller,
+    caller: LmsCaller,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<ListResponse>, ApiError> {
     let Query(q) = query.map_err(|e| {
@@ -453,6 +487,28 @@ pub async fn list(
                 )
             })?,
     };
+    // A scoped key lists one course at a time: its own courses have no index of
+    // their own, and walking every certificate to filter them would cost as much
+    // as listing the whole cluster.
+    match (&course, &caller.scope) {
+        (None, CourseScope::Prefixes(_)) => {
+            return Err(ApiError::invalid(
+                "course_id",
+                format!(
+                    "this API key is limited to courses whose course_id starts with {}: list one course at a time with course_id",
+                    caller.scope.describe()
+                ),
+            ))
+        }
+        // Another key's course looks like a course without certificates.
+        (Some(c), scope) if !scope.allows(c.as_str()) => {
+            return Ok(Json(ListResponse {
+                items: Vec::new(),
+                next_cursor: None,
+            }))
+        }
+        _ => {}
+    }
     let index = match (&course, want_state) {
         (Some(c), _) => ListIndex::Course(c),
         (None, Some(s)) => ListIndex::State(s),

@@ -16,6 +16,7 @@ use crate::error::ApiError;
 use crate::extract::{JsonBody, WsCaller};
 use crate::metrics::{metrics, WorkserverLabels};
 use crate::store::{FailOutcome, Fenced};
+use testamur_common::failure::FailCode;
 
 /// How often a waiting lease request looks for jobs queued by other CCs.
 const POLL: Duration = Duration::from_millis(100);
@@ -151,12 +152,18 @@ pub async fn fail(
             "error_reason must say what failed",
         ));
     }
+    // The operator's reason names stages, paths and settings: the LMS gets the
+    // code's message, or the workserver's words when they are about the request.
+    let code = body.error_code.unwrap_or(FailCode::Unknown);
+    let public = code.public_reason(body.public_reason.as_deref());
     match state
         .store
         .fail(
             &lease,
             &caller.0,
             &reason,
+            &public,
+            code,
             body.retryable,
             state.config.max_attempts,
         )
@@ -164,7 +171,7 @@ pub async fn fail(
     {
         Fenced::Ok(outcome) => {
             let requeued = matches!(outcome, FailOutcome::Requeued);
-            tracing::warn!(job_id = %lease.job_id(), lease_id = %lease, ws_id = %caller.0, requeued, reason = ?reason, "job attempt failed");
+            tracing::warn!(job_id = %lease.job_id(), lease_id = %lease, ws_id = %caller.0, requeued, %code, reason = ?reason, "job attempt failed");
             if requeued {
                 metrics().job("failed_requeued", 1);
                 state.jobs_queued.notify_waiters();

@@ -17,6 +17,8 @@ pub struct ClaimedCallback {
     pub url: String,
     /// Name of the API key whose callback secret signs it.
     pub key_name: String,
+    /// The destination host its in-flight delivery counts against.
+    pub host: String,
     /// This attempt's number (1 on the first delivery, and after a replay).
     pub attempt: u32,
     token: String,
@@ -36,36 +38,79 @@ pub enum CallbackAttempt {
     },
 }
 
+/// What one claim got.
+pub struct Claim {
+    pub callbacks: Vec<ClaimedCallback>,
+    /// Due callbacks set aside because their host had no room on this CC (they
+    /// stay pending); when some were, more due ones may lie behind them.
+    pub parked: u64,
+}
+
+/// Due callbacks one claim looks at, at most: bounds the script's run time.
+const CLAIM_SCAN: usize = 1000;
+
 impl Store {
     /// Claim up to `limit` due callbacks for `hold` (another CC takes them over
-    /// if this one has not recorded an outcome by then).
+    /// if this one has not recorded an outcome by then), at most `per_host` in
+    /// flight per destination host counting the `in_flight` ones this CC is
+    /// sending (host, number).
     pub async fn claim_callbacks(
         &self,
         limit: usize,
+        per_host: usize,
+        in_flight: &[(String, usize)],
         hold: Duration,
-    ) -> Result<Vec<ClaimedCallback>> {
+    ) -> Result<Claim> {
         let now = now_ms();
         let token = testamur_common::ids::random_hex(16);
-        let reply: Value = self
-            .scripts
-            .cb_claim
-            .prepare_invoke()
-            .arg(P)
+        let mut inv = self.scripts.cb_claim.prepare_invoke();
+        inv.arg(P)
             .arg(now)
             .arg(limit)
             .arg(now + hold.as_millis() as i64)
             .arg(&token)
-            .invoke_async(&mut self.conn.clone())
-            .await?;
+            .arg(per_host)
+            .arg((limit * 4 + 64).min(CLAIM_SCAN));
+        for (host, n) in in_flight {
+            inv.arg(host).arg(*n);
+        }
+        let reply: Value = inv.invoke_async(&mut self.conn.clone()).await?;
         let Value::Array(items) = reply else {
             return Err(StoreError::Corrupt(
                 "callback claim did not answer a list".into(),
             ));
         };
-        items
-            .into_iter()
+        let mut items = items.into_iter();
+        let parked = match items.next() {
+            Some(Value::Int(n)) => n.max(0) as u64,
+            other => {
+                return Err(StoreError::Corrupt(format!(
+                    "callback claim answered {other:?} for the number parked"
+                )))
+            }
+        };
+        let callbacks = items
             .map(|item| claimed(hash_reply(item, "a callback entry")?, token.clone()))
-            .collect()
+            .collect::<Result<_>>()?;
+        Ok(Claim { callbacks, parked })
+    }
+
+    /// Callbacks parked behind a busy host (pending, not in the schedule).
+    pub async fn callbacks_parked(&self) -> Result<u64> {
+        let mut c = self.conn.clone();
+        let hosts: Vec<String> = redis::cmd("SMEMBERS")
+            .arg(format!("{P}callbacks:waiting"))
+            .query_async(&mut c)
+            .await?;
+        if hosts.is_empty() {
+            return Ok(0);
+        }
+        let mut pipe = redis::pipe();
+        for h in &hosts {
+            pipe.zcard(format!("{P}callbacks:wait:{h}"));
+        }
+        let counts: Vec<u64> = pipe.query_async(&mut c).await?;
+        Ok(counts.into_iter().sum())
     }
 
     /// Record an attempt's outcome; false when the claim was lost meanwhile
@@ -167,11 +212,13 @@ fn claimed(h: HashMap<String, String>, token: String) -> Result<ClaimedCallback>
             download_uuid: get("download_uuid"),
             verify_uuid: get("verify_uuid"),
             error_reason: get("error_reason"),
+            error_code: get("error_code"),
             callback_id: req("callback_id")?,
             at: get("at").unwrap_or_default(),
         },
         url: req("url")?,
         key_name: get("key").unwrap_or_default(),
+        host: get("host").unwrap_or_default(),
         attempt: get("attempts").and_then(|a| a.parse().ok()).unwrap_or(1),
         token,
     })

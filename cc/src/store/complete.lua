@@ -20,7 +20,7 @@ end
 local ck = P .. 'cert:' .. cid
 local cur = hget(ck, 'state')
 local replaced = hget(jk, 'previous_verify_uuid') or ''
-local cb_url, cb_key = hget(jk, 'callback_url'), hget(jk, 'callback_key')
+local cb_url, cb_key, cb_host = hget(jk, 'callback_url'), hget(jk, 'callback_key'), hget(jk, 'callback_host')
 local versions = ck .. ':versions'
 redis.call('ZREM', P .. 'leases', jid)
 redis.call('SREM', P .. 'ws:' .. ws .. ':jobs', jid)
@@ -55,10 +55,10 @@ else
   end
 end
 redis.call('HSET', ck, 'state', target, 'updated_at', at)
-redis.call('HDEL', ck, 'job_id', 'error_reason')
+redis.call('HDEL', ck, 'job_id', 'error_reason', 'error_code', 'error_detail')
 history(P, cid, target, at, detail)
 move_state(P, cid, cur, target)
-queue_callback(P, jid, cb_url, cb_key, cid, action, target, now_ms, at)
+queue_callback(P, jid, cb_url, cb_key, cb_host, cid, action, target, now_ms, at)
 redis.call('INCR', ARGV[14])
 redis.call('EXPIRE', ARGV[14], tonumber(ARGV[15]))
 return {'ok', target, hget(P .. 'ws:' .. ws, 'name') or ws}

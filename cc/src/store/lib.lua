@@ -38,14 +38,17 @@ end
 -- A certificate reached a final state through job `jid`: when its request named a
 -- callback_url, schedule the callback (its id is the job id) with what the
 -- certificate now says.
-local function queue_callback(P, jid, url, key, cid, action, state, now_ms, at)
+-- `host` names the destination for the per-host delivery limit (jobs queued before
+-- it was recorded have none: their URL stands in for it).
+local function queue_callback(P, jid, url, key, host, cid, action, state, now_ms, at)
   if not url or url == '' then return end
   local ck = P .. 'cert:' .. cid
   local cb = P .. 'cb:' .. jid
-  redis.call('HSET', cb, 'callback_id', jid, 'url', url, 'key', key or '', 'cert_id', cid,
+  if not host or host == '' then host = url end
+  redis.call('HSET', cb, 'callback_id', jid, 'url', url, 'key', key or '', 'host', host, 'cert_id', cid,
     'course_id', hget(ck, 'course_id') or '', 'username', hget(ck, 'username') or '',
     'action', action, 'state', state, 'at', at, 'attempts', 0, 'created_at', now_ms)
-  for _, f in ipairs({'download_url', 'verify_url', 'download_uuid', 'verify_uuid', 'error_reason'}) do
+  for _, f in ipairs({'download_url', 'verify_url', 'download_uuid', 'verify_uuid', 'error_reason', 'error_code'}) do
     local v = hget(ck, f)
     if v and v ~= '' then redis.call('HSET', cb, f, v) end
   end
@@ -67,10 +70,17 @@ local function unlease(P, jid, jk)
   return ws
 end
 
--- A job attempt ended without success. Re-queue it while attempts remain (and the
--- failure is retryable), else end the certificate in `error` with the reason.
--- Returns 'requeued' or 'error'.
-local function attempt_failed(P, jid, reason, retryable, max_attempts, now_ms, at)
+-- Why an attempt failed: `detail` for operators (recent errors), `public` for the
+-- LMS (the certificate, its history, its callback) and the LMS's `code`
+-- (common/src/failure.rs).
+local function fault(detail, public, code)
+  return {detail = detail, public = public, code = code}
+end
+
+-- A job attempt ended without success (`f` from fault()). Re-queue it while
+-- attempts remain (and the failure is retryable), else end the certificate in
+-- `error` with the reason. Returns 'requeued' or 'error'.
+local function attempt_failed(P, jid, f, retryable, max_attempts, now_ms, at)
   local jk = P .. 'job:' .. jid
   local cid = hget(jk, 'cert_id')
   local attempt = tonumber(hget(jk, 'attempt') or '0')
@@ -78,27 +88,29 @@ local function attempt_failed(P, jid, reason, retryable, max_attempts, now_ms, a
   if ws then redis.call('HINCRBY', P .. 'ws:' .. ws, 'failed', 1) end
   local ck = P .. 'cert:' .. cid
   local state = hget(ck, 'state')
-  record_error(P, at, cid, jid, reason)
+  record_error(P, at, cid, jid, f.detail)
   if retryable and attempt < max_attempts then
     redis.call('HSET', jk, 'enqueued_at', now_ms)
     redis.call('LPUSH', P .. 'queue', jid)
-    history(P, cid, state, at, 'attempt ' .. attempt .. ' failed, retrying: ' .. reason)
+    history(P, cid, state, at, 'attempt ' .. attempt .. ' failed, retrying: ' .. f.public)
     redis.call('HSET', ck, 'updated_at', at)
     return 'requeued'
   end
   local action, cb_url, cb_key = hget(jk, 'action'), hget(jk, 'callback_url'), hget(jk, 'callback_key')
+  local cb_host = hget(jk, 'callback_host')
   redis.call('DEL', jk)
-  redis.call('HSET', ck, 'state', 'error', 'error_reason', reason, 'updated_at', at)
+  redis.call('HSET', ck, 'state', 'error', 'error_reason', f.public, 'error_code', f.code,
+    'error_detail', f.detail, 'updated_at', at)
   redis.call('HDEL', ck, 'job_id')
-  history(P, cid, 'error', at, reason)
+  history(P, cid, 'error', at, f.public)
   move_state(P, cid, state, 'error')
-  queue_callback(P, jid, cb_url, cb_key, cid, action, 'error', now_ms, at)
+  queue_callback(P, jid, cb_url, cb_key, cb_host, cid, action, 'error', now_ms, at)
   return 'error'
 end
 
 -- Put every job a workserver holds back at the head of the queue. With
 -- `reason` nil the attempt is not counted (the workserver left cleanly: the job
--- did not fail); else it counts as a failed attempt with that reason (the
+-- did not fail); else (a fault()) it counts as a failed attempt with that reason (the
 -- workserver died or restarted while holding it, which a job that crashes its
 -- workserver must not escape: it ends in error after max_attempts).
 -- Returns the number of jobs handled.

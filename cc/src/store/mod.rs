@@ -2,7 +2,9 @@
 //! Lua scripts, and is the only code that talks to Redis.
 //!
 //! Key schema (every key starts with the prefix `tm:`):
-//! - `cert:{cert_id}` hash: the certificate (state, learner data, published uuids/urls)
+//! - `cert:{cert_id}` hash: the certificate (state, learner data, published uuids/urls;
+//!   in `error`: `error_reason` and `error_code` for the LMS, `error_detail` for
+//!   operators, see common/src/failure.rs)
 //! - `cert:{cert_id}:hist` list of JSON history entries
 //! - `cert:{cert_id}:versions` set of every verify uuid the certificate was published under
 //! - `verify:{verify_uuid}` hash: the public verification record of one published version
@@ -26,8 +28,12 @@
 //!   and answer, kept 24 h; `idem:batch:{api key name}:{sha256(key)}` the same for a
 //!   batch (state pending for 5 min while it is queued, then its whole answer)
 //! - `callbacks` sorted set callback id (= job id) -> when its next delivery is due (ms);
-//!   `cb:{id}` hash: the callback's URL, API key name, payload fields, attempts, claim;
-//!   `callbacks:dead` sorted set id -> when it became a dead letter
+//!   `cb:{id}` hash: the callback's URL, destination host, API key name, payload
+//!   fields, attempts, claim; `callbacks:dead` sorted set id -> when it became a dead
+//!   letter; `callbacks:waiting` set of hosts with callbacks parked in
+//!   `callbacks:wait:{host}` (sorted set id -> when it was due): due callbacks whose
+//!   host had all its delivery slots (`per_host_concurrency`) busy on the claiming CC,
+//!   out of the schedule until a CC has room for that host
 //!
 //! Architecture invariant: every change that touches more than one key is one Lua
 //! script, so a CC dying between two commands cannot leave a half-made change, and
@@ -40,7 +46,7 @@ mod listing;
 mod scripts;
 mod sessions;
 
-pub use callbacks::{CallbackAttempt, ClaimedCallback};
+pub use callbacks::{CallbackAttempt, Claim, ClaimedCallback};
 pub use idempotency::IdemBegin;
 pub use listing::ListIndex;
 
@@ -49,6 +55,7 @@ use std::time::Duration;
 
 use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, Value};
+use testamur_common::failure::FailCode;
 use testamur_common::ids::{CertId, CourseId, JobId, LeaseId, PublicUuid, Username, WsId, WsName};
 use testamur_common::state::{Action, CertState};
 use testamur_common::time_fmt::{now_ms, rfc3339_ms};
@@ -174,12 +181,22 @@ pub struct NewJob {
     pub new_uuids: Option<(PublicUuid, PublicUuid)>,
     /// Certificate fields to set (empty value = remove). Not used for delete.
     pub fields: Vec<(&'static str, String)>,
-    /// Where to POST the outcome, and the name of the API key whose callback
-    /// secret signs it.
-    pub callback: Option<(String, String)>,
+    /// Where to POST the outcome.
+    pub callback: Option<CallbackTarget>,
     /// `idem:` key suffix (API key name and hash of the Idempotency-Key) and the
     /// hash of the request it came with.
     pub idempotency: Option<(String, String)>,
+}
+
+/// Where a job's callback goes.
+#[derive(Debug, Clone)]
+pub struct CallbackTarget {
+    pub url: String,
+    /// The API key whose callback secret signs it.
+    pub key_name: String,
+    /// The destination host, as `crate::callbacks::host_key` names it: deliveries
+    /// in flight are limited per host.
+    pub host: String,
 }
 
 #[derive(Debug)]
@@ -328,9 +345,9 @@ impl Store {
                     Some((d, v)) => (d.as_str(), v.as_str()),
                     None => ("", ""),
                 };
-                let (cb_url, cb_key) = match &job.callback {
-                    Some((u, k)) => (u.as_str(), k.as_str()),
-                    None => ("", ""),
+                let (cb_url, cb_key, cb_host) = match &job.callback {
+                    Some(t) => (t.url.as_str(), t.key_name.as_str(), t.host.as_str()),
+                    None => ("", "", ""),
                 };
                 let (ikey, ihash) = match &job.idempotency {
                     Some((k, h)) => (k.as_str(), h.as_str()),
@@ -350,6 +367,7 @@ impl Store {
                     .arg(vu)
                     .arg(cb_url)
                     .arg(cb_key)
+                    .arg(cb_host)
                     .arg(ikey)
                     .arg(ihash)
                     .arg(job.fields.len());
@@ -519,11 +537,16 @@ impl Store {
         }
     }
 
+    /// A workserver's failed attempt: `detail` for operators (recent errors),
+    /// `public` and `code` for the LMS.
+    #[allow(clippy::too_many_arguments)]
     pub async fn fail(
         &self,
         lease: &LeaseId,
         ws: &WsId,
-        reason: &str,
+        detail: &str,
+        public: &str,
+        code: FailCode,
         retryable: bool,
         max_attempts: u32,
     ) -> Result<Fenced<FailOutcome>> {
@@ -536,7 +559,9 @@ impl Store {
             .arg(lease.job_id().as_str())
             .arg(lease.as_str())
             .arg(ws.as_str())
-            .arg(reason)
+            .arg(detail)
+            .arg(public)
+            .arg(code.as_str())
             .arg(if retryable { "1" } else { "0" })
             .arg(max_attempts)
             .arg(now)
@@ -567,6 +592,7 @@ impl Store {
             .arg(500)
             .arg(dead_after.as_millis() as u64)
             .arg(FORGET_WORKSERVER.as_millis() as u64)
+            .arg(FailCode::WorkserverLost.message())
             .invoke_async(&mut self.conn.clone())
             .await?;
         Ok(n)
@@ -590,6 +616,7 @@ impl Store {
             .arg(r.peer)
             .arg(r.max_attempts)
             .arg(r.alive_within.as_millis() as u64)
+            .arg(FailCode::WorkserverLost.message())
             .invoke_async(&mut self.conn.clone())
             .await?;
         match reply.first().map(String::as_str) {
@@ -874,6 +901,7 @@ impl Store {
             }
             None => None,
         };
+        let callbacks_pending = callbacks_pending + self.callbacks_parked().await?;
         let mut state_counts: BTreeMap<String, i64> = CertState::ALL
             .iter()
             .map(|s| (s.as_str().to_owned(), 0))
@@ -1039,6 +1067,7 @@ fn cert_view(
         verify_uuid: uuid("verify_uuid")?,
         sha256: get("sha256"),
         error_reason: get("error_reason"),
+        error_code: get("error_code"),
         attempts: get("attempts").and_then(|a| a.parse().ok()).unwrap_or(0),
         updated_at: get("updated_at").unwrap_or_default(),
         history,

@@ -6,10 +6,12 @@
 -- own registration was replaced by a process that is still alive (heartbeats) is
 -- refused instead of knocking the other out in turn; the name is marked in status.
 -- ARGV: P, name, ws, token_hash, capacity, version, at, instance, peer address,
--- max_attempts, alive_ms (a workserver heard from within this is alive).
+-- max_attempts, alive_ms (a workserver heard from within this is alive), what the LMS
+-- is told when a workserver is lost.
 -- Returns {'ok', released} or {'conflict', other instance's address, its registered_at}.
 local P, name, ws, th, cap, version, at = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
 local inst, addr, max_attempts, alive_ms = ARGV[8], ARGV[9], tonumber(ARGV[10]), tonumber(ARGV[11])
+local lost = ARGV[12]
 local now = now_ms()
 local released = 0
 local replaced_instance = ''
@@ -28,7 +30,8 @@ if old then
   end
   local reason = nil
   if old_inst == '' or old_inst ~= inst then
-    reason = 'workserver ' .. name .. ' registered again (restarted without deregistering: crashed or killed?) while holding this job'
+    reason = fault('workserver ' .. name .. ' registered again (restarted without deregistering: crashed or killed?) while holding this job',
+      lost, 'workserver_lost')
     replaced_instance = old_inst
   end
   released = drop_ws(P, old, now, reason, max_attempts, at)

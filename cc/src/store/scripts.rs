@@ -41,7 +41,7 @@ impl Scripts {
             list: with_lib(include_str!("list.lua")),
             drain: Script::new(include_str!("drain.lua")),
             idem_begin: Script::new(include_str!("idem_begin.lua")),
-            cb_claim: Script::new(include_str!("cb_claim.lua")),
+            cb_claim: with_lib(include_str!("cb_claim.lua")),
             cb_result: Script::new(include_str!("cb_result.lua")),
             cb_replay: Script::new(include_str!("cb_replay.lua")),
         }

@@ -2,7 +2,7 @@
 -- one request (POST /v1/certificates) or a chunk of a batch; each request is atomic.
 -- ARGV: P, now_ms, at, idempotency ttl (s), then one group per request:
 --   cid, jid, action, pending_state, allowed_from (comma list), allowed_absent ('1'/'0'),
---   new_download_uuid, new_verify_uuid, callback_url, callback_key,
+--   new_download_uuid, new_verify_uuid, callback_url, callback_key, callback_host,
 --   idempotency key ('' = none), request hash, n, then n field/value pairs for the
 --   certificate (an empty value deletes the field).
 -- Returns four strings per request: outcome ('ok' | 'illegal' | 'idem_mismatch'),
@@ -12,7 +12,7 @@
 local P, now_ms, at, idem_ttl = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local out = {}
 
-local function submit_one(cid, jid, action, pending, allowed, allowed_absent, du, vu, cb_url, cb_key, f0, f1)
+local function submit_one(cid, jid, action, pending, allowed, allowed_absent, du, vu, cb_url, cb_key, cb_host, f0, f1)
   local ck = P .. 'cert:' .. cid
   local cur = hget(ck, 'state')
   if cur == nil then
@@ -41,7 +41,7 @@ local function submit_one(cid, jid, action, pending, allowed, allowed_absent, du
     end
   end
   redis.call('HSET', ck, 'cert_id', cid, 'state', pending, 'updated_at', at, 'job_id', jid, 'attempts', 0)
-  redis.call('HDEL', ck, 'error_reason')
+  redis.call('HDEL', ck, 'error_reason', 'error_code', 'error_detail')
   if cur == nil then
     -- Listing indexes (GET /v1/certificates): every certificate, and per course.
     redis.call('ZADD', P .. 'certs', 0, cid)
@@ -53,7 +53,7 @@ local function submit_one(cid, jid, action, pending, allowed, allowed_absent, du
   redis.call('HSET', jk, 'job_id', jid, 'cert_id', cid, 'action', action, 'attempt', 0,
     'status', 'queued', 'enqueued_at', now_ms, 'download_uuid', du, 'verify_uuid', vu,
     'previous_download_uuid', pdu, 'previous_verify_uuid', pvu,
-    'callback_url', cb_url, 'callback_key', cb_key)
+    'callback_url', cb_url, 'callback_key', cb_key, 'callback_host', cb_host)
   redis.call('LPUSH', P .. 'queue', jid)
   return 'ok', pending
 end
@@ -62,9 +62,10 @@ local i = 5
 while i <= #ARGV do
   local cid, jid, action, pending = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   local allowed, absent, du, vu = ARGV[i + 4], ARGV[i + 5], ARGV[i + 6], ARGV[i + 7]
-  local cb_url, cb_key, ikey, ihash = ARGV[i + 8], ARGV[i + 9], ARGV[i + 10], ARGV[i + 11]
-  local n = tonumber(ARGV[i + 12])
-  local f0 = i + 13
+  local cb_url, cb_key, cb_host = ARGV[i + 8], ARGV[i + 9], ARGV[i + 10]
+  local ikey, ihash = ARGV[i + 11], ARGV[i + 12]
+  local n = tonumber(ARGV[i + 13])
+  local f0 = i + 14
   i = f0 + 2 * n
   local replayed = false
   local ik = P .. 'idem:' .. ikey
@@ -80,7 +81,7 @@ while i <= #ARGV do
     end
   end
   if not replayed then
-    local outcome, state = submit_one(cid, jid, action, pending, allowed, absent, du, vu, cb_url, cb_key, f0, i - 1)
+    local outcome, state = submit_one(cid, jid, action, pending, allowed, absent, du, vu, cb_url, cb_key, cb_host, f0, i - 1)
     local rjid = ''
     if outcome == 'ok' then rjid = jid end
     table.insert(out, outcome); table.insert(out, state); table.insert(out, rjid); table.insert(out, '0')
