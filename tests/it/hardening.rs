@@ -891,7 +891,12 @@ async fn certificate_history_is_capped() {
     })
     .await;
     let lms = c.lms().unwrap();
-    let id = lms.submit(&sample_request(5)).await.unwrap().unwrap().cert_id;
+    let id = lms
+        .submit(&sample_request(5))
+        .await
+        .unwrap()
+        .unwrap()
+        .cert_id;
     let (_, token) = register_manual_ws(&c, "flaky", 1).await;
     for i in 0..230 {
         let jobs = lease_jobs(&c, &token, 1, 2000).await;
@@ -905,8 +910,22 @@ async fn certificate_history_is_capped() {
         .await;
         assert_eq!(st, 200);
     }
-    let hist = lms.certificate(id.as_str()).await.unwrap().unwrap().history.unwrap();
+    let hist = lms
+        .certificate(id.as_str())
+        .await
+        .unwrap()
+        .unwrap()
+        .history
+        .unwrap();
     assert_eq!(hist.len(), 200);
     assert_eq!(hist[0].detail.as_deref(), Some("add requested"));
-    assert!(hist[199].detail.as_deref().unwrap().contains("flaky 229"), "{:?}", hist[199]);
+    assert!(
+        hist[199]
+            .detail
+            .as_deref()
+            .unwrap()
+            .contains("attempt 230 failed"),
+        "{:?}",
+        hist[199]
+    );
 }
