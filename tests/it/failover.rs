@@ -2,26 +2,16 @@
 //! leases loses nothing (its jobs are leased again after the TTL), a stale lease
 //! is fenced off with 409, and a Redis restart mid-run loses nothing.
 
-use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 use testamur::cmd::demo::sample_request;
 use testamur_common::state::CertState;
 
 use crate::helpers::{
-    assert_all_downloadable, cluster, lease_jobs, public_file, register_manual_ws,
+    assert_all_downloadable, cluster, freeze_holding_leases, lease_jobs, public_file,
+    register_manual_ws, signal,
 };
-
-fn signal(pid: u32, sig: &str) {
-    let ok = Command::new("kill")
-        .arg(format!("-{sig}"))
-        .arg(pid.to_string())
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "kill -{sig} {pid} failed");
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn killed_workserver_loses_nothing_and_stale_leases_get_409() {
@@ -63,27 +53,7 @@ async fn killed_workserver_loses_nothing_and_stale_leases_get_409() {
     }
 
     // Freeze ws-1, make sure it holds leases, then SIGKILL it.
-    let pid = c.ws_pid(1).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        signal(pid, "STOP");
-        let s = op.status().await.unwrap().unwrap();
-        let held = s
-            .workservers
-            .iter()
-            .find(|w| w.name == "ws-1")
-            .map(|w| w.in_flight)
-            .unwrap_or(0);
-        if held > 0 {
-            break;
-        }
-        signal(pid, "CONT");
-        assert!(
-            Instant::now() < deadline,
-            "ws-1 never held a lease while the queue was full"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    freeze_holding_leases(&c, c.ws_pid(1).unwrap(), "ws-1").await;
     c.kill_ws(1);
 
     // Everything still ends downloadable, exactly once.

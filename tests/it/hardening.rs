@@ -9,18 +9,9 @@ use testamur::cmd::demo::sample_request;
 use testamur_common::state::CertState;
 
 use crate::helpers::{
-    assert_all_downloadable, cluster, dump_logs, lease_jobs, register_manual_ws, TestCluster, BIN,
+    assert_all_downloadable, cluster, dump_logs, freeze_holding_leases, lease_jobs,
+    register_manual_ws, sample_requests, submit_all, TestCluster, BIN,
 };
-
-fn signal(pid: u32, sig: &str) {
-    let ok = Command::new("kill")
-        .arg(format!("-{sig}"))
-        .arg(pid.to_string())
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "kill -{sig} {pid} failed");
-}
 
 /// POST `path` on CC 1 with a bearer token and a JSON body; (status, body).
 async fn post(c: &TestCluster, path: &str, token: &str, body: Value) -> (u16, Value) {
@@ -533,43 +524,8 @@ async fn a_killed_workservers_jobs_run_elsewhere_within_10_s() {
     .await;
     let lms = c.lms().unwrap();
     let op = c.operator().unwrap();
-    let reqs: Vec<_> = (0..N)
-        .map(|i| {
-            let mut r = sample_request(i);
-            r.username = Some(format!("kill{i:04}"));
-            r
-        })
-        .collect();
-    let ids: Vec<_> = lms
-        .submit_batch(&reqs)
-        .await
-        .unwrap()
-        .unwrap()
-        .results
-        .into_iter()
-        .map(|r| match r {
-            testamur_common::wire::BatchResult::Accepted(a) => a.cert_id,
-            other => panic!("{other:?}"),
-        })
-        .collect();
-    let pid = c.ws_pid(1).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        signal(pid, "STOP");
-        let s = op.status().await.unwrap().unwrap();
-        let held = s
-            .workservers
-            .iter()
-            .find(|w| w.name == "ws-1")
-            .map(|w| w.in_flight)
-            .unwrap_or(0);
-        if held > 0 {
-            break;
-        }
-        signal(pid, "CONT");
-        assert!(Instant::now() < deadline, "ws-1 never held a lease");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let ids = submit_all(&lms, &sample_requests("kill", N)).await;
+    freeze_holding_leases(&c, c.ws_pid(1).unwrap(), "ws-1").await;
     c.kill_ws(1);
     let killed = Instant::now();
     loop {
@@ -777,25 +733,8 @@ async fn a_batch_retried_after_a_503_half_way_queues_nothing_twice() {
     .await;
     let lms = c.lms().unwrap();
     let op = c.operator().unwrap();
-    let reqs: Vec<_> = (0..N)
-        .map(|i| {
-            let mut r = sample_request(i);
-            r.username = Some(format!("half{i:04}"));
-            r
-        })
-        .collect();
-    let ids: Vec<_> = lms
-        .submit_batch(&reqs)
-        .await
-        .unwrap()
-        .unwrap()
-        .results
-        .into_iter()
-        .map(|r| match r {
-            testamur_common::wire::BatchResult::Accepted(a) => a.cert_id,
-            other => panic!("{other:?}"),
-        })
-        .collect();
+    let reqs = sample_requests("half", N);
+    let ids = submit_all(&lms, &reqs).await;
     assert_all_downloadable(&c, &ids).await;
     let regens: Vec<_> = reqs
         .iter()

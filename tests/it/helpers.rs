@@ -235,3 +235,69 @@ pub async fn run_action(c: &TestCluster, action: &str) -> testamur_common::wire:
         Err(e) => panic!("{e:#}\n{}", dump_logs(&c.dir().join("logs"))),
     }
 }
+
+/// `kill -SIG PID`.
+pub fn signal(pid: u32, sig: &str) {
+    let ok = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill -{sig} {pid} failed");
+}
+
+/// Sample requests 0..n, learner `i` named `{prefix}{i:04}`.
+pub fn sample_requests(prefix: &str, n: usize) -> Vec<testamur_common::wire::SubmitRequest> {
+    (0..n)
+        .map(|i| {
+            let mut r = testamur::cmd::demo::sample_request(i);
+            r.username = Some(format!("{prefix}{i:04}"));
+            r
+        })
+        .collect()
+}
+
+/// Submits a batch that must be accepted whole; the certificate ids, in order.
+pub async fn submit_all(
+    lms: &testamur::api::ApiClient,
+    reqs: &[testamur_common::wire::SubmitRequest],
+) -> Vec<testamur_common::ids::CertId> {
+    lms.submit_batch(reqs)
+        .await
+        .unwrap()
+        .unwrap()
+        .results
+        .into_iter()
+        .map(|r| match r {
+            testamur_common::wire::BatchResult::Accepted(a) => a.cert_id,
+            other => panic!("{other:?}"),
+        })
+        .collect()
+}
+
+/// Freezes workserver `name` (pid `pid`, SIGSTOP) at a moment it holds leases
+/// while the queue is full (20 s at most); it stays frozen.
+pub async fn freeze_holding_leases(c: &Cluster, pid: u32, name: &str) {
+    let op = c.operator().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        signal(pid, "STOP");
+        let s = op.status().await.unwrap().unwrap();
+        let held = s
+            .workservers
+            .iter()
+            .find(|w| w.name == name)
+            .map(|w| w.in_flight)
+            .unwrap_or(0);
+        if held > 0 {
+            return;
+        }
+        signal(pid, "CONT");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{name} never held a lease while the queue was full"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}

@@ -115,16 +115,7 @@ impl From<redis::RedisError> for StoreError {
         let refused = e
             .code()
             .and_then(|c| REFUSAL_CODES.iter().find(|(k, _)| *k == c))
-            .map(|(k, _)| *k)
-            // A script's error carries the refused command's code after its own
-            // prefix ("ERR ... OOM command not allowed ...") on some versions.
-            .or_else(|| {
-                let text = e.to_string();
-                REFUSAL_CODES
-                    .iter()
-                    .map(|(k, _)| *k)
-                    .find(|k| text.contains(&format!("{k} ")) && text.contains("not allowed"))
-            });
+            .map(|(k, _)| *k);
         if let Some(code) = refused {
             return StoreError::Refused { code, err: e };
         }
@@ -728,12 +719,6 @@ impl Store {
                 .map(Some)
                 .map_err(|e| StoreError::Corrupt(format!("catalogue {digest}: {e}"))),
         }
-    }
-
-    pub async fn failures(&self, kind: &str, ip: &str) -> Result<u64> {
-        let mut c = self.conn.clone();
-        let n: Option<u64> = c.get(format!("{P}fail:{kind}:{ip}")).await?;
-        Ok(n.unwrap_or(0))
     }
 
     /// The public verification record of the version published under `verify`;
