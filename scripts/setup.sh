@@ -11,10 +11,10 @@ set -euo pipefail
 PACKAGES=(redis-server gnupg poppler-utils fonts-dejavu-core fonts-noto-core fonts-noto-cjk
           build-essential pkg-config libssl-dev libclang-dev ca-certificates)
 # `setup.sh --test` (scripts/test.sh): also a headless browser for the dashboard
-# test (Debian's chromium and its WebDriver), openssl (HMAC checks) and faketime
-# (a CC with a skewed clock).
+# test (Debian's chromium and its WebDriver), openssl (HMAC checks), faketime
+# (a CC with a skewed clock) and Python's venv (schemathesis, below).
 if [ "${1:-}" = "--test" ]; then
-  PACKAGES+=(chromium chromium-driver openssl faketime)
+  PACKAGES+=(chromium chromium-driver openssl faketime python3 python3-venv)
 fi
 
 missing=()
@@ -58,6 +58,19 @@ rustc_minor=$(rustc --version | sed -E 's/^rustc 1\.([0-9]+).*/\1/')
 if [ "${rustc_minor:-0}" -lt 94 ]; then
   echo "setup: Rust 1.94 or newer is needed (found $(rustc --version)); run: rustup update stable" >&2
   exit 1
+fi
+
+# `--test`: schemathesis from PyPI, pinned, in a virtualenv of its own
+# ($TESTAMUR_PY, default ~/.cache/testamur-py): it checks the CC against its own
+# /openapi.json (tests/it/api_schema.rs, scripts/api-check.sh).
+if [ "${1:-}" = "--test" ]; then
+  ST_VERSION=4.32.5
+  venv="${TESTAMUR_PY:-$HOME/.cache/testamur-py}"
+  if ! "$venv/bin/st" --version 2>/dev/null | grep -qF "$ST_VERSION"; then
+    echo "setup: installing schemathesis $ST_VERSION into $venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q --disable-pip-version-check "schemathesis==$ST_VERSION"
+  fi
 fi
 
 # The queue must be ours: tests and the demo start their own redis-server, so a

@@ -41,6 +41,7 @@ pub struct PeerAddr(pub SocketAddr);
 
 pub fn router(state: AppState) -> Router {
     let body_limit = state.config.max_body_bytes;
+    let largest_body = body_limit.max(state.config.max_batch_body_bytes);
     Router::new()
         .route("/healthz", get(routes::status::healthz))
         .route("/openapi.json", get(routes::status::openapi))
@@ -93,6 +94,9 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn(json_errors))
         .layer(middleware::from_fn(log_request))
+        .layer(middleware::from_fn(move |req, next| {
+            crate::unread::finish_body(largest_body, req, next)
+        }))
         .with_state(state)
 }
 

@@ -34,6 +34,7 @@ pub mod routes;
 pub mod server;
 pub mod startup;
 pub mod store;
+pub mod unread;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -64,10 +65,13 @@ pub async fn run(
     );
     let reaper = tokio::spawn(reaper::run(
         store.clone(),
-        config.max_attempts,
-        // The same rule as `alive` in /v1/status: three heartbeats missed.
-        3 * config.heartbeat_interval,
-        reaper_interval,
+        reaper::Reaping {
+            max_attempts: config.max_attempts,
+            // The same rule as `alive` in /v1/status: three heartbeats missed.
+            dead_after: 3 * config.heartbeat_interval,
+            interval: reaper_interval,
+            dead_letter_retention: config.callbacks.dead_letter_retention,
+        },
         jobs_queued.clone(),
         stop_rx.clone(),
     ));

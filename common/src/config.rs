@@ -183,6 +183,8 @@ struct CallbacksFile {
     allow_private_addresses: bool,
     #[serde(default)]
     ssl_ca_certs: Option<PathBuf>,
+    #[serde(default = "default_dead_letter_days")]
+    dead_letter_retention_days: u64,
 }
 
 impl Default for CallbacksFile {
@@ -197,10 +199,14 @@ impl Default for CallbacksFile {
             allow_http: false,
             allow_private_addresses: false,
             ssl_ca_certs: None,
+            dead_letter_retention_days: default_dead_letter_days(),
         }
     }
 }
 
+fn default_dead_letter_days() -> u64 {
+    30
+}
 fn default_cb_attempts() -> u32 {
     12
 }
@@ -245,6 +251,9 @@ pub struct CallbacksConfig {
     pub allow_private_addresses: bool,
     /// Trust exactly the CAs in this file for callback URLs instead of the system's roots.
     pub ssl_ca_certs: Option<PathBuf>,
+    /// Dead letters older than this are removed (by the reaper); None: kept until
+    /// replayed.
+    pub dead_letter_retention: Option<Duration>,
 }
 
 fn default_lease_ttl() -> u64 {
@@ -523,6 +532,10 @@ impl CcConfig {
             timeout: Duration::from_secs(cb.timeout_s),
             concurrency: cb.concurrency,
             per_host_concurrency,
+            dead_letter_retention: match cb.dead_letter_retention_days {
+                0 => None,
+                d => Some(Duration::from_secs(d.saturating_mul(86_400))),
+            },
             allow_http: cb.allow_http,
             allow_private_addresses: cb.allow_private_addresses,
             ssl_ca_certs: cb
@@ -1007,6 +1020,16 @@ mod tests {
             c.callbacks.per_host_concurrency, 2,
             "the default never exceeds concurrency"
         );
+        assert_eq!(
+            c.callbacks.dead_letter_retention,
+            Some(Duration::from_secs(30 * 86_400))
+        );
+        let f = write(
+            &d,
+            "cc8.conf",
+            &format!("{base}[callbacks]\ndead_letter_retention_days = 0\n"),
+        );
+        assert_eq!(CcConfig::load(&f).unwrap().callbacks.dead_letter_retention, None);
     }
 
     #[test]

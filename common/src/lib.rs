@@ -25,6 +25,7 @@ pub mod config;
 pub mod failure;
 pub mod html;
 pub mod ids;
+pub mod json_int;
 pub mod layout;
 pub mod request;
 pub mod secret;

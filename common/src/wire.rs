@@ -32,6 +32,7 @@ pub struct ErrorDetail {
 pub struct RegisterRequest {
     pub name: String,
     pub cc_pass: String,
+    #[serde(deserialize_with = "crate::json_int::u32")]
     pub capacity: u32,
     pub version: String,
     #[serde(default)]
@@ -90,8 +91,9 @@ pub struct DrainResponse {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LeaseRequest {
+    #[serde(deserialize_with = "crate::json_int::u32")]
     pub max_jobs: u32,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::json_int::u64")]
     pub wait_ms: u64,
 }
 

@@ -431,3 +431,48 @@ fn demo_refuses_to_clear_a_directory_it_did_not_make() {
         assert_eq!(std::fs::read_to_string(&notes).unwrap(), "mine");
     }
 }
+
+/// A request refused before its body is read (no key: 401) still gets its answer
+/// when the client sends the whole body first, as simple HTTP clients do (Python's
+/// requests did not: the CC closed with 2 MB unread and the client saw a reset).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_request_still_gets_its_answer_after_sending_its_body() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let c = cluster(|s| s.workservers = 0).await;
+    let port: u16 = c.info.cc_url.rsplit(':').next().unwrap().parse().unwrap();
+    for (path, size) in [("/v1/certificates/batch", 4_000_000), ("/no/such/route", 200_000)] {
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        let tls =
+            std::sync::Arc::new(testamur_common::tls::client_config(&c.info.ca_cert).unwrap());
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let mut s = tokio_rustls::TlsConnector::from(tls)
+            .connect(name, tcp)
+            .await
+            .unwrap();
+        let body = format!(r#"{{"requests":[{}]}}"#, " ".repeat(size));
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        s.write_all(head.as_bytes()).await.unwrap();
+        s.write_all(body.as_bytes())
+            .await
+            .unwrap_or_else(|e| panic!("{path}: the CC stopped reading the body: {e}"));
+        s.flush().await.unwrap();
+        let mut answer = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !answer.windows(4).any(|w| w == b"\r\n\r\n") {
+            match s.read(&mut buf).await {
+                Ok(0) => break,
+                Ok(n) => answer.extend_from_slice(&buf[..n]),
+                Err(e) => panic!("{path}: no answer after the body: {e}"),
+            }
+        }
+        let answer = String::from_utf8_lossy(&answer);
+        let want = if path.ends_with("batch") { "401" } else { "404" };
+        assert!(
+            answer.starts_with(&format!("HTTP/1.1 {want}")),
+            "{path}: {answer}"
+        );
+    }
+}

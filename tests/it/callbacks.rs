@@ -282,6 +282,54 @@ async fn callbacks_pending_across_a_cc_restart_are_delivered() {
     assert_eq!(p.cert_id, id.to_string());
 }
 
+/// Issue 12 item 11: dead letters are removed `dead_letter_retention_days` after
+/// they died (here 30, the default); younger ones stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_are_removed_after_their_retention() {
+    let mut c = cluster(|s| s.cc_extra = callbacks_conf(100, 1)).await;
+    let rx = Receiver::start(&c, usize::MAX).await;
+    let lms = c.lms().unwrap();
+    let op = c.operator().unwrap();
+    for i in [5, 6] {
+        let mut req = sample_request(i);
+        req.callback_url = Some(rx.url.clone());
+        lms.submit(&req).await.unwrap().unwrap();
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    while op.status().await.unwrap().unwrap().dead_letters < 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no dead letters\n{}",
+            dump_logs(&c.dir().join("logs"))
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let dead = op.dead_letters().await.unwrap().unwrap();
+    let (old, young) = (&dead.items[0].callback_id, &dead.items[1].callback_id);
+    // One of them died 31 days ago (by Redis's clock).
+    let now_s: u64 = c.redis.cli(&["TIME"]).unwrap().lines().next().unwrap().trim().parse().unwrap();
+    let died = (now_s - 31 * 86_400) * 1000;
+    c.redis
+        .cli(&["ZADD", "tm:callbacks:dead", &died.to_string(), old])
+        .unwrap();
+    // The reaper looks at dead letters when a CC starts, then once a minute.
+    c.terminate_cc_n(1);
+    c.start_cc().unwrap();
+    c.wait_healthy(Duration::from_secs(30)).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let dead = op.dead_letters().await.unwrap().unwrap();
+        if dead.count == 1 {
+            assert_eq!(&dead.items[0].callback_id, young);
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{dead:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let exists = c.redis.cli(&["EXISTS", &format!("tm:cb:{old}")]).unwrap();
+    assert_eq!(exists.trim(), "0", "the old dead letter's record is kept");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn undeliverable_callbacks_become_dead_letters_and_replay_delivers_them() {
     let c = cluster(|s| s.cc_extra = callbacks_conf(100, 3)).await;

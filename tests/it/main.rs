@@ -2,6 +2,7 @@
 //! processes of the `testamur` binary, real gpg and poppler. One test binary
 //! (modules below) so the build links once.
 
+mod api_schema;
 mod bad_input;
 mod browser;
 mod callbacks;
@@ -17,6 +18,7 @@ mod operations;
 mod publishing;
 mod registration;
 mod rendering;
+mod retention;
 mod s3;
 mod scoping;
 mod startup_checks;

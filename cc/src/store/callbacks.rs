@@ -159,6 +159,21 @@ impl Store {
         Ok((n, it.collect()))
     }
 
+    /// Remove dead letters that died more than `age` ago (at most 1,000 per call);
+    /// how many were removed.
+    pub async fn expire_dead_letters(&self, age: std::time::Duration) -> Result<u64> {
+        let n: u64 = self
+            .scripts
+            .cb_expire
+            .prepare_invoke()
+            .arg(P)
+            .arg(age.as_millis() as u64)
+            .arg(1000)
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        Ok(n)
+    }
+
     /// The number of dead letters and the `limit` most recent.
     pub async fn dead_letters(&self, limit: usize) -> Result<(u64, Vec<DeadLetter>)> {
         let mut c = self.conn.clone();

@@ -20,6 +20,7 @@ pub(super) struct Scripts {
     pub cb_claim: Script,
     pub cb_result: Script,
     pub cb_replay: Script,
+    pub cb_expire: Script,
 }
 
 fn with_lib(body: &str) -> Script {
@@ -44,6 +45,7 @@ impl Scripts {
             cb_claim: with_lib(include_str!("cb_claim.lua")),
             cb_result: Script::new(include_str!("cb_result.lua")),
             cb_replay: Script::new(include_str!("cb_replay.lua")),
+            cb_expire: with_lib(include_str!("cb_expire.lua")),
         }
     }
 }

@@ -1,0 +1,99 @@
+//! Issue 12: the CC's own `/openapi.json` checked by an independent implementation,
+//! schemathesis (from PyPI; `scripts/setup.sh --test` installs it in a virtualenv),
+//! once per role: the public (no credentials), an `lms` key, an `operator` key and a
+//! workserver token. Every check of schemathesis runs (status codes, content types,
+//! headers and bodies as documented, schema-valid requests accepted, invalid ones
+//! refused, no server error); a run passes with 0 failures. `scripts/api-check.sh`
+//! runs the same for longer.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use crate::helpers::{cluster, register_manual_ws, TestCluster};
+
+/// The `st` command in the virtualenv of setup.sh (`$TESTAMUR_PY`, default
+/// ~/.cache/testamur-py).
+fn schemathesis() -> PathBuf {
+    let venv = std::env::var_os("TESTAMUR_PY")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/testamur-py")
+        });
+    let st = venv.join("bin/st");
+    assert!(
+        st.exists(),
+        "schemathesis is missing at {}: run scripts/setup.sh --test",
+        st.display()
+    );
+    st
+}
+
+/// Examples per operation and phase (`TESTAMUR_API_EXAMPLES`, default 25).
+fn examples() -> String {
+    std::env::var("TESTAMUR_API_EXAMPLES").unwrap_or_else(|_| "25".into())
+}
+
+/// One schemathesis run as `role` (an Authorization header, or none); panics
+/// with its report unless it passes.
+fn run(c: &TestCluster, role: &str, bearer: Option<&str>, ws_id: Option<&str>) {
+    let dir = c.dir().join(format!("schemathesis-{role}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    // The workserver's own id in its paths, so that its calls reach the code
+    // behind the checks (random ids are all 403).
+    let config = dir.join("schemathesis.toml");
+    let mut toml = String::new();
+    if let Some(id) = ws_id {
+        toml.push_str(&format!("[parameters]\n\"path.ws_id\" = \"{id}\"\n"));
+    }
+    std::fs::write(&config, toml).unwrap();
+    let mut cmd = Command::new(schemathesis());
+    cmd.current_dir(&dir)
+        .arg("--no-color")
+        .arg("--config-file")
+        .arg(&config)
+        .arg("run")
+        .arg(format!("{}/openapi.json", c.info.cc_url))
+        .arg("--url")
+        .arg(&c.info.cc_url)
+        .arg("--tls-verify")
+        .arg(&c.info.ca_cert)
+        .args(["--checks", "all", "--max-examples", &examples()])
+        .args(["--seed", "1", "--workers", "2"])
+        .args(["--request-timeout", "40"])
+        .env("NO_COLOR", "1")
+        .env("SCHEMATHESIS_HOOKS", "");
+    if let Some(b) = bearer {
+        cmd.args(["-H", &format!("Authorization: Bearer {b}")]);
+    }
+    let out = cmd.output().expect("running schemathesis");
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::write(dir.join("report.txt"), &report).unwrap();
+    assert!(
+        out.status.success(),
+        "schemathesis as {role} failed:\n{report}"
+    );
+    eprintln!("schemathesis as {role}:\n{}", summary(&report));
+}
+
+/// The report's closing lines (cases run, failures).
+fn summary(report: &str) -> String {
+    let lines: Vec<&str> = report.lines().collect();
+    lines[lines.len().saturating_sub(12)..].join("\n")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openapi_document_holds_for_every_role() {
+    let c = cluster(|s| s.workservers = 1).await;
+    c.wait_workservers(1, std::time::Duration::from_secs(30))
+        .await
+        .unwrap();
+    let (ws_id, token) = register_manual_ws(&c, "schemathesis", 8).await;
+    run(&c, "public", None, None);
+    run(&c, "lms", Some(&c.info.lms_api_key), None);
+    run(&c, "operator", Some(&c.info.operator_api_key), None);
+    run(&c, "ws", Some(&token), Some(&ws_id));
+}
