@@ -133,7 +133,12 @@ impl FromRequestParts<AppState> for LmsCaller {
 /// limit, else 401 with `message`).
 async fn unknown_key(parts: &Parts, state: &AppState, message: &str) -> ApiError {
     let source = ratelimit::source(parts.extensions.get::<PeerAddr>());
-    match ratelimit::failed(&state.store, "apikey", &source).await {
+    match ratelimit::failed(
+        &state.store,
+        state.config.limits.failed_credentials_per_minute,
+        "apikey",
+        &source,
+    ).await {
         Ok(true) => ratelimit::too_many("check the API key or token you send"),
         Ok(false) => ApiError::unauthorized(message),
         Err(e) => e,

@@ -14,8 +14,8 @@ use crate::error::ApiError;
 use crate::limits::AddrKey;
 use crate::store::Store;
 
-/// Failed attempts per source and kind in a window before 429.
-pub const MAX_FAILURES: u64 = 10;
+/// The window failed attempts are counted in (`limits.failed_credentials_per_minute`
+/// of them per source and kind, then 429).
 pub const WINDOW: Duration = Duration::from_secs(60);
 
 /// The key a source's failures are counted under.
@@ -25,9 +25,14 @@ pub fn source(peer: Option<&PeerAddr>) -> String {
 }
 
 /// Counts a failed attempt of `kind` from `source`; true when the source is now
-/// past the limit (answer 429).
-pub async fn failed(store: &Store, kind: &str, source: &str) -> Result<bool, ApiError> {
-    Ok(store.note_failure(kind, source, WINDOW).await? > MAX_FAILURES)
+/// past `limit` in the window (answer 429).
+pub async fn failed(
+    store: &Store,
+    limit: u64,
+    kind: &str,
+    source: &str,
+) -> Result<bool, ApiError> {
+    Ok(store.note_failure(kind, source, WINDOW).await? > limit)
 }
 
 /// The 429 for a source past the limit; `what` says which credential to check.

@@ -55,9 +55,25 @@ pub struct TemplateInfo {
 }
 
 /// A set of Unicode scalar values as sorted, disjoint, inclusive ranges.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 #[serde(transparent)]
 pub struct Coverage(Vec<(u32, u32)>);
+
+/// Read as sent by a workserver: pairs of code points (0 to 0x10FFFF, `12.0` is
+/// 12), in any order; they are sorted and merged here, and a pair whose end is
+/// before its start covers nothing.
+impl<'de> Deserialize<'de> for Coverage {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let pairs: Vec<(crate::json_int::CodePoint, crate::json_int::CodePoint)> =
+            Vec::deserialize(d)?;
+        let ranges = pairs
+            .into_iter()
+            .map(|(s, e)| (s.0, e.0))
+            .filter(|(s, e)| s <= e)
+            .collect();
+        Ok(Coverage::default().union(&Coverage(ranges)))
+    }
+}
 
 impl Coverage {
     /// From any code points, in any order, with duplicates.
@@ -210,6 +226,17 @@ impl Catalog {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn coverage_as_sent_is_sorted_and_merged() {
+        let c: Coverage =
+            serde_json::from_str("[[300, 400.0], [65, 90], [350, 500], [10, 5], [91, 91]]").unwrap();
+        assert_eq!(c.ranges(), &[(65, 91), (300, 500)]);
+        assert!(c.contains('Z') && c.contains('[') && !c.contains('a'));
+        assert!(serde_json::from_str::<Coverage>("[[0, 1114112]]").is_err());
+        assert!(serde_json::from_str::<Coverage>("[[-1, 5]]").is_err());
+        assert!(serde_json::from_str::<Coverage>("[[1.5, 5]]").is_err());
+    }
 
     fn catalog() -> Catalog {
         let mut templates = BTreeMap::new();

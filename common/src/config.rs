@@ -113,6 +113,8 @@ struct LimitsFile {
     request_timeout_s: u64,
     #[serde(default)]
     trusted_proxies: Vec<String>,
+    #[serde(default = "default_failed_credentials")]
+    failed_credentials_per_minute: u64,
 }
 
 impl Default for LimitsFile {
@@ -122,6 +124,7 @@ impl Default for LimitsFile {
             max_connections_per_ip: default_max_connections_per_ip(),
             request_timeout_s: default_request_timeout(),
             trusted_proxies: Vec::new(),
+            failed_credentials_per_minute: default_failed_credentials(),
         }
     }
 }
@@ -134,6 +137,9 @@ fn default_max_connections_per_ip() -> usize {
 }
 fn default_request_timeout() -> u64 {
     30
+}
+fn default_failed_credentials() -> u64 {
+    10
 }
 
 /// What one client can hold of a CC (`[limits]` in cc.conf).
@@ -148,6 +154,9 @@ pub struct LimitsConfig {
     pub request_timeout: Duration,
     /// Load balancers whose PROXY v2 header or `X-Forwarded-For` names the client.
     pub trusted_proxies: Vec<crate::cidr::Cidr>,
+    /// Wrong credentials of one kind from one address (IPv6: /64) in a minute
+    /// before further wrong ones get 429 (right ones are always served).
+    pub failed_credentials_per_minute: u64,
 }
 
 impl Default for LimitsConfig {
@@ -158,6 +167,7 @@ impl Default for LimitsConfig {
             max_connections_per_ip: default_max_connections_per_ip(),
             request_timeout: Duration::from_secs(default_request_timeout()),
             trusted_proxies: Vec::new(),
+            failed_credentials_per_minute: default_failed_credentials(),
         }
     }
 }
@@ -570,6 +580,13 @@ impl CcConfig {
                 "must be between 1 and 3600 seconds",
             ));
         }
+        if !(1..=1_000_000).contains(&lim.failed_credentials_per_minute) {
+            return Err(ConfigError::key(
+                file,
+                "limits.failed_credentials_per_minute",
+                "must be between 1 and 1000000",
+            ));
+        }
         let mut trusted_proxies = Vec::new();
         for (i, p) in lim.trusted_proxies.iter().enumerate() {
             trusted_proxies.push(
@@ -583,6 +600,7 @@ impl CcConfig {
             max_connections_per_ip: lim.max_connections_per_ip,
             request_timeout: Duration::from_secs(lim.request_timeout_s),
             trusted_proxies,
+            failed_credentials_per_minute: lim.failed_credentials_per_minute,
         };
         let cc_pass = secret(file, "cc_pass", &base, &raw.cc_pass)?;
         if cc_pass.expose().len() < 16 {

@@ -34,6 +34,16 @@ impl<'de> Visitor<'de> for Whole {
     }
 }
 
+/// A Unicode code point (0 to 0x10FFFF) as a JSON integer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CodePoint(pub u32);
+
+impl<'de> serde::Deserialize<'de> for CodePoint {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(Whole(0x10FFFF)).map(|v| CodePoint(v as u32))
+    }
+}
+
 pub fn u32<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
     d.deserialize_any(Whole(u32::MAX as u64)).map(|v| v as u32)
 }

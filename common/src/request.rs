@@ -123,7 +123,8 @@ fn text(field: &'static str, s: String) -> Result<String, FieldError> {
     if trimmed.is_empty() {
         return Err(field_err(field, format!("{field} must not be empty")));
     }
-    if trimmed.chars().count() > MAX_TEXT {
+    // Counted as sent (like the schema's maxLength), spaces included.
+    if s.chars().count() > MAX_TEXT {
         return Err(field_err(
             field,
             format!("{field} is longer than {MAX_TEXT} characters"),

@@ -78,7 +78,13 @@ pub async fn login(
         }
         other => {
             let over =
-                ratelimit::failed(&state.store, "login", &ratelimit::source(peer.as_ref())).await?;
+                ratelimit::failed(
+                &state.store,
+                state.config.limits.failed_credentials_per_minute,
+                "login",
+                &ratelimit::source(peer.as_ref()),
+            )
+            .await?;
             tracing::warn!(%ip, "dashboard sign-in with a wrong key");
             if over {
                 // Wrong keys slow down; the right key still signs in.

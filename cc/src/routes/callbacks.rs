@@ -11,7 +11,8 @@ use crate::error::ApiError;
 use crate::extract::{parse_json, OperatorCaller};
 
 /// `POST /v1/callbacks/replay`: body `{"callback_ids": [...]}` replays those dead
-/// letters; an empty body or `{}` replays all of them. Each gets a fresh budget
+/// letters; an empty body, `{}` or `"callback_ids": null` replays all of them
+/// (`[]` none). Each gets a fresh budget
 /// of `callbacks.max_attempts` deliveries, starting now.
 pub async fn replay(
     State(state): State<AppState>,
@@ -23,8 +24,20 @@ pub async fn replay(
     } else {
         parse_json(&body)?
     };
-    let ids = req.callback_ids.unwrap_or_default();
-    if let Some(bad) = ids.iter().find(|i| i.is_empty() || i.len() > 64) {
+    let ids = match req.callback_ids {
+        // An empty list names nothing (only an absent list means all).
+        Some(ids) if ids.is_empty() => {
+            return Ok(Json(ReplayResponse {
+                replayed: 0,
+                not_found: Vec::new(),
+            }))
+        }
+        ids => ids.unwrap_or_default(),
+    };
+    if let Some(bad) = ids
+        .iter()
+        .find(|i| i.is_empty() || i.chars().count() > 64)
+    {
         return Err(ApiError::invalid(
             "callback_ids",
             format!("`{bad}` is not a callback id (see GET /v1/callbacks/dead)"),

@@ -25,7 +25,13 @@ pub async fn register(
         .unwrap_or_else(|| "unknown".into());
     if !state.config.cc_pass.matches(&body.cc_pass) {
         let over =
-            ratelimit::failed(&state.store, "register", &ratelimit::source(peer.as_ref())).await?;
+            ratelimit::failed(
+            &state.store,
+            state.config.limits.failed_credentials_per_minute,
+            "register",
+            &ratelimit::source(peer.as_ref()),
+        )
+        .await?;
         // The name is not parsed yet: log it escaped (Debug) and cut short, so
         // that a name with newlines cannot forge log lines.
         let name: String = body.name.chars().take(64).collect();
