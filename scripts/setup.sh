@@ -12,9 +12,12 @@ PACKAGES=(redis-server gnupg poppler-utils fonts-dejavu-core fonts-noto-core fon
           build-essential pkg-config libssl-dev libclang-dev ca-certificates)
 # `setup.sh --test` (scripts/test.sh): also a headless browser for the dashboard
 # test (Debian's chromium and its WebDriver), openssl (HMAC checks), faketime
-# (a CC with a skewed clock) and Python's venv (schemathesis, below).
+# (a CC with a skewed clock), Python's venv (schemathesis, below) and haproxy
+# (tests/it/haproxy.rs runs the load balancer configuration of docs/DEPLOYMENT.md,
+# deploy/haproxy.cfg, in front of two CCs; the test starts its own process on free
+# ports, never the service that Debian's package installs).
 if [ "${1:-}" = "--test" ]; then
-  PACKAGES+=(chromium chromium-driver openssl faketime python3 python3-venv)
+  PACKAGES+=(chromium chromium-driver openssl faketime python3 python3-venv haproxy)
 fi
 
 missing=()

@@ -76,6 +76,17 @@ impl ApiClient {
         })
     }
 
+    /// A client over a `reqwest::Client` built by the caller (e.g. one bound to
+    /// a local address, as the load-balancer tests do). `base` must be `https://`.
+    pub fn with_client(base: &str, key: &str, http: reqwest::Client) -> anyhow::Result<Self> {
+        check_cc_url(base, false)?;
+        Ok(Self {
+            http,
+            base: base.trim_end_matches('/').to_owned(),
+            key: key.to_owned(),
+        })
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }

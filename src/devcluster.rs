@@ -199,48 +199,6 @@ key = "{op}"
             std::fs::write(dir.join(format!("cc-{}.conf", k + 2)), text)?;
         }
         std::fs::write(dir.join("cc.conf"), cc_conf)?;
-        for i in 1..=spec.workservers {
-            let ws_conf = format!(
-                r#"# Written by testamur's dev cluster.
-name = "ws-{i}"
-cc_url = "{url}"
-ssl_ca_certs = "tls/ca.pem"
-cc_pass = "{cc_pass}"
-capacity = {cap}
-signing_key = "keys/signing.key"
-templates = "{templates}"
-log_format = "{log_format}"
-
-{storage}keep_old_versions = {keep}
-{cache}"#,
-                storage = match &spec.s3 {
-                    None => format!(
-                        "[storage]\ndir = \"public\"\nbase_url = \"file://{}/\"\n",
-                        dir.join("public").display()
-                    ),
-                    Some(s3) => format!(
-                        "[storage]\nbackend = \"s3\"\nbucket = \"{b}\"\nregion = \"us-east-1\"\n\
-                         endpoint = \"{e}\"\npath_style = true\naccess_key_id = \"{ak}\"\n\
-                         secret_access_key = \"{sk}\"\nbase_url = \"{e}/{b}/\"\n",
-                        b = s3.bucket,
-                        e = s3.endpoint,
-                        ak = s3.access_key,
-                        sk = s3.secret_key,
-                    ),
-                },
-                keep = spec.keep_old_versions,
-                cache = spec
-                    .cache_max_age_s
-                    .map(|s| format!("cache_max_age_s = {s}\n"))
-                    .unwrap_or_default(),
-                url = info.cc_url_of((i - 1) % spec.ccs.max(1) + 1),
-                cc_pass = info.cc_pass,
-                cap = spec.ws_capacity,
-                templates = spec.templates.display(),
-                log_format = if spec.log_json { "json" } else { "human" },
-            );
-            std::fs::write(dir.join(format!("ws-{i}.conf")), ws_conf)?;
-        }
         std::fs::write(
             dir.join("cluster.json"),
             serde_json::to_string_pretty(&info)?,
@@ -261,6 +219,10 @@ log_format = "{log_format}"
         }
         cluster.wait_healthy(Duration::from_secs(30)).await?;
         for i in 1..=cluster.spec.workservers {
+            let url = cluster
+                .info
+                .cc_url_of((i - 1) % cluster.spec.ccs.max(1) + 1);
+            cluster.write_ws_conf(i, &url)?;
             let child = cluster.spawn_ws(i)?;
             cluster.ws.push(Some(child));
         }
@@ -268,6 +230,66 @@ log_format = "{log_format}"
             .wait_workservers(cluster.spec.workservers, Duration::from_secs(30))
             .await?;
         Ok(cluster)
+    }
+
+    /// Writes `ws-{i}.conf`: workserver `i` talking to the CC (or load balancer)
+    /// at `cc_url`.
+    fn write_ws_conf(&self, i: usize, cc_url: &str) -> anyhow::Result<()> {
+        let (spec, info, dir) = (&self.spec, &self.info, &self.spec.dir);
+        let ws_conf = format!(
+            r#"# Written by testamur's dev cluster.
+name = "ws-{i}"
+cc_url = "{url}"
+ssl_ca_certs = "tls/ca.pem"
+cc_pass = "{cc_pass}"
+capacity = {cap}
+signing_key = "keys/signing.key"
+templates = "{templates}"
+log_format = "{log_format}"
+
+{storage}keep_old_versions = {keep}
+{cache}"#,
+            storage = match &spec.s3 {
+                None => format!(
+                    "[storage]\ndir = \"public\"\nbase_url = \"file://{}/\"\n",
+                    dir.join("public").display()
+                ),
+                Some(s3) => format!(
+                    "[storage]\nbackend = \"s3\"\nbucket = \"{b}\"\nregion = \"us-east-1\"\n\
+                         endpoint = \"{e}\"\npath_style = true\naccess_key_id = \"{ak}\"\n\
+                         secret_access_key = \"{sk}\"\nbase_url = \"{e}/{b}/\"\n",
+                    b = s3.bucket,
+                    e = s3.endpoint,
+                    ak = s3.access_key,
+                    sk = s3.secret_key,
+                ),
+            },
+            keep = spec.keep_old_versions,
+            cache = spec
+                .cache_max_age_s
+                .map(|s| format!("cache_max_age_s = {s}\n"))
+                .unwrap_or_default(),
+            url = cc_url,
+            cc_pass = info.cc_pass,
+            cap = spec.ws_capacity,
+            templates = spec.templates.display(),
+            log_format = if spec.log_json { "json" } else { "human" },
+        );
+        std::fs::write(dir.join(format!("ws-{i}.conf")), ws_conf)?;
+        Ok(())
+    }
+
+    /// Starts `n` more workservers whose `cc_url` is `cc_url` (e.g. a load
+    /// balancer in front of the CCs) and waits until they are registered.
+    pub async fn add_workservers(&mut self, n: usize, cc_url: &str) -> anyhow::Result<()> {
+        for _ in 0..n {
+            let i = self.ws.len() + 1;
+            self.write_ws_conf(i, cc_url)?;
+            let child = self.spawn_ws(i)?;
+            self.ws.push(Some(child));
+        }
+        let alive = self.ws.iter().filter(|c| c.is_some()).count();
+        self.wait_workservers(alive, Duration::from_secs(30)).await
     }
 
     fn spawn(&self, args: &[&str], log_name: &str) -> anyhow::Result<Child> {
@@ -355,6 +377,11 @@ log_format = "{log_format}"
         let child = self.spawn_ws(i)?;
         self.ws[i - 1] = Some(child);
         Ok(())
+    }
+
+    /// The process id of CC `k` (1-based), while it runs.
+    pub fn cc_pid(&self, k: usize) -> Option<u32> {
+        self.ccs.get(k - 1).and_then(|c| c.as_ref()).map(|c| c.id())
     }
 
     pub fn ws_pid(&self, i: usize) -> Option<u32> {

@@ -657,6 +657,17 @@ async fn a_cc_with_a_skewed_clock_does_not_expire_live_leases() {
 /// PROXY v2 header naming `client` (when given), then TLS and a GET of
 /// /v1/status with `key`. The HTTP status, or None when the CC would not talk.
 async fn status_via(c: &TestCluster, from: &str, client: Option<&str>, key: &str) -> Option<u16> {
+    status_via_with(c, from, client, key, &[]).await
+}
+
+/// As [`status_via`], with `X-Forwarded-For` header lines (each value one line).
+async fn status_via_with(
+    c: &TestCluster,
+    from: &str,
+    client: Option<&str>,
+    key: &str,
+    xff: &[&str],
+) -> Option<u16> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let port: u16 = c.info.cc_url.rsplit(':').next().unwrap().parse().unwrap();
     let server: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
@@ -676,7 +687,11 @@ async fn status_via(c: &TestCluster, from: &str, client: Option<&str>, key: &str
     .await
     .ok()?
     .ok()?;
-    let req = format!("GET /v1/status HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {key}\r\nConnection: close\r\n\r\n");
+    let xff: String = xff
+        .iter()
+        .map(|v| format!("X-Forwarded-For: {v}\r\n"))
+        .collect();
+    let req = format!("GET /v1/status HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {key}\r\n{xff}Connection: close\r\n\r\n");
     s.write_all(req.as_bytes()).await.ok()?;
     let mut out = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
@@ -717,6 +732,89 @@ async fn behind_a_trusted_proxy_limits_count_the_client_it_names() {
     assert_eq!(
         status_via(&c, "127.0.0.4", Some("203.0.113.9:5000"), &good).await,
         None
+    );
+}
+
+/// Items 14 and 24: a trusted proxy that sends no PROXY header (nginx,
+/// re-encrypting) names the client in `X-Forwarded-For`, and the rate limits
+/// count that client: its right-most entry (the one the proxy added; entries left
+/// of it are the client's own word), of the last header line. On a connection
+/// with a PROXY v2 header, and from an address not in `trusted_proxies`, the
+/// header is ignored: the client counted is the one the connection shows.
+#[tokio::test(flavor = "multi_thread")]
+async fn x_forwarded_for_from_a_trusted_proxy_names_the_client_and_from_others_is_ignored() {
+    let c = cluster(|s| {
+        s.workservers = 0;
+        s.cc_extra = "[limits]\ntrusted_proxies = [\"127.0.0.3\"]\n".into();
+    })
+    .await;
+    let (bad, good) = ("not-a-key-0123456789", c.info.operator_api_key.clone());
+    let proxy = "127.0.0.3";
+    let x = "203.0.113.7";
+    // X's wrong keys: 401 ten times, then 429 for X.
+    let mut codes = Vec::new();
+    for _ in 0..11 {
+        codes.push(status_via_with(&c, proxy, None, bad, &[x]).await);
+    }
+    assert_eq!(&codes[..10], &[Some(401); 10], "{codes:?}");
+    assert_eq!(codes[10], Some(429), "X was not limited: {codes:?}");
+    // Y behind the same proxy is served; X's right key too.
+    assert_eq!(
+        status_via_with(&c, proxy, None, bad, &["203.0.113.8"]).await,
+        Some(401)
+    );
+    assert_eq!(
+        status_via_with(&c, proxy, None, &good, &[x]).await,
+        Some(200)
+    );
+    // The right-most entry is the client: X cannot hide behind a made-up entry on
+    // its left, and a made-up X on the left does not get Y limited.
+    assert_eq!(
+        status_via_with(&c, proxy, None, bad, &[&format!("198.51.100.1, {x}")]).await,
+        Some(429)
+    );
+    assert_eq!(
+        status_via_with(&c, proxy, None, bad, &[&format!("{x}, 203.0.113.9")]).await,
+        Some(401)
+    );
+    // Several header lines: the last line's right-most entry.
+    assert_eq!(
+        status_via_with(&c, proxy, None, bad, &["203.0.113.10", x]).await,
+        Some(429)
+    );
+    assert_eq!(
+        status_via_with(&c, proxy, None, bad, &[x, "203.0.113.10"]).await,
+        Some(401)
+    );
+    // The proxy's own address was never charged with X's failures.
+    assert_eq!(status_via_with(&c, proxy, None, bad, &[]).await, Some(401));
+    // A PROXY v2 header names the client; X-Forwarded-For on that connection is ignored.
+    assert_eq!(
+        status_via_with(&c, proxy, Some("203.0.113.20:5000"), bad, &[x]).await,
+        Some(401)
+    );
+    // From an address that is not a trusted proxy the header is ignored: naming
+    // the limited X does not get it 429s, and naming a new client each time does
+    // not escape its own count.
+    let outsider = "127.0.0.4";
+    assert_eq!(
+        status_via_with(&c, outsider, None, bad, &[x]).await,
+        Some(401)
+    );
+    let mut codes = Vec::new();
+    for i in 0..10 {
+        let fresh = format!("198.51.100.{}", 10 + i);
+        codes.push(status_via_with(&c, outsider, None, bad, &[&fresh]).await);
+    }
+    assert_eq!(&codes[..9], &[Some(401); 9], "{codes:?}");
+    assert_eq!(
+        codes[9],
+        Some(429),
+        "the outsider escaped its count: {codes:?}"
+    );
+    assert_eq!(
+        status_via_with(&c, outsider, None, &good, &[x]).await,
+        Some(200)
     );
 }
 

@@ -10,6 +10,7 @@ mod chaos;
 mod cleartext;
 mod end_to_end;
 mod failover;
+mod haproxy;
 mod hardening;
 mod helpers;
 mod lifecycle;
