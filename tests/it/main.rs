@@ -7,6 +7,7 @@ mod bad_input;
 mod browser;
 mod callbacks;
 mod chaos;
+mod client_addresses;
 mod cleartext;
 mod end_to_end;
 mod failover;
