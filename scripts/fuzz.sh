@@ -39,7 +39,7 @@ else
 fi
 
 # cargo fuzz has no --locked: refuse a fuzz/Cargo.lock that would have to change.
-cargo metadata --locked --format-version 1 --manifest-path fuzz/Cargo.toml >/dev/null
+cargo fetch --locked --quiet --manifest-path fuzz/Cargo.toml --target "$(rustc -vV | sed -n 's/^host: //p')"
 echo "fuzz: building ${#targets[@]} targets into $dir"
 start=$(date +%s)
 cargo fuzz build -s none --codegen-units 16 --target-dir "$dir"
