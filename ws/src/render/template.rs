@@ -255,7 +255,11 @@ pub fn parse_color(s: &str) -> Option<Rgb> {
 
 fn read_toml<T: serde::de::DeserializeOwned>(file: &Path) -> Result<T, TemplateError> {
     let text = std::fs::read_to_string(file).map_err(|e| terr(file, "(file)", e))?;
-    toml::from_str(&text).map_err(|e| {
+    parse_toml(file, &text)
+}
+
+fn parse_toml<T: serde::de::DeserializeOwned>(file: &Path, text: &str) -> Result<T, TemplateError> {
+    toml::from_str(text).map_err(|e| {
         let msg = e.message().to_owned();
         let key = match e.span() {
             Some(span) => {
@@ -312,7 +316,8 @@ impl Templates {
                 .file_stem()
                 .map(|s| s.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            let t = load_template(file, &name, dir, &stack_ids, &index.fonts)?;
+            let text = std::fs::read_to_string(file).map_err(|e| terr(file, "(file)", e))?;
+            let t = template_from_toml(file, &text, &name, dir, &stack_ids, &index.fonts)?;
             templates.insert(name, t);
         }
         if templates.is_empty() {
@@ -394,14 +399,44 @@ impl Templates {
     }
 }
 
-fn load_template(
+impl Templates {
+    /// Checks `text` as the template file `file` of the templates directory `dir`
+    /// these were loaded from (its font stacks), exactly as [`Templates::load`]
+    /// checks each template file. For the fuzz targets and tools.
+    pub fn template_from_toml(
+        &self,
+        dir: &Path,
+        file: &Path,
+        text: &str,
+    ) -> Result<Template, TemplateError> {
+        let stack_ids: BTreeMap<String, usize> = self
+            .stacks
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.name.clone(), i))
+            .collect();
+        let stacks: BTreeMap<String, Vec<String>> = self
+            .stacks
+            .iter()
+            .map(|s| (s.name.clone(), Vec::new()))
+            .collect();
+        let name = file
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        template_from_toml(file, text, &name, dir, &stack_ids, &stacks)
+    }
+}
+
+fn template_from_toml(
     file: &Path,
+    text: &str,
     name: &str,
     dir: &Path,
     stack_ids: &BTreeMap<String, usize>,
     stacks: &BTreeMap<String, Vec<String>>,
 ) -> Result<Template, TemplateError> {
-    let raw: TemplateFile = read_toml(file)?;
+    let raw: TemplateFile = parse_toml(file, text)?;
     let (w, h) = match raw.page.size.to_ascii_lowercase().as_str() {
         "a4" => (595.28, 841.89),
         "letter" => (612.0, 792.0),
