@@ -230,7 +230,8 @@ mod tests {
     #[test]
     fn coverage_as_sent_is_sorted_and_merged() {
         let c: Coverage =
-            serde_json::from_str("[[300, 400.0], [65, 90], [350, 500], [10, 5], [91, 91]]").unwrap();
+            serde_json::from_str("[[300, 400.0], [65, 90], [350, 500], [10, 5], [91, 91]]")
+                .unwrap();
         assert_eq!(c.ranges(), &[(65, 91), (300, 500)]);
         assert!(c.contains('Z') && c.contains('[') && !c.contains('a'));
         assert!(serde_json::from_str::<Coverage>("[[0, 1114112]]").is_err());

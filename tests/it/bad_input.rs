@@ -440,8 +440,13 @@ async fn a_refused_request_still_gets_its_answer_after_sending_its_body() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let c = cluster(|s| s.workservers = 0).await;
     let port: u16 = c.info.cc_url.rsplit(':').next().unwrap().parse().unwrap();
-    for (path, size) in [("/v1/certificates/batch", 4_000_000), ("/no/such/route", 200_000)] {
-        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    for (path, size) in [
+        ("/v1/certificates/batch", 4_000_000),
+        ("/no/such/route", 200_000),
+    ] {
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
         let tls =
             std::sync::Arc::new(testamur_common::tls::client_config(&c.info.ca_cert).unwrap());
         let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
@@ -469,7 +474,11 @@ async fn a_refused_request_still_gets_its_answer_after_sending_its_body() {
             }
         }
         let answer = String::from_utf8_lossy(&answer);
-        let want = if path.ends_with("batch") { "401" } else { "404" };
+        let want = if path.ends_with("batch") {
+            "401"
+        } else {
+            "404"
+        };
         assert!(
             answer.starts_with(&format!("HTTP/1.1 {want}")),
             "{path}: {answer}"
