@@ -262,14 +262,18 @@ fn parse_toml<T: serde::de::DeserializeOwned>(file: &Path, text: &str) -> Result
     toml::from_str(text).map_err(|e| {
         let msg = e.message().to_owned();
         let key = match e.span() {
-            Some(span) => {
-                let line = text[..span.start].lines().count().max(1);
-                format!("line {line}")
-            }
+            Some(span) => format!("line {}", line_of(text, span.start)),
             None => "(file)".into(),
         };
         terr(file, key, msg)
     })
+}
+
+/// The 1-based line of byte `offset` in `text` (an offset at the start of a line
+/// is on that line, not the one before).
+fn line_of(text: &str, offset: usize) -> usize {
+    let before = &text.as_bytes()[..offset.min(text.len())];
+    before.iter().filter(|&&b| b == b'\n').count() + 1
 }
 
 impl Templates {
@@ -650,4 +654,33 @@ fn template_from_toml(
         texts,
         signatories,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Block {
+        width: f32,
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[allow(dead_code)]
+    struct File {
+        block: Block,
+    }
+
+    /// Issue 13 item 7: a misspelt key is reported on its own line.
+    #[test]
+    fn a_toml_error_names_the_line_it_is_on() {
+        let text = "# a template\n\n[block]\nwidht = 3\n";
+        let e = parse_toml::<File>(Path::new("t.toml"), text).unwrap_err();
+        assert_eq!(e.key, "line 4", "{e:?}");
+        assert_eq!(line_of("a\nb", 0), 1);
+        assert_eq!(line_of("a\nb", 2), 2);
+        assert_eq!(line_of("a\n", 99), 2);
+    }
 }
