@@ -484,25 +484,48 @@ fn template_from_toml(
             )
         })
     };
-    let in_page = |key: &str, x: f32, y: f32, bw: f32, bh: f32| {
-        let ok = x >= 0.0
-            && y >= 0.0
-            && bw > 0.0
-            && bh > 0.0
-            && (x + bw) * MM <= page.0 + 0.5
-            && (y + bh) * MM <= page.1 + 0.5;
-        match ok {
-            true => Ok(()),
-            false => Err(terr(file, key, format!(
-                "the box x={x} y={y} width={bw} height={bh} (mm from the top-left corner) is not inside the {:.0} x {:.0} mm page",
-                page.0 / MM, page.1 / MM
+    // A box must lie on the page; the error names the key that puts it off.
+    let in_page = |prefix: &str, x: f32, y: f32, bw: f32, bh: f32| {
+        let (pw, ph) = (page.0 / MM, page.1 / MM);
+        let slack = 0.5 / MM;
+        let off = if x < 0.0 {
+            Some(("x", "is left of the page".to_owned()))
+        } else if y < 0.0 {
+            Some(("y", "is above the page".to_owned()))
+        } else if bw <= 0.0 {
+            Some(("width", "must be more than 0".to_owned()))
+        } else if bh <= 0.0 {
+            Some(("height", "must be more than 0".to_owned()))
+        } else if x + bw > pw + slack {
+            Some((
+                "width",
+                format!(
+                    "ends at x + width = {} mm, past the page's right edge ({pw:.0} mm)",
+                    x + bw
+                ),
+            ))
+        } else if y + bh > ph + slack {
+            Some((
+                "height",
+                format!(
+                    "ends at y + height = {} mm, below the page's bottom edge ({ph:.0} mm)",
+                    y + bh
+                ),
+            ))
+        } else {
+            None
+        };
+        match off {
+            None => Ok(()),
+            Some((k, why)) => Err(terr(file, format!("{prefix}.{k}"), format!(
+                "the box x={x} y={y} width={bw} height={bh} (mm from the top-left corner of the {pw:.0} x {ph:.0} mm page) {why}"
             ))),
         }
     };
     let mut texts = Vec::new();
     for (i, t) in raw.text.iter().enumerate() {
         let key = |k: &str| format!("text[{i}].{k}");
-        in_page(&key("x"), t.x, t.y, t.width, t.height)?;
+        in_page(&format!("text[{i}]"), t.x, t.y, t.width, t.height)?;
         let pieces = parse_pieces(&t.text).map_err(|e| terr(file, key("text"), e))?;
         let (min_size, max_size) = match t.size {
             SizeFile::One(s) => (s, s),
@@ -553,7 +576,7 @@ fn template_from_toml(
     }
     let mut frames = Vec::new();
     for (i, f) in raw.frame.iter().enumerate() {
-        in_page(&format!("frame[{i}].x"), f.x, f.y, f.width, f.height)?;
+        in_page(&format!("frame[{i}]"), f.x, f.y, f.width, f.height)?;
         let c = color(&format!("frame[{i}].color"), &f.color)?;
         let rect = [
             f.x * MM,
@@ -566,7 +589,13 @@ fn template_from_toml(
     let mut signatories = Vec::new();
     for (i, s) in raw.signatory.iter().enumerate() {
         let key = |k: &str| format!("signatory[{i}].{k}");
-        in_page(&key("x"), s.x, s.y, s.width, 30.0)?;
+        // A signatory block is 30 mm high.
+        in_page(&format!("signatory[{i}]"), s.x, s.y, s.width, 30.0).map_err(|e| {
+            TemplateError {
+                key: e.key.replace(".height", ".y"),
+                ..e
+            }
+        })?;
         let c = color(&key("color"), &s.color)?;
         let st = stack(&key("font"), &s.font)?;
         let image = match &s.image {
