@@ -42,6 +42,9 @@ pub fn run(a: PreviewArgs) -> anyhow::Result<ExitCode> {
         .clone()
         .unwrap_or_else(crate::devcluster::default_templates);
     let renderer = testamur_ws::render::Renderer::load(&dir)?;
+    for w in renderer.warnings() {
+        eprintln!("warning: {w}");
+    }
     let course = CourseId::parse(a.course_id.clone()).context("--course-id")?;
     let user = Username::parse("preview").context("username")?;
     let job = JobCertificate {

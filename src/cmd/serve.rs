@@ -49,9 +49,12 @@ pub async fn cc(path: &Path, check: bool, log_json: bool) -> anyhow::Result<Exit
 pub async fn ws(path: &Path, check: bool, log_json: bool) -> anyhow::Result<ExitCode> {
     let config = WsConfig::load(path)?;
     if check {
-        testamur_ws::worker::pipeline(&config)
+        let pipeline = testamur_ws::worker::pipeline(&config)
             .await
             .with_context(|| path.display().to_string())?;
+        for w in pipeline.renderer.warnings() {
+            println!("{}: warning: {w}", config.templates.display());
+        }
         testamur_ws::worker::check_cc(&config)
             .await
             .with_context(|| path.display().to_string())?;

@@ -42,6 +42,9 @@ struct Shared {
 /// Build everything that can fail on bad configuration, before touching the network.
 pub async fn pipeline(config: &WsConfig) -> anyhow::Result<Pipeline> {
     let renderer = Renderer::load(&config.templates).context("key `templates` in ws.conf")?;
+    for w in renderer.warnings() {
+        tracing::warn!(templates = %config.templates.display(), "{w}");
+    }
     let key = SigningKey::load(&config.signing_key).context("key `signing_key` in ws.conf")?;
     let storage = storage::open(&config.storage)
         .await

@@ -30,6 +30,9 @@ impl Artwork {
 
 pub struct Background {
     pub art: Artwork,
+    /// What an operator should know (`ws --check`, `preview`): pages that are not
+    /// drawn, a page of another shape (stretched), fonts the PDF does not embed.
+    pub warnings: Vec<String>,
 }
 
 pub struct Image {
@@ -101,8 +104,89 @@ impl Background {
                 chunk: copier.chunk,
                 count,
             },
+            warnings: warnings(&doc, page_id, pages.len(), (w, h), page),
         })
     }
+}
+
+/// Warnings about the background (see [`Background::warnings`]); sizes in pt.
+fn warnings(
+    doc: &lopdf::Document,
+    page_id: lopdf::ObjectId,
+    pages: usize,
+    art: (f32, f32),
+    page: (f32, f32),
+) -> Vec<String> {
+    const MM: f32 = 72.0 / 25.4;
+    let mut out = Vec::new();
+    if pages > 1 {
+        out.push(format!(
+            "the PDF has {pages} pages; only the first is drawn"
+        ));
+    }
+    if art.0 > 0.0 && art.1 > 0.0 && ((art.0 / art.1) / (page.0 / page.1) - 1.0).abs() > 0.01 {
+        out.push(format!(
+            "its page is {:.0} x {:.0} mm and the template's {:.0} x {:.0} mm: it is stretched to fit; make the artwork the template's page size",
+            art.0 / MM,
+            art.1 / MM,
+            page.0 / MM,
+            page.1 / MM
+        ));
+    }
+    let fonts = doc.get_page_fonts(page_id).unwrap_or_default();
+    let mut missing: Vec<String> = fonts
+        .values()
+        .filter(|f| !font_embedded(doc, f))
+        .map(|f| {
+            f.get(b"BaseFont")
+                .and_then(|n| n.as_name())
+                .map(|n| String::from_utf8_lossy(n).into_owned())
+                .unwrap_or_else(|_| "(unnamed)".into())
+        })
+        .collect();
+    missing.sort();
+    missing.dedup();
+    if !missing.is_empty() {
+        out.push(format!(
+            "fonts not embedded in the PDF: {}; readers substitute their own, so the artwork looks different everywhere: export it with fonts embedded (or text as outlines)",
+            missing.join(", ")
+        ));
+    }
+    out
+}
+
+/// Whether a font dictionary carries its font program (Type 3 fonts are drawn
+/// by the PDF itself; a composite font's is in its descendant).
+fn font_embedded(doc: &lopdf::Document, font: &lopdf::Dictionary) -> bool {
+    let subtype = font
+        .get(b"Subtype")
+        .and_then(|s| s.as_name())
+        .unwrap_or(b"");
+    if subtype == b"Type3" {
+        return true;
+    }
+    let font = if subtype == b"Type0" {
+        match font
+            .get_deref(b"DescendantFonts", doc)
+            .and_then(|a| a.as_array())
+            .ok()
+            .and_then(|a| a.first())
+            .and_then(|d| doc.dereference(d).ok())
+            .and_then(|(_, d)| d.as_dict().ok())
+        {
+            Some(d) => d,
+            None => return false,
+        }
+    } else {
+        font
+    };
+    font.get_deref(b"FontDescriptor", doc)
+        .and_then(|d| d.as_dict())
+        .is_ok_and(|d| {
+            [&b"FontFile"[..], b"FontFile2", b"FontFile3"]
+                .iter()
+                .any(|k| d.has(k))
+        })
 }
 
 fn inherited<'a>(
@@ -286,5 +370,61 @@ impl Image {
             width: w,
             height: h,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lopdf::{dictionary, Document, Object, Stream};
+
+    const A4_LANDSCAPE: (f32, f32) = (841.89, 595.28);
+
+    /// Issue 13 item 7: a background with two pages, of another shape and with a
+    /// font it does not embed loads, with a warning for each.
+    #[test]
+    fn a_background_that_will_not_look_as_designed_is_warned_about() {
+        let mut doc = Document::with_version("1.5");
+        let pages_id = doc.new_object_id();
+        let font = doc.add_object(dictionary! {
+            "Type" => "Font", "Subtype" => "Type1", "BaseFont" => "Helvetica",
+        });
+        let content = doc.add_object(Stream::new(
+            dictionary! {},
+            b"BT /F1 48 Tf 72 72 Td (Hi) Tj ET".to_vec(),
+        ));
+        let mut kids = Vec::new();
+        for _ in 0..2 {
+            let page = doc.add_object(dictionary! {
+                "Type" => "Page", "Parent" => pages_id, "Contents" => content,
+                "Resources" => dictionary! { "Font" => dictionary! { "F1" => font } },
+            });
+            kids.push(Object::Reference(page));
+        }
+        doc.objects.insert(
+            pages_id,
+            Object::Dictionary(dictionary! {
+                "Type" => "Pages", "Kids" => kids, "Count" => 2,
+                "MediaBox" => vec![0.into(), 0.into(), 612.into(), 792.into()],
+            }),
+        );
+        let catalog = doc.add_object(dictionary! { "Type" => "Catalog", "Pages" => pages_id });
+        doc.trailer.set("Root", catalog);
+        let path = std::env::temp_dir().join(format!("tm-bg-{}.pdf", std::process::id()));
+        doc.save(&path).unwrap();
+        let w = Background::load(&path, A4_LANDSCAPE).unwrap().warnings;
+        let _ = std::fs::remove_file(&path);
+        assert_eq!(w.len(), 3, "{w:?}");
+        assert!(w[0].contains("2 pages"), "{w:?}");
+        assert!(
+            w[1].contains("216 x 279 mm") && w[1].contains("stretched"),
+            "{w:?}"
+        );
+        assert!(w[2].contains("Helvetica"), "{w:?}");
+        // The shipped artwork is as designed.
+        let shipped =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../templates/art/classic-border.pdf");
+        let w = Background::load(&shipped, A4_LANDSCAPE).unwrap().warnings;
+        assert!(w.is_empty(), "{w:?}");
     }
 }

@@ -100,6 +100,18 @@ impl Renderer {
             .collect()
     }
 
+    /// What an operator should fix in the templates though they load (printed by
+    /// `ws --check`, logged at start, shown by `preview`).
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for (name, t) in &self.templates.templates {
+            for w in t.background.iter().flat_map(|b| &b.warnings) {
+                out.push(format!("template `{name}`, background: {w}"));
+            }
+        }
+        out
+    }
+
     pub fn template_names(&self) -> Vec<String> {
         self.templates.templates.keys().cloned().collect()
     }
