@@ -138,7 +138,9 @@ async fn unknown_key(parts: &Parts, state: &AppState, message: &str) -> ApiError
         state.config.limits.failed_credentials_per_minute,
         "apikey",
         &source,
-    ).await {
+    )
+    .await
+    {
         Ok(true) => ratelimit::too_many("check the API key or token you send"),
         Ok(false) => ApiError::unauthorized(message),
         Err(e) => e,

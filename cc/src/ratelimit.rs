@@ -26,12 +26,7 @@ pub fn source(peer: Option<&PeerAddr>) -> String {
 
 /// Counts a failed attempt of `kind` from `source`; true when the source is now
 /// past `limit` in the window (answer 429).
-pub async fn failed(
-    store: &Store,
-    limit: u64,
-    kind: &str,
-    source: &str,
-) -> Result<bool, ApiError> {
+pub async fn failed(store: &Store, limit: u64, kind: &str, source: &str) -> Result<bool, ApiError> {
     Ok(store.note_failure(kind, source, WINDOW).await? > limit)
 }
 

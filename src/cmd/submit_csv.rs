@@ -27,7 +27,7 @@ use tokio::sync::Semaphore;
 use crate::api::ApiClient;
 
 /// The columns a CSV file may have.
-pub const COLUMNS: [&str; 11] = [
+pub const COLUMNS: [&str; 12] = [
     "action",
     "username",
     "course_id",
@@ -38,6 +38,7 @@ pub const COLUMNS: [&str; 11] = [
     "designation",
     "issued_date",
     "template",
+    "lang",
     "callback_url",
 ];
 
@@ -358,6 +359,7 @@ fn request(headers: &[String], cells: &[String], default_action: &str) -> Submit
             "designation" => r.designation = v,
             "issued_date" => r.issued_date = v,
             "template" => r.template = v,
+            "lang" => r.lang = v,
             "callback_url" => r.callback_url = v,
             _ => {}
         }

@@ -22,5 +22,6 @@ mod rendering;
 mod retention;
 mod s3;
 mod scoping;
+mod scripts;
 mod startup_checks;
 mod xqueue;

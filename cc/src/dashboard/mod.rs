@@ -77,8 +77,7 @@ pub async fn login(
             Ok(redirect(Some(cookie)))
         }
         other => {
-            let over =
-                ratelimit::failed(
+            let over = ratelimit::failed(
                 &state.store,
                 state.config.limits.failed_credentials_per_minute,
                 "login",
