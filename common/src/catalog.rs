@@ -100,7 +100,20 @@ impl Coverage {
 
     /// The union of many coverages, merged in one pass.
     pub fn union_all<'a>(all: impl IntoIterator<Item = &'a Coverage>) -> Coverage {
-        let mut all: Vec<(u32, u32)> = all.into_iter().flat_map(|c| c.0.iter().copied()).collect();
+        // The faces of a font family often cover the same: merge each set once.
+        let mut distinct: Vec<&Coverage> = Vec::new();
+        for c in all {
+            if !distinct
+                .iter()
+                .any(|d| d.0.len() == c.0.len() && d.0 == c.0)
+            {
+                distinct.push(c);
+            }
+        }
+        if let [one] = distinct[..] {
+            return one.clone();
+        }
+        let mut all: Vec<(u32, u32)> = distinct.iter().flat_map(|c| c.0.iter().copied()).collect();
         all.sort_unstable();
         let mut out: Vec<(u32, u32)> = Vec::with_capacity(all.len());
         for (s, e) in all {

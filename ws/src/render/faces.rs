@@ -95,16 +95,20 @@ pub struct FaceInfo {
 }
 
 /// The code points a cmap maps to a real glyph (not .notdef), with the glyph, as
-/// both the cheap scan and the full load read them: from the full-repertoire
-/// subtables (format 12) when there are any, as they include the BMP ones.
+/// both the cheap scan and the full load read them: from the first
+/// full-repertoire subtable (format 12, which includes the BMP), else the first
+/// format 4 one, as text engines do (the others repeat it); else all of them.
 pub fn cmap_points(cmap: &ttf_parser::cmap::Table<'_>, mut each: impl FnMut(u32, u16)) {
+    use ttf_parser::cmap::Format;
     let unicode = || cmap.subtables.into_iter().filter(|s| s.is_unicode());
-    let full =
-        unicode().any(|s| matches!(s.format, ttf_parser::cmap::Format::SegmentedCoverage(_)));
-    for sub in unicode() {
-        if full && !matches!(sub.format, ttf_parser::cmap::Format::SegmentedCoverage(_)) {
-            continue;
-        }
+    let chosen = unicode()
+        .find(|s| matches!(s.format, Format::SegmentedCoverage(_)))
+        .or_else(|| unicode().find(|s| matches!(s.format, Format::SegmentMappingToDeltaValues(_))));
+    let subs: Vec<_> = match chosen {
+        Some(s) => vec![s],
+        None => unicode().collect(),
+    };
+    for sub in subs {
         sub.codepoints(|cp| {
             if let (Some(_), Some(g)) = (char::from_u32(cp), sub.glyph_index(cp)) {
                 if g.0 != 0 {
@@ -246,8 +250,9 @@ pub const DEFAULT_DIRS: &[&str] = &[
 ];
 
 /// The text faces of every font file in `dirs` (and their subfolders), in path
-/// order; folders that do not exist are skipped.
-pub fn scan_dirs(dirs: &[PathBuf]) -> Vec<FaceInfo> {
+/// order, besides the files `known` (already scanned); folders that do not exist
+/// are skipped.
+pub fn scan_dirs(dirs: &[PathBuf], known: &[FaceInfo]) -> Vec<FaceInfo> {
     let mut files = Vec::new();
     let mut todo: Vec<PathBuf> = dirs.to_vec();
     while let Some(d) = todo.pop() {
@@ -268,11 +273,41 @@ pub fn scan_dirs(dirs: &[PathBuf]) -> Vec<FaceInfo> {
     }
     files.sort();
     files.dedup();
-    files
-        .iter()
-        .flat_map(|p| scan_file(p))
-        .filter(|f| f.text_face)
-        .collect()
+    let (mut again, files): (Vec<PathBuf>, Vec<PathBuf>) = files
+        .into_iter()
+        .partition(|p| known.iter().any(|k| &k.path == p));
+    again.dedup();
+    // Spread over the cores: start-up waits for this.
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(8);
+    let chunk = files.len().div_ceil(threads).max(1);
+    std::thread::scope(|s| {
+        let parts: Vec<_> = files
+            .chunks(chunk)
+            .map(|part| {
+                s.spawn(move || {
+                    part.iter()
+                        .flat_map(|p| scan_file(p))
+                        .filter(|f| f.text_face)
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        // In path order, whatever finishes first.
+        let mut all: Vec<FaceInfo> = parts
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_default())
+            .chain(
+                known
+                    .iter()
+                    .filter(|k| k.text_face && again.contains(&k.path))
+                    .cloned(),
+            )
+            .collect();
+        all.sort_by(|a, b| (&a.path, a.index).cmp(&(&b.path, b.index)));
+        all
+    })
 }
 
 #[cfg(test)]

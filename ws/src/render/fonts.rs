@@ -240,7 +240,8 @@ impl FontBook {
 
     /// Adds the text faces of `dirs` as the fallback of every stack.
     pub fn add_fallback_dirs(&mut self, dirs: &[PathBuf]) {
-        for info in faces::scan_dirs(dirs) {
+        let known: Vec<FaceInfo> = self.slots.iter().map(|s| s.info.clone()).collect();
+        for info in faces::scan_dirs(dirs, &known) {
             let i = self.add(info);
             if !self.fallback.contains(&i) {
                 self.fallback.push(i);
