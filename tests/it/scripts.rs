@@ -195,3 +195,50 @@ fn a_script_without_an_installed_font_is_refused_with_whole_characters() {
         .expect("refused");
     assert!(err.to_string().contains("Cypro Minoan"), "{err}");
 }
+
+#[test]
+fn a_template_lang_picks_the_face_when_the_request_gives_none() {
+    let src = testamur::devcluster::default_templates();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("art")).unwrap();
+    for e in std::fs::read_dir(src.join("art")).unwrap().flatten() {
+        std::fs::copy(e.path(), dir.path().join("art").join(e.file_name())).unwrap();
+    }
+    for f in ["index.toml", "classic.toml", "letter.toml"] {
+        let mut text = std::fs::read_to_string(src.join(f)).unwrap();
+        if f == "letter.toml" {
+            text = format!("lang = \"zh-Hant\"\n{text}");
+        }
+        std::fs::write(dir.path().join(f), text).unwrap();
+    }
+    let r = Renderer::load(dir.path()).unwrap();
+    let faces = |lang: Option<&str>| {
+        let pdf = r
+            .render(
+                &job("陳大文", "letter", lang),
+                &RenderContext {
+                    verify_url: VERIFY_URL,
+                },
+            )
+            .unwrap()
+            .pdf;
+        let p = dir.path().join("out.pdf");
+        std::fs::write(&p, pdf).unwrap();
+        pdffonts(&p)
+            .into_iter()
+            .map(|f| f.0)
+            .filter(|f| f.contains("CJK"))
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        faces(None).iter().all(|f| f.contains("CJKtc")),
+        "{:?}",
+        faces(None)
+    );
+    // The request's lang comes first.
+    let ja = faces(Some("ja"));
+    assert!(
+        !ja.is_empty() && ja.iter().all(|f| f.contains("CJKjp")),
+        "{ja:?}"
+    );
+}
