@@ -242,3 +242,54 @@ fn a_template_lang_picks_the_face_when_the_request_gives_none() {
         "{ja:?}"
     );
 }
+
+/// The same corpus through a real cluster: the CC (with the catalogue the
+/// workserver registered) accepts every name, the workserver draws it, the
+/// published PDF gives it back; a Cypro-Minoan name is a 422 naming the script.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_cluster_accepts_and_prints_every_installed_script() {
+    use std::time::Duration;
+    let c = crate::helpers::cluster(|s| s.workservers = 1).await;
+    c.wait_workservers(1, Duration::from_secs(30))
+        .await
+        .unwrap();
+    let lms = c.lms().unwrap();
+    let mut ids = Vec::new();
+    for (i, (script, name)) in CORPUS.iter().enumerate() {
+        let mut r = testamur::cmd::demo::sample_request(i);
+        r.username = Some(format!("script{i:02}"));
+        r.name = Some((*name).into());
+        let a = lms.submit(&r).await.unwrap();
+        let a = a.unwrap_or_else(|e| panic!("{script}: refused: {}", e.message));
+        ids.push((script, name, a.cert_id));
+    }
+    for (script, name, id) in ids {
+        let cert = lms
+            .wait_final(id.as_str(), Duration::from_secs(60))
+            .await
+            .unwrap();
+        assert_eq!(
+            cert.state,
+            testamur_common::state::CertState::Downloadable,
+            "{script}: {:?}",
+            cert.error_reason
+        );
+        let du = cert.download_uuid.as_ref().unwrap();
+        let pdf = crate::helpers::public_file(&c, &format!("downloads/{du}/Certificate.pdf"));
+        let (text, raw) = (pdftotext(&pdf), pdftotext_raw(&pdf));
+        assert!(
+            bare(&text).contains(&bare(name)) || bare(&raw).contains(&bare(name)),
+            "{script}: {name:?} not in the published PDF:\n{text}"
+        );
+    }
+    let mut bad = testamur::cmd::demo::sample_request(99);
+    bad.name = Some("\u{12F90}\u{12F91}".into());
+    let e = lms.submit(&bad).await.unwrap().unwrap_err();
+    assert_eq!((e.status, e.field.as_deref()), (422, Some("name")));
+    assert!(
+        e.message.contains("\u{12F90} (U+12F90, Cypro Minoan)")
+            && e.message.contains("script: Cypro Minoan"),
+        "{}",
+        e.message
+    );
+}
