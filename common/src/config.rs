@@ -1047,10 +1047,7 @@ mod tests {
             "cc8.conf",
             &format!("{base}[callbacks]\ndead_letter_retention_days = 0\n"),
         );
-        assert_eq!(
-            CcConfig::load(&f).unwrap().callbacks.dead_letter_retention,
-            None
-        );
+        assert_eq!(CcConfig::load(&f).unwrap().callbacks.dead_letter_retention, None);
     }
 
     #[test]
