@@ -76,6 +76,13 @@ if [ "${1:-}" = "--test" ]; then
   fi
 fi
 
+# `setup.sh --test`: cargo-fuzz for the fuzz targets (scripts/fuzz.sh), pinned.
+CARGO_FUZZ_VERSION=0.13.2
+if [ "${1:-}" = "--test" ] && ! cargo fuzz --version 2>/dev/null | grep -q " $CARGO_FUZZ_VERSION"; then
+  echo "setup: installing cargo-fuzz $CARGO_FUZZ_VERSION"
+  cargo install cargo-fuzz --locked --version "$CARGO_FUZZ_VERSION" --quiet
+fi
+
 # The queue must be ours: tests and the demo start their own redis-server, so a
 # system service is not needed. Debian starts one on install; it is left alone.
 echo "setup: ok ($(rustc --version), $(redis-server --version | cut -d' ' -f3), $(gpg --version | head -1))"

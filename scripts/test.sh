@@ -8,4 +8,7 @@ bash scripts/setup.sh --test
 cargo test --workspace --locked "$@"
 # The criterion benches, each run once as a smoke test (`cargo bench` measures).
 cargo test --workspace --locked --bench '*' "$@"
+# Every fuzz target for a few seconds (scripts/fuzz.sh runs them longer). Its
+# own build directory: the fuzz build uses other compiler flags.
+bash scripts/fuzz.sh "${FUZZ_SECONDS:-4}"
 echo "test.sh: all tests passed"

@@ -60,18 +60,60 @@ async fn read_header_inner(tcp: &mut TcpStream) -> Result<Option<SocketAddr>, Pr
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     tcp.read_exact(&mut head).await?;
+    let fixed = parse_fixed(&head)?;
+    let mut body = vec![0u8; fixed.len];
+    tcp.read_exact(&mut body).await?;
+    parse_addresses(fixed.command, fixed.family, &body)
+}
+
+/// The fixed 16-byte part of a PROXY v2 header (after the signature).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FixedPart {
+    pub command: u8,
+    pub family: u8,
+    /// Length of the address block that follows.
+    pub len: usize,
+}
+
+/// Check the first 16 bytes of a PROXY v2 header: signature, version, and a
+/// length we are willing to read.
+pub fn parse_fixed(head: &[u8; 16]) -> Result<FixedPart, ProxyHeaderError> {
+    if head[..12] != SIGNATURE {
+        return Err(ProxyHeaderError::Malformed("no PROXY v2 signature"));
+    }
     if head[12] >> 4 != 2 {
         return Err(ProxyHeaderError::Malformed("not version 2"));
     }
-    let command = head[12] & 0x0f;
-    let family = head[13];
     let len = u16::from_be_bytes([head[14], head[15]]) as usize;
     if len > 2048 {
         return Err(ProxyHeaderError::Malformed("longer than 2048 bytes"));
     }
-    let mut body = vec![0u8; len];
-    tcp.read_exact(&mut body).await?;
-    parse_addresses(command, family, &body)
+    Ok(FixedPart {
+        command: head[12] & 0x0f,
+        family: head[13],
+        len,
+    })
+}
+
+/// A whole PROXY v2 header at the start of `bytes`, read by the same steps as
+/// [`read_header`]: the client address it names and the header's length (where
+/// the TLS bytes start). `Ok(None)` when `bytes` does not start with the
+/// signature (nothing would be read); an error when it is cut short. For the
+/// fuzz targets and tools.
+pub fn parse_header(bytes: &[u8]) -> Result<Option<(Option<SocketAddr>, usize)>, ProxyHeaderError> {
+    let k = bytes.len().min(12);
+    if bytes.is_empty() || bytes[..k] != SIGNATURE[..k] {
+        return Ok(None);
+    }
+    let short = || ProxyHeaderError::Io(std::io::ErrorKind::UnexpectedEof.into());
+    let head: &[u8; 16] = bytes
+        .get(..16)
+        .and_then(|h| h.try_into().ok())
+        .ok_or_else(short)?;
+    let fixed = parse_fixed(head)?;
+    let body = bytes.get(16..16 + fixed.len).ok_or_else(short)?;
+    let addr = parse_addresses(fixed.command, fixed.family, body)?;
+    Ok(Some((addr, 16 + fixed.len)))
 }
 
 /// The source address of a PROXY v2 header's body.

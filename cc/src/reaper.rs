@@ -24,16 +24,14 @@ pub struct Reaping {
 /// How often dead letters are looked at.
 const DEAD_LETTER_PASS: Duration = Duration::from_secs(60);
 
-pub async fn run(
-    store: Store,
-    r: Reaping,
-    wake: Arc<Notify>,
-    mut shutdown: watch::Receiver<bool>,
-) {
+pub async fn run(store: Store, r: Reaping, wake: Arc<Notify>, mut shutdown: watch::Receiver<bool>) {
     let (max_attempts, dead_after, interval) = (r.max_attempts, r.dead_after, r.interval);
     let mut dead_letters_due = Instant::now();
     loop {
-        if let Some(age) = r.dead_letter_retention.filter(|_| Instant::now() >= dead_letters_due) {
+        if let Some(age) = r
+            .dead_letter_retention
+            .filter(|_| Instant::now() >= dead_letters_due)
+        {
             dead_letters_due = Instant::now() + DEAD_LETTER_PASS;
             match store.expire_dead_letters(age).await {
                 Ok(0) => {}

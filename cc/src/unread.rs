@@ -53,7 +53,10 @@ pub async fn finish_body(limit: usize, req: Request, next: Next) -> Response {
     }
     let shared = Arc::new(Mutex::new(body));
     let resp = next
-        .run(Request::from_parts(parts, Body::new(Shared(shared.clone()))))
+        .run(Request::from_parts(
+            parts,
+            Body::new(Shared(shared.clone())),
+        ))
         .await;
     // Still held elsewhere (nothing does today): leave it to hyper.
     let Ok(body) = Arc::try_unwrap(shared) else {

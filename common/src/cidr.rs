@@ -30,6 +30,16 @@ impl Cidr {
                 .filter(|b| *b <= max)
                 .ok_or_else(|| format!("`{s}`: the prefix length must be 0 to {max}"))?,
         };
+        // Peers arrive as IPv4 when they are IPv4-mapped (see `contains`): so must
+        // a range written in the mapped form (`::ffff:10.0.0.0/104` is 10.0.0.0/8).
+        if let IpAddr::V6(v6) = net {
+            if let (Some(v4), true) = (v6.to_ipv4_mapped(), bits >= 96) {
+                return Ok(Self {
+                    net: IpAddr::V4(v4),
+                    bits: bits - 96,
+                });
+            }
+        }
         Ok(Self { net, bits })
     }
 
@@ -43,11 +53,17 @@ impl Cidr {
                 let mask = u32::MAX.checked_shl(32 - self.bits as u32).unwrap_or(0);
                 u32::from(n) & mask == u32::from(a) & mask
             }
-            (IpAddr::V6(n), IpAddr::V6(a)) => {
+            (IpAddr::V6(n), a) => {
+                // An IPv4 peer is inside an IPv6 range that covers its mapped form
+                // (`::/0`, `::ffff:0:0/80`).
+                let a = match a {
+                    IpAddr::V4(v4) => v4.to_ipv6_mapped(),
+                    IpAddr::V6(v6) => v6,
+                };
                 let mask = u128::MAX.checked_shl(128 - self.bits as u32).unwrap_or(0);
                 u128::from(n) & mask == u128::from(a) & mask
             }
-            _ => false,
+            (IpAddr::V4(_), IpAddr::V6(_)) => false,
         }
     }
 }
@@ -72,5 +88,29 @@ mod tests {
         assert!(Cidr::parse("0.0.0.0/0")
             .unwrap()
             .contains("8.8.8.8".parse().unwrap()));
+    }
+
+    /// Found by the `ids` fuzz target: a range written in the IPv4-mapped form
+    /// did not hold even its own address, since peers are compared as IPv4.
+    #[test]
+    fn fuzz_a_mapped_range_holds_its_own_addresses() {
+        for (range, inside, outside) in [
+            ("::ffff:10.0.0.1", "::ffff:10.0.0.1", "10.0.0.2"),
+            ("::ffff:10.0.0.0/104", "10.200.1.2", "11.0.0.1"),
+            ("::ffff:0:0/80", "192.0.2.1", "2001:db8::1"),
+            ("::/0", "192.0.2.1", "10.0.0.0/8"),
+        ] {
+            let c = Cidr::parse(range).unwrap();
+            assert!(
+                c.contains(inside.parse().unwrap()),
+                "{range} holds {inside}"
+            );
+            if let Ok(ip) = outside.parse() {
+                assert!(!c.contains(ip), "{range} does not hold {outside}");
+            }
+        }
+        assert!(Cidr::parse("::ffff:10.0.0.1")
+            .unwrap()
+            .contains("10.0.0.1".parse().unwrap()));
     }
 }

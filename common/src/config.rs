@@ -28,12 +28,17 @@ impl ConfigError {
     }
 }
 
-fn read_toml<T: for<'de> Deserialize<'de>>(file: &Path) -> Result<T, ConfigError> {
-    let text = std::fs::read_to_string(file).map_err(|e| ConfigError {
+/// The text of a config file (shared with `xqueue.conf`).
+pub fn read_text(file: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(file).map_err(|e| ConfigError {
         file: file.to_owned(),
         message: format!("cannot read the config file: {e}"),
-    })?;
-    toml::from_str(&text).map_err(|e| ConfigError {
+    })
+}
+
+/// Parse the TOML `text` of `file` (shared with `xqueue.conf`).
+pub fn parse_toml<T: for<'de> Deserialize<'de>>(file: &Path, text: &str) -> Result<T, ConfigError> {
+    toml::from_str(text).map_err(|e| ConfigError {
         file: file.to_owned(),
         message: e.to_string().trim_end().replace('\n', "\n  "),
     })
@@ -266,6 +271,12 @@ pub struct CallbacksConfig {
     pub dead_letter_retention: Option<Duration>,
 }
 
+/// Upper bounds of cc.conf durations (the CC adds and multiplies them).
+const MAX_LEASE_TTL_S: u64 = 86_400;
+const MAX_HEARTBEAT_S: u64 = 3_600;
+const MAX_CB_RETRY_MAX_S: u64 = 30 * 86_400;
+const MAX_CB_TIMEOUT_S: u64 = 3_600;
+
 fn default_lease_ttl() -> u64 {
     60
 }
@@ -368,7 +379,13 @@ pub struct CcConfig {
 
 impl CcConfig {
     pub fn load(file: &Path) -> Result<Self, ConfigError> {
-        let raw: CcFile = read_toml(file)?;
+        Self::from_toml(file, &read_text(file)?)
+    }
+
+    /// The settings in `text`, as if read from `file` (relative paths are taken
+    /// from its directory). [`CcConfig::load`] is this on the file's contents.
+    pub fn from_toml(file: &Path, text: &str) -> Result<Self, ConfigError> {
+        let raw: CcFile = parse_toml(file, text)?;
         let base = base_dir(file);
         let listen = raw.listen.parse().map_err(|_| {
             ConfigError::key(
@@ -391,18 +408,20 @@ impl CcConfig {
                 "must start with redis://, rediss://, redis+unix:// or unix://",
             ));
         }
-        if raw.lease_ttl_s < 2 {
+        // Upper bounds too: the CC computes deadlines from these (3 heartbeats,
+        // expiry in ms on Redis' clock), which a huge value would overflow.
+        if !(2..=MAX_LEASE_TTL_S).contains(&raw.lease_ttl_s) {
             return Err(ConfigError::key(
                 file,
                 "lease_ttl_s",
-                "must be at least 2 seconds",
+                format!("must be between 2 and {MAX_LEASE_TTL_S} seconds (a day)"),
             ));
         }
-        if raw.heartbeat_interval_s == 0 {
+        if !(1..=MAX_HEARTBEAT_S).contains(&raw.heartbeat_interval_s) {
             return Err(ConfigError::key(
                 file,
                 "heartbeat_interval_s",
-                "must be at least 1 second",
+                format!("must be between 1 and {MAX_HEARTBEAT_S} seconds"),
             ));
         }
         if raw.max_attempts == 0 {
@@ -495,12 +514,25 @@ impl CcConfig {
                 "must be at least 1",
             ));
         }
-        if cb.retry_base_ms == 0 || cb.retry_max_s == 0 || cb.retry_base_ms > cb.retry_max_s * 1000
-        {
+        if !(1..=MAX_CB_RETRY_MAX_S).contains(&cb.retry_max_s) {
+            return Err(ConfigError::key(
+                file,
+                "callbacks.retry_max_s",
+                format!("must be between 1 and {MAX_CB_RETRY_MAX_S} seconds (30 days)"),
+            ));
+        }
+        if cb.retry_base_ms == 0 || cb.retry_base_ms > cb.retry_max_s * 1000 {
             return Err(ConfigError::key(
                 file,
                 "callbacks.retry_base_ms",
-                "must be at least 1 and at most callbacks.retry_max_s (which must be at least 1)",
+                "must be at least 1 and at most callbacks.retry_max_s",
+            ));
+        }
+        if cb.timeout_s > MAX_CB_TIMEOUT_S {
+            return Err(ConfigError::key(
+                file,
+                "callbacks.timeout_s",
+                format!("must be at most {MAX_CB_TIMEOUT_S} seconds"),
             ));
         }
         if cb.timeout_s == 0 || cb.concurrency == 0 {
@@ -769,7 +801,13 @@ pub struct WsConfig {
 
 impl WsConfig {
     pub fn load(file: &Path) -> Result<Self, ConfigError> {
-        let raw: WsFile = read_toml(file)?;
+        Self::from_toml(file, &read_text(file)?)
+    }
+
+    /// The settings in `text`, as if read from `file` (relative paths are taken
+    /// from its directory). [`WsConfig::load`] is this on the file's contents.
+    pub fn from_toml(file: &Path, text: &str) -> Result<Self, ConfigError> {
+        let raw: WsFile = parse_toml(file, text)?;
         let base = base_dir(file);
         crate::ids::WsName::parse(raw.name.clone())
             .map_err(|e| ConfigError::key(file, "name", e))?;
@@ -939,6 +977,49 @@ mod tests {
         (d, p)
     }
 
+    /// Found while writing the `cc_conf` fuzz target's invariants: the loader
+    /// multiplied `retry_max_s` by 1000 unchecked (a panic in debug builds, a
+    /// wrapped comparison in release), and accepted durations the CC then
+    /// multiplies or turns into milliseconds at start-up (`3 * heartbeat`).
+    #[test]
+    fn fuzz_huge_durations_are_refused_not_overflowed() {
+        let (_guard, d) = tmp();
+        write(&d, "c.pem", "x");
+        write(&d, "k.pem", "x");
+        let base = "name = \"cc\"\nlisten = \"127.0.0.1:1\"\nssl_certfile = \"c.pem\"\nssl_key = \"k.pem\"\nredis_url = \"redis://127.0.0.1:1\"\ncc_pass = \"0123456789abcdef0\"\n";
+        let file = d.join("cc.conf");
+        for (extra, key) in [
+            (
+                "[callbacks]\nretry_max_s = 18446744073709552\n",
+                "`callbacks.retry_max_s`",
+            ),
+            (
+                "[callbacks]\nretry_max_s = 2592001\n",
+                "`callbacks.retry_max_s`",
+            ),
+            (
+                "heartbeat_interval_s = 6148914691236517206\n",
+                "`heartbeat_interval_s`",
+            ),
+            ("lease_ttl_s = 9223372036854776\n", "`lease_ttl_s`"),
+            (
+                "[callbacks]\ntimeout_s = 9223372036854775807\n",
+                "`callbacks.timeout_s`",
+            ),
+        ] {
+            let e = CcConfig::from_toml(&file, &format!("{base}{extra}"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(key), "{extra}: {e}");
+        }
+        let c = CcConfig::from_toml(
+            &file,
+            &format!("{base}lease_ttl_s = 86400\nheartbeat_interval_s = 3600\n[callbacks]\nretry_max_s = 2592000\ntimeout_s = 3600\n"),
+        )
+        .unwrap();
+        assert!(c.heartbeat_interval.checked_mul(3).is_some());
+    }
+
     #[test]
     fn unknown_keys_are_named() {
         let (_guard, d) = tmp();
@@ -1047,7 +1128,10 @@ mod tests {
             "cc8.conf",
             &format!("{base}[callbacks]\ndead_letter_retention_days = 0\n"),
         );
-        assert_eq!(CcConfig::load(&f).unwrap().callbacks.dead_letter_retention, None);
+        assert_eq!(
+            CcConfig::load(&f).unwrap().callbacks.dead_letter_retention,
+            None
+        );
     }
 
     #[test]

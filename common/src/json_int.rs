@@ -40,7 +40,8 @@ pub struct CodePoint(pub u32);
 
 impl<'de> serde::Deserialize<'de> for CodePoint {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(Whole(0x10FFFF)).map(|v| CodePoint(v as u32))
+        d.deserialize_any(Whole(0x10FFFF))
+            .map(|v| CodePoint(v as u32))
     }
 }
 
@@ -72,7 +73,16 @@ mod tests {
         assert_eq!(n("209.0"), Ok(209));
         assert_eq!(n("2.09e2"), Ok(209));
         assert_eq!(n("4294967295"), Ok(u32::MAX));
-        for bad in ["209.5", "-1", "-0.5", "4294967296", "1e300", "\"7\"", "true", "null"] {
+        for bad in [
+            "209.5",
+            "-1",
+            "-0.5",
+            "4294967296",
+            "1e300",
+            "\"7\"",
+            "true",
+            "null",
+        ] {
             assert!(n(bad).is_err(), "{bad} was accepted");
         }
     }

@@ -459,6 +459,9 @@ pub struct CertificateView {
     pub error_code: Option<String>,
     pub attempts: u32,
     pub updated_at: String,
+    /// Extension: the template the published version was drawn with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub history: Option<Vec<HistoryEntry>>,
 }

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
-use testamur_common::config::{ConfigError, LogFormat};
+use testamur_common::config::{parse_toml, read_text, ConfigError, LogFormat};
 use testamur_common::secret::{Secret, SecretSource};
 
 #[derive(Debug, Deserialize)]
@@ -87,14 +87,13 @@ fn key_err(file: &Path, key: &str, message: impl std::fmt::Display) -> ConfigErr
 
 impl XqueueConfig {
     pub fn load(file: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(file).map_err(|e| ConfigError {
-            file: file.to_owned(),
-            message: format!("cannot read the config file: {e}"),
-        })?;
-        let raw: XqueueFile = toml::from_str(&text).map_err(|e| ConfigError {
-            file: file.to_owned(),
-            message: e.to_string().trim_end().replace('\n', "\n  "),
-        })?;
+        Self::from_toml(file, &read_text(file)?)
+    }
+
+    /// The settings in `text`, as if read from `file` (relative paths are taken
+    /// from its directory). [`XqueueConfig::load`] is this on the file's contents.
+    pub fn from_toml(file: &Path, text: &str) -> Result<Self, ConfigError> {
+        let raw: XqueueFile = parse_toml(file, text)?;
         let base = file.parent().map(Path::to_owned).unwrap_or_default();
         let secret =
             |key: &str, src: &SecretSource| src.load(&base).map_err(|e| key_err(file, key, e));

@@ -267,3 +267,40 @@ async fn sigterm_finishes_work_and_deregisters() {
     let log = std::fs::read_to_string(c.log_path("ws-1.log")).unwrap();
     assert!(log.contains("deregistered"), "{log}");
 }
+
+/// Issue 13 item 8: `GET /v1/certificates/{id}` says which template drew the
+/// published version: the default, then the one a regen asked for; none after a
+/// delete.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_certificate_says_which_template_drew_it() {
+    let c = cluster(|s| s.workservers = 1).await;
+    c.wait_workservers(1, Duration::from_secs(30))
+        .await
+        .unwrap();
+    let lms = c.lms().unwrap();
+    let mut req = sample_request(7);
+    let mut step = |action: &str, template: Option<&str>| {
+        req.action = Some(action.into());
+        req.template = template.map(str::to_owned);
+        req.clone()
+    };
+    let run = |r: testamur_common::wire::SubmitRequest| {
+        let lms = &lms;
+        async move {
+            let id = lms.submit(&r).await.unwrap().unwrap().cert_id;
+            lms.wait_final(id.as_str(), Duration::from_secs(90))
+                .await
+                .unwrap()
+        }
+    };
+    let added = run(step("add", None)).await;
+    assert_eq!(added.state, CertState::Downloadable);
+    assert_eq!(added.template.as_deref(), Some("classic"));
+    let regen = run(step("regen", Some("letter"))).await;
+    assert_eq!(regen.template.as_deref(), Some("letter"));
+    let deleted = run(step("delete", None)).await;
+    assert_eq!(
+        (deleted.state, deleted.template),
+        (CertState::Deleted, None)
+    );
+}

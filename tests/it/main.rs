@@ -8,6 +8,7 @@ mod browser;
 mod callbacks;
 mod chaos;
 mod cleartext;
+mod client_addresses;
 mod end_to_end;
 mod failover;
 mod haproxy;

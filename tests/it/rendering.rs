@@ -764,3 +764,29 @@ fn a_job_that_lost_its_lease_writes_and_removes_nothing() {
     assert!(p.run_fenced(Action::Delete, &j, &lost(0)).is_err());
     assert_eq!(files_under(storage.path()).len(), before_delete.len());
 }
+
+/// Issue 13 item 7: a box that leaves the page is reported under the key that
+/// puts it off the page, not always `x`.
+#[test]
+fn a_box_off_the_page_names_the_key_that_puts_it_there() {
+    for (edit, key) in [
+        ("x = 40\ny = 190\nwidth = 100\nheight = 30", "height"),
+        ("x = 250\ny = 20\nwidth = 100\nheight = 10", "width"),
+        ("x = -1\ny = 20\nwidth = 10\nheight = 10", "x"),
+    ] {
+        let classic = std::fs::read_to_string(templates_dir().join("classic.toml")).unwrap();
+        let blocks = classic.matches("[[text]]").count();
+        let t = custom_templates("", |f, text| {
+            if f != "classic.toml" {
+                return text;
+            }
+            format!("{text}\n[[text]]\ntext = \"{{name}}\"\n{edit}\nfont = \"sans-bold\"\nsize = [9, 14]\n")
+        });
+        let e = match Renderer::load(t.path()) {
+            Ok(_) => panic!("{edit}: accepted"),
+            Err(e) => e,
+        };
+        assert_eq!(e.key, format!("text[{blocks}].{key}"), "{edit}: {e}");
+        assert!(e.file.ends_with("classic.toml"), "{e}");
+    }
+}

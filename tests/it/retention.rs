@@ -27,7 +27,9 @@ async fn batch(c: &TestCluster, key: &str, requests: &Value) -> (u16, bool, Stri
 
 fn redis_int(c: &TestCluster, args: &[&str]) -> i64 {
     let out = c.redis.cli(args).unwrap();
-    out.trim().parse().unwrap_or_else(|_| panic!("redis-cli {args:?}: {out}"))
+    out.trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("redis-cli {args:?}: {out}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -37,7 +39,10 @@ async fn a_stored_batch_answer_is_compact_and_replays_exactly() {
     let (status, replayed, first) = batch(&c, "k-10000", &requests).await;
     assert_eq!((status, replayed), (202, false), "{first:.300}");
     assert!(first.len() > 1_000_000, "{} bytes", first.len());
-    let keys = c.redis.cli(&["--scan", "--pattern", "tm:idem:batch:*"]).unwrap();
+    let keys = c
+        .redis
+        .cli(&["--scan", "--pattern", "tm:idem:batch:*"])
+        .unwrap();
     let keys: Vec<&str> = keys.lines().collect();
     assert_eq!(keys.len(), 1, "{keys:?}");
     let bytes = redis_int(&c, &["MEMORY", "USAGE", keys[0]]);
@@ -53,7 +58,16 @@ async fn a_stored_batch_answer_is_compact_and_replays_exactly() {
 /// Backdate a workserver's last heartbeat by `hours` (Redis's clock), as if it had
 /// been silent that long.
 fn silence(c: &TestCluster, ws_id: &str, hours: u64) {
-    let now_s: u64 = c.redis.cli(&["TIME"]).unwrap().lines().next().unwrap().trim().parse().unwrap();
+    let now_s: u64 = c
+        .redis
+        .cli(&["TIME"])
+        .unwrap()
+        .lines()
+        .next()
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     let then = ((now_s - hours * 3600) * 1000).to_string();
     c.redis
         .cli(&["HSET", &format!("tm:ws:{ws_id}"), "last_heartbeat", &then])
@@ -84,7 +98,10 @@ async fn workservers_silent_for_a_day_are_forgotten() {
             assert!(names.contains(&"kept".to_owned()), "{names:?}");
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "not forgotten: {names:?}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not forgotten: {names:?}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     for key in [format!("tm:ws:{gone}"), "tm:wsname:gone".to_owned()] {

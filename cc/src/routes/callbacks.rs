@@ -34,10 +34,7 @@ pub async fn replay(
         }
         ids => ids.unwrap_or_default(),
     };
-    if let Some(bad) = ids
-        .iter()
-        .find(|i| i.is_empty() || i.chars().count() > 64)
-    {
+    if let Some(bad) = ids.iter().find(|i| i.is_empty() || i.chars().count() > 64) {
         return Err(ApiError::invalid(
             "callback_ids",
             format!("`{bad}` is not a callback id (see GET /v1/callbacks/dead)"),

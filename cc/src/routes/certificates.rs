@@ -211,8 +211,9 @@ fn rejected(e: ApiError) -> BatchResult {
     }
 }
 
-/// Validate one request and turn it into a job (nothing is stored yet).
-fn prepare(
+/// Validate one request and turn it into a job (nothing is stored yet). Public
+/// for the fuzz targets (fuzz/).
+pub fn prepare(
     body: SubmitRequest,
     catalog: Option<&Catalog>,
     policy: &CallbackPolicy,

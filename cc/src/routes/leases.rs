@@ -188,7 +188,8 @@ pub async fn fail(
 /// A workserver's report, checked before anything is written: the digest and key
 /// fingerprint are hex, and the URLs are http(s) URLs of the layout paths of the
 /// uuids reported (which the complete script then checks are the job's own).
-fn check_result(r: &JobResult) -> Result<(), ApiError> {
+/// Public for the fuzz targets (fuzz/).
+pub fn check_result(r: &JobResult) -> Result<(), ApiError> {
     let hex = |s: &str, lens: &[usize]| {
         lens.contains(&s.len()) && s.bytes().all(|b| b.is_ascii_hexdigit())
     };

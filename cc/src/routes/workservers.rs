@@ -24,8 +24,7 @@ pub async fn register(
         .map(|PeerAddr(a)| a.ip().to_string())
         .unwrap_or_else(|| "unknown".into());
     if !state.config.cc_pass.matches(&body.cc_pass) {
-        let over =
-            ratelimit::failed(
+        let over = ratelimit::failed(
             &state.store,
             state.config.limits.failed_credentials_per_minute,
             "register",

@@ -30,7 +30,7 @@ local detail
 -- The public verification record of every version (GET /verify/{verify_uuid}):
 -- valid when published, superseded when a regen replaces it, revoked on delete.
 if action == 'delete' then
-  redis.call('HDEL', ck, 'download_url', 'verify_url', 'signature_url', 'sha256')
+  redis.call('HDEL', ck, 'download_url', 'verify_url', 'signature_url', 'sha256', 'drawn_template')
   detail = 'removed download_uuid=' .. (hget(ck, 'download_uuid') or '-')
   for _, v in ipairs(redis.call('SMEMBERS', versions)) do
     redis.call('HSET', P .. 'verify:' .. v, 'status', 'revoked', 'revoked_at', at, 'updated_at', at)
@@ -38,6 +38,8 @@ if action == 'delete' then
 else
   redis.call('HSET', ck, 'download_uuid', ARGV[8], 'verify_uuid', ARGV[9], 'download_url', ARGV[10],
     'verify_url', ARGV[11], 'signature_url', ARGV[12], 'sha256', ARGV[13])
+  -- The template this version was drawn with (the job's, pinned at submit).
+  redis.call('HSET', ck, 'drawn_template', hget(ck, 'template') or '')
   detail = 'published download_uuid=' .. ARGV[8] .. ' verify_uuid=' .. ARGV[9]
   if ARGV[9] ~= '' then
     local vk = P .. 'verify:' .. ARGV[9]

@@ -1056,6 +1056,7 @@ fn cert_view(
         error_code: get("error_code"),
         attempts: get("attempts").and_then(|a| a.parse().ok()).unwrap_or(0),
         updated_at: get("updated_at").unwrap_or_default(),
+        template: get("drawn_template"),
         history,
     })
 }

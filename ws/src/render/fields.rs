@@ -54,19 +54,28 @@ impl Default for GradeRules {
 }
 
 fn default_pass() -> Vec<String> {
-    vec!["Pass".into(), "pass".into(), "PASS".into()]
+    vec!["Pass".into()]
 }
 fn default_fallback() -> String {
     "with {grade}".into()
 }
 
 impl GradeRules {
+    /// The sentence for `grade`. Grades match without regard to case (`a` finds
+    /// the sentence of `A`); an exact match wins over one that differs in case.
     pub fn sentence(&self, grade: &str) -> String {
         let grade = grade.trim();
-        if let Some(s) = self.sentences.get(grade) {
+        let folded = grade.to_lowercase();
+        let sentence = self.sentences.get(grade).or_else(|| {
+            self.sentences
+                .iter()
+                .find(|(k, _)| k.to_lowercase() == folded)
+                .map(|(_, v)| v)
+        });
+        if let Some(s) = sentence {
             return s.clone();
         }
-        if grade.is_empty() || self.pass.iter().any(|p| p == grade) {
+        if grade.is_empty() || self.pass.iter().any(|p| p.to_lowercase() == folded) {
             return String::new();
         }
         self.fallback.replace("{grade}", grade)
@@ -230,6 +239,14 @@ mod tests {
         assert_eq!(g.sentence("B+"), "with B+");
         g.fallback = "with a grade of {grade}".into();
         assert_eq!(g.sentence("92%"), "with a grade of 92%");
+        // Issue 13 item 8: grades match whatever their case.
+        g.sentences.insert("A".into(), "with honours".into());
+        assert_eq!(g.sentence("a"), "with honours");
+        assert_eq!(g.sentence("DISTINCTION"), "with distinction");
+        assert_eq!(g.sentence("pAsS"), "");
+        g.sentences.insert("a".into(), "exactly a".into());
+        assert_eq!(g.sentence("a"), "exactly a", "an exact match wins");
+        assert_eq!(g.sentence("A"), "with honours");
     }
 
     #[test]

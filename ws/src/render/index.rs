@@ -12,7 +12,7 @@ use testamur_common::catalog::{Catalog, CourseRule, TemplateInfo, TEXT_FIELDS};
 use super::faces;
 use super::fields::Piece;
 use super::fonts::{FontBook, FontStack};
-use super::template::{load_template, read_toml, terr, TemplateError, Templates};
+use super::template::{read_toml, template_from_toml, terr, TemplateError, Templates};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -75,7 +75,8 @@ impl Templates {
                 .file_stem()
                 .map(|s| s.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            let t = load_template(file, &name, dir, &stack_ids, &index.fonts)?;
+            let text = std::fs::read_to_string(file).map_err(|e| terr(file, "(file)", e))?;
+            let t = template_from_toml(file, &text, &name, dir, &stack_ids, &index.fonts)?;
             templates.insert(name, t);
         }
         if templates.is_empty() {

@@ -256,27 +256,65 @@ pub fn parse_color(s: &str) -> Option<Rgb> {
 
 pub(super) fn read_toml<T: serde::de::DeserializeOwned>(file: &Path) -> Result<T, TemplateError> {
     let text = std::fs::read_to_string(file).map_err(|e| terr(file, "(file)", e))?;
-    toml::from_str(&text).map_err(|e| {
+    parse_toml(file, &text)
+}
+
+fn parse_toml<T: serde::de::DeserializeOwned>(file: &Path, text: &str) -> Result<T, TemplateError> {
+    toml::from_str(text).map_err(|e| {
         let msg = e.message().to_owned();
         let key = match e.span() {
-            Some(span) => {
-                let line = text[..span.start].lines().count().max(1);
-                format!("line {line}")
-            }
+            Some(span) => format!("line {}", line_of(text, span.start)),
             None => "(file)".into(),
         };
         terr(file, key, msg)
     })
 }
 
-pub(super) fn load_template(
+/// The 1-based line of byte `offset` in `text` (an offset at the start of a line
+/// is on that line, not the one before).
+fn line_of(text: &str, offset: usize) -> usize {
+    let before = &text.as_bytes()[..offset.min(text.len())];
+    before.iter().filter(|&&b| b == b'\n').count() + 1
+}
+
+impl Templates {
+    /// Checks `text` as the template file `file` of the templates directory `dir`
+    /// these were loaded from (its font stacks), exactly as [`Templates::load`]
+    /// checks each template file. For the fuzz targets and tools.
+    pub fn template_from_toml(
+        &self,
+        dir: &Path,
+        file: &Path,
+        text: &str,
+    ) -> Result<Template, TemplateError> {
+        let stack_ids: BTreeMap<String, usize> = self
+            .stacks
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.name.clone(), i))
+            .collect();
+        let stacks: BTreeMap<String, Vec<String>> = self
+            .stacks
+            .iter()
+            .map(|s| (s.name.clone(), Vec::new()))
+            .collect();
+        let name = file
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        template_from_toml(file, text, &name, dir, &stack_ids, &stacks)
+    }
+}
+
+pub(super) fn template_from_toml(
     file: &Path,
+    text: &str,
     name: &str,
     dir: &Path,
     stack_ids: &BTreeMap<String, usize>,
     stacks: &BTreeMap<String, Vec<String>>,
 ) -> Result<Template, TemplateError> {
-    let raw: TemplateFile = read_toml(file)?;
+    let raw: TemplateFile = parse_toml(file, text)?;
     let (w, h) = match raw.page.size.to_ascii_lowercase().as_str() {
         "a4" => (595.28, 841.89),
         "letter" => (612.0, 792.0),
@@ -320,25 +358,48 @@ pub(super) fn load_template(
             )
         })
     };
-    let in_page = |key: &str, x: f32, y: f32, bw: f32, bh: f32| {
-        let ok = x >= 0.0
-            && y >= 0.0
-            && bw > 0.0
-            && bh > 0.0
-            && (x + bw) * MM <= page.0 + 0.5
-            && (y + bh) * MM <= page.1 + 0.5;
-        match ok {
-            true => Ok(()),
-            false => Err(terr(file, key, format!(
-                "the box x={x} y={y} width={bw} height={bh} (mm from the top-left corner) is not inside the {:.0} x {:.0} mm page",
-                page.0 / MM, page.1 / MM
+    // A box must lie on the page; the error names the key that puts it off.
+    let in_page = |prefix: &str, x: f32, y: f32, bw: f32, bh: f32| {
+        let (pw, ph) = (page.0 / MM, page.1 / MM);
+        let slack = 0.5 / MM;
+        let off = if x < 0.0 {
+            Some(("x", "is left of the page".to_owned()))
+        } else if y < 0.0 {
+            Some(("y", "is above the page".to_owned()))
+        } else if bw <= 0.0 {
+            Some(("width", "must be more than 0".to_owned()))
+        } else if bh <= 0.0 {
+            Some(("height", "must be more than 0".to_owned()))
+        } else if x + bw > pw + slack {
+            Some((
+                "width",
+                format!(
+                    "ends at x + width = {} mm, past the page's right edge ({pw:.0} mm)",
+                    x + bw
+                ),
+            ))
+        } else if y + bh > ph + slack {
+            Some((
+                "height",
+                format!(
+                    "ends at y + height = {} mm, below the page's bottom edge ({ph:.0} mm)",
+                    y + bh
+                ),
+            ))
+        } else {
+            None
+        };
+        match off {
+            None => Ok(()),
+            Some((k, why)) => Err(terr(file, format!("{prefix}.{k}"), format!(
+                "the box x={x} y={y} width={bw} height={bh} (mm from the top-left corner of the {pw:.0} x {ph:.0} mm page) {why}"
             ))),
         }
     };
     let mut texts = Vec::new();
     for (i, t) in raw.text.iter().enumerate() {
         let key = |k: &str| format!("text[{i}].{k}");
-        in_page(&key("x"), t.x, t.y, t.width, t.height)?;
+        in_page(&format!("text[{i}]"), t.x, t.y, t.width, t.height)?;
         let pieces = parse_pieces(&t.text).map_err(|e| terr(file, key("text"), e))?;
         let (min_size, max_size) = match t.size {
             SizeFile::One(s) => (s, s),
@@ -389,7 +450,7 @@ pub(super) fn load_template(
     }
     let mut frames = Vec::new();
     for (i, f) in raw.frame.iter().enumerate() {
-        in_page(&format!("frame[{i}].x"), f.x, f.y, f.width, f.height)?;
+        in_page(&format!("frame[{i}]"), f.x, f.y, f.width, f.height)?;
         let c = color(&format!("frame[{i}].color"), &f.color)?;
         let rect = [
             f.x * MM,
@@ -402,7 +463,13 @@ pub(super) fn load_template(
     let mut signatories = Vec::new();
     for (i, s) in raw.signatory.iter().enumerate() {
         let key = |k: &str| format!("signatory[{i}].{k}");
-        in_page(&key("x"), s.x, s.y, s.width, 30.0)?;
+        // A signatory block is 30 mm high.
+        in_page(&format!("signatory[{i}]"), s.x, s.y, s.width, 30.0).map_err(|e| {
+            TemplateError {
+                key: e.key.replace(".height", ".y"),
+                ..e
+            }
+        })?;
         let c = color(&key("color"), &s.color)?;
         let st = stack(&key("font"), &s.font)?;
         let image = match &s.image {
@@ -491,4 +558,33 @@ pub(super) fn load_template(
         texts,
         signatories,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Block {
+        width: f32,
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[allow(dead_code)]
+    struct File {
+        block: Block,
+    }
+
+    /// Issue 13 item 7: a misspelt key is reported on its own line.
+    #[test]
+    fn a_toml_error_names_the_line_it_is_on() {
+        let text = "# a template\n\n[block]\nwidht = 3\n";
+        let e = parse_toml::<File>(Path::new("t.toml"), text).unwrap_err();
+        assert_eq!(e.key, "line 4", "{e:?}");
+        assert_eq!(line_of("a\nb", 0), 1);
+        assert_eq!(line_of("a\nb", 2), 2);
+        assert_eq!(line_of("a\n", 99), 2);
+    }
 }
