@@ -82,6 +82,17 @@ fn main() -> std::process::ExitCode {
             libc::signal(libc::SIGPIPE, libc::SIG_DFL);
         }
     }
+    // glibc's malloc serves large blocks with mmap below a threshold that it
+    // raises as such blocks are freed, so it depends on what start-up happened to
+    // free: with the font directories' cheap scan it stayed low, and the buffers
+    // of every CJK subset (hundreds of KB) were mapped and faulted in anew per
+    // certificate (classic CJK 25 % slower). Fixed thresholds keep them in the
+    // heap. SAFETY: mallopt at start-up, before any other thread exists.
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 16 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 64 << 20);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -79,7 +79,10 @@ impl Coverage {
     /// From any code points, in any order, with duplicates.
     pub fn from_code_points(points: impl IntoIterator<Item = u32>) -> Self {
         let mut v: Vec<u32> = points.into_iter().collect();
-        v.sort_unstable();
+        // A font's cmap lists its code points in order: no sort needed then.
+        if !v.is_sorted() {
+            v.sort_unstable();
+        }
         v.dedup();
         let mut ranges: Vec<(u32, u32)> = Vec::new();
         for p in v {
@@ -92,7 +95,25 @@ impl Coverage {
     }
 
     pub fn union(&self, other: &Coverage) -> Coverage {
-        let mut all: Vec<(u32, u32)> = self.0.iter().chain(other.0.iter()).copied().collect();
+        Coverage::union_all([self, other])
+    }
+
+    /// The union of many coverages, merged in one pass.
+    pub fn union_all<'a>(all: impl IntoIterator<Item = &'a Coverage>) -> Coverage {
+        // The faces of a font family often cover the same: merge each set once.
+        let mut distinct: Vec<&Coverage> = Vec::new();
+        for c in all {
+            if !distinct
+                .iter()
+                .any(|d| d.0.len() == c.0.len() && d.0 == c.0)
+            {
+                distinct.push(c);
+            }
+        }
+        if let [one] = distinct[..] {
+            return one.clone();
+        }
+        let mut all: Vec<(u32, u32)> = distinct.iter().flat_map(|c| c.0.iter().copied()).collect();
         all.sort_unstable();
         let mut out: Vec<(u32, u32)> = Vec::with_capacity(all.len());
         for (s, e) in all {
@@ -171,12 +192,14 @@ impl Catalog {
         }
     }
 
-    /// Checks that `template` can draw every given field value. The error names the
-    /// field and the characters (with their code points) that no font can draw.
-    pub fn check(&self, template: &str, fields: &[(&'static str, &str)]) -> Result<(), FieldError> {
-        let Some(info) = self.templates.get(template) else {
-            return Ok(());
-        };
+    /// The first field value that `template` cannot draw, with the font stack
+    /// and the distinct characters (in order) that no font of it has.
+    pub fn missing(
+        &self,
+        template: &str,
+        fields: &[(&'static str, &str)],
+    ) -> Option<(&'static str, String, Vec<char>)> {
+        let info = self.templates.get(template)?;
         for &(field, value) in fields {
             let Some(stacks) = info.fields.get(field) else {
                 continue;
@@ -185,35 +208,46 @@ impl Catalog {
                 let Some(cov) = self.coverage.get(stack) else {
                     continue;
                 };
-                let mut missing: Vec<char> = value
-                    .chars()
-                    .filter(|&c| !needs_no_glyph(c) && !cov.contains(c))
-                    .collect();
+                let mut missing: Vec<char> = Vec::new();
+                for c in value.chars() {
+                    if !needs_no_glyph(c) && !cov.contains(c) && !missing.contains(&c) {
+                        missing.push(c);
+                    }
+                }
                 if !missing.is_empty() {
-                    missing.sort_unstable();
-                    missing.dedup();
-                    let list: Vec<String> = missing
-                        .iter()
-                        .map(|c| format!("{c} (U+{:04X})", *c as u32))
-                        .collect();
-                    return Err(FieldError {
-                        field,
-                        message: format!(
-                            "no font of template `{template}` can draw {}: {}; \
-                             add a font that has them to the `{stack}` font stack or \
-                             send the name in another script",
-                            if missing.len() == 1 {
-                                "this character"
-                            } else {
-                                "these characters"
-                            },
-                            list.join(", ")
-                        ),
-                    });
+                    return Some((field, stack.clone(), missing));
                 }
             }
         }
-        Ok(())
+        None
+    }
+
+    /// Checks that `template` can draw every given field value. The error names the
+    /// field, the characters that no font can draw (whole, with code points) and
+    /// their scripts.
+    pub fn check(&self, template: &str, fields: &[(&'static str, &str)]) -> Result<(), FieldError> {
+        let Some((field, _stack, missing)) = self.missing(template, fields) else {
+            return Ok(());
+        };
+        let scripts = crate::scripts::scripts(&missing);
+        Err(FieldError {
+            field,
+            message: format!(
+                "no font of template `{template}` can draw {}: {} (script{}: {}); send the \
+                 {} as written in another script, or ask the operator to install a font \
+                 for {}",
+                if missing.len() == 1 {
+                    "this character"
+                } else {
+                    "these characters"
+                },
+                crate::scripts::describe(&missing),
+                if scripts.len() == 1 { "" } else { "s" },
+                scripts.join(", "),
+                field.replace('_', " "),
+                scripts.join(", "),
+            ),
+        })
     }
 
     /// A digest of the catalogue's content: equal catalogues have equal digests.
@@ -295,7 +329,9 @@ mod tests {
         assert!(c.check("a", &[("name", "José Smith")]).is_ok());
         let e = c.check("a", &[("name", "李 Smith\u{200D}")]).unwrap_err();
         assert_eq!(e.field, "name");
-        assert!(e.message.contains("李 (U+674E)"), "{}", e.message);
+        assert!(e.message.contains("李 (U+674E, Han)"), "{}", e.message);
+        assert!(e.message.contains("(script: Han)"), "{}", e.message);
+        assert!(!e.message.contains('\u{FFFD}'), "{}", e.message);
         // A template that does not print the name accepts anything.
         assert!(c.check("c", &[("name", "李")]).is_ok());
     }

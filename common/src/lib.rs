@@ -28,6 +28,7 @@ pub mod ids;
 pub mod json_int;
 pub mod layout;
 pub mod request;
+pub mod scripts;
 pub mod secret;
 pub mod state;
 pub mod time_fmt;

@@ -37,6 +37,8 @@ pub struct CertRequest {
     /// `YYYY-MM-DD`, if the LMS gave one.
     pub issued_date: Option<String>,
     pub template: Option<String>,
+    /// BCP 47 language tag, checked for form only.
+    pub lang: Option<String>,
     pub callback_url: Option<String>,
 }
 
@@ -113,9 +115,38 @@ impl CertRequest {
             designation: opt("designation", w.designation)?,
             issued_date,
             template: opt("template", w.template)?,
+            lang: w.lang.as_deref().map(lang).transpose()?.flatten(),
             callback_url,
         })
     }
+}
+
+/// Longest language tag accepted (as in openapi.json).
+pub const MAX_LANG: usize = 35;
+
+/// A BCP 47 tag as far as its form goes: letters, then `-` and up to 8 letters or
+/// digits per subtag (`ja`, `zh-Hant-TW`); blank is none.
+fn lang(s: &str) -> Result<Option<String>, FieldError> {
+    let s = s.trim();
+    if s.is_empty() {
+        return Ok(None);
+    }
+    let mut parts = s.split('-');
+    let first_ok = parts
+        .next()
+        .is_some_and(|p| (1..=8).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_alphabetic()));
+    let rest_ok =
+        parts.all(|p| (1..=8).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_alphanumeric()));
+    if !first_ok || !rest_ok || s.len() > MAX_LANG {
+        return Err(field_err(
+            "lang",
+            format!(
+                "lang must be a BCP 47 language tag of at most {MAX_LANG} characters, \
+                 such as ja, ko, zh-Hans or zh-Hant"
+            ),
+        ));
+    }
+    Ok(Some(s.to_owned()))
 }
 
 fn text(field: &'static str, s: String) -> Result<String, FieldError> {
@@ -204,5 +235,32 @@ mod tests {
         let mut r = req("add", Some("x"));
         r.username = None;
         assert_eq!(CertRequest::parse(r).unwrap_err().field, "username");
+    }
+
+    #[test]
+    fn lang_is_a_bcp47_tag_or_none() {
+        let with = |l: &str| {
+            let mut r = req("add", Some("x"));
+            r.lang = Some(l.into());
+            CertRequest::parse(r)
+        };
+        for ok in ["ja", "zh-Hant", "zh-Hant-TW", "ko-KR", "x-klingon"] {
+            assert_eq!(with(ok).unwrap().lang.as_deref(), Some(ok));
+        }
+        assert_eq!(with(" zh-TW\n").unwrap().lang.as_deref(), Some("zh-TW"));
+        assert_eq!(with("  ").unwrap().lang, None);
+        for bad in [
+            "zh_TW",
+            "-ja",
+            "ja-",
+            "日本語",
+            "ja--JP",
+            "abcdefghi",
+            &"a-b".repeat(20),
+        ] {
+            let e = with(bad).unwrap_err();
+            assert_eq!(e.field, "lang");
+            assert!(e.message.contains("zh-Hant"), "{}", e.message);
+        }
     }
 }

@@ -134,6 +134,10 @@ pub struct JobCertificate {
     pub issued_date: String,
     #[serde(default)]
     pub template: Option<String>,
+    /// The learner's language (BCP 47), when the request gave one: picks the CJK
+    /// face of a name in Han characters only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lang: Option<String>,
     /// For add/regen: the uuids to publish under. For delete: the ones to remove
     /// (absent when the certificate was never published).
     #[serde(default)]
@@ -287,6 +291,10 @@ pub struct SubmitRequest {
     pub issued_date: Option<String>,
     #[serde(default)]
     pub template: Option<String>,
+    /// The learner's language, BCP 47 (`ja`, `zh-Hant`): picks the CJK face of a
+    /// name in Han characters only.
+    #[serde(default)]
+    pub lang: Option<String>,
     #[serde(default)]
     pub callback_url: Option<String>,
 }

@@ -27,28 +27,39 @@ pub struct DemoArgs {
     workservers: usize,
 }
 
-/// Sample learners: accented Latin, Cyrillic, Greek and a few long names.
+/// Sample learners, to show the breadth: accented Latin, Cyrillic, Greek, long
+/// names, and scripts that no template lists but the installed fonts cover
+/// (Telugu, Tamil, Gurmukhi, Myanmar, Tibetan, Mongolian, Cherokee, Sinhala ...).
 pub const SAMPLE_NAMES: &[&str] = &[
     "Zoë Ångström",
     "José María Muñoz",
     "François Lefèvre",
+    "శ్రీనివాస రావు",
     "Łukasz Żółkiewski",
-    "Søren Kierkegård",
-    "Ana Ștefănescu",
-    "Dvořák Antonín",
-    "Björk Guðmundsdóttir",
+    "முத்துலட்சுமி ரெட்டி",
     "Александр Пушкин",
-    "Анна Ахматова",
-    "Фёдор Достоевский",
+    "ਗੁਰਪ੍ਰੀਤ ਸਿੰਘ",
     "Μαρία Παπαδοπούλου",
-    "Γιώργος Σεφέρης",
-    "Νίκος Καζαντζάκης",
-    "Ada Lovelace",
+    "အောင်ဆန်းစုကြည်",
     "Grace Brewster Murray Hopper",
-    "Çağla Öztürk",
+    "བསྟན་འཛིན་རྒྱ་མཚོ",
     "Nguyễn Thị Minh Khai",
-    "Émilie du Châtelet",
+    "ᠲᠡᠮᠦᠵᠢᠨ",
+    "Björk Guðmundsdóttir",
+    "ᏍᏏᏉᏯ ᎬᏂᎨᏒ",
+    "Ana Ștefănescu",
+    "කුමාර සංගක්කාර",
     "Mary O'Neil-Smith",
+    "ಅನಿಲ್ ಕುಮಾರ್",
+    "Søren Kierkegård",
+    "Анна Ахматова",
+    "Γιώργος Σεφέρης",
+    "Dvořák Antonín",
+    "Ada Lovelace",
+    "Çağla Öztürk",
+    "Émilie du Châtelet",
+    "Фёдор Достоевский",
+    "Νίκος Καζαντζάκης",
 ];
 
 pub fn sample_request(i: usize) -> SubmitRequest {

@@ -34,6 +34,9 @@ pub struct PreviewArgs {
     designation: Option<String>,
     #[arg(long, default_value = "2026-11-23")]
     issued_date: String,
+    /// The learner's language (BCP 47): picks the CJK face of a Han-only name.
+    #[arg(long)]
+    lang: Option<String>,
 }
 
 pub fn run(a: PreviewArgs) -> anyhow::Result<ExitCode> {
@@ -58,6 +61,7 @@ pub fn run(a: PreviewArgs) -> anyhow::Result<ExitCode> {
         designation: a.designation,
         issued_date: a.issued_date,
         template: a.template,
+        lang: a.lang,
         download_uuid: Some(PublicUuid::generate()),
         verify_uuid: Some(PublicUuid::generate()),
         previous: None,

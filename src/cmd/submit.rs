@@ -38,6 +38,10 @@ pub struct SubmitArgs {
     issued_date: Option<String>,
     #[arg(long)]
     template: Option<String>,
+    /// The learner's language (BCP 47: ja, ko, zh-Hans, zh-Hant): picks the CJK face
+    /// of a name in Han characters only.
+    #[arg(long)]
+    lang: Option<String>,
     /// https URL the CC POSTs the outcome to (signed; see docs/API.md).
     #[arg(long)]
     callback_url: Option<String>,
@@ -89,6 +93,7 @@ pub async fn run(a: SubmitArgs) -> anyhow::Result<ExitCode> {
         designation: a.designation,
         issued_date: a.issued_date,
         template: a.template,
+        lang: a.lang,
         callback_url: a.callback_url,
     };
     let answer = match &a.idempotency_key {

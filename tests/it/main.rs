@@ -23,5 +23,6 @@ mod rendering;
 mod retention;
 mod s3;
 mod scoping;
+mod scripts;
 mod startup_checks;
 mod xqueue;

@@ -88,6 +88,7 @@ pub fn job(script: Script, i: usize, template: Option<&str>) -> JobCertificate {
         designation: None,
         issued_date: "2026-11-23".into(),
         template: template.map(str::to_owned),
+        lang: None,
         download_uuid: Some(PublicUuid::generate()),
         verify_uuid: Some(PublicUuid::generate()),
         previous: None,

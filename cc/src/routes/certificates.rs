@@ -247,18 +247,27 @@ pub fn prepare(
                 o(&req.grade),
                 o(&req.designation),
             );
-            catalog
-                .check(
-                    &template,
-                    &[
-                        ("name", name.as_str()),
-                        ("course_name", course),
-                        ("org", org.as_str()),
-                        ("grade", grade.as_str()),
-                        ("designation", designation.as_str()),
-                    ],
-                )
-                .map_err(|e| ApiError::invalid(e.field, e.message))?;
+            let values = [
+                ("name", name.as_str()),
+                ("course_name", course),
+                ("org", org.as_str()),
+                ("grade", grade.as_str()),
+                ("designation", designation.as_str()),
+            ];
+            if let Err(e) = catalog.check(&template, &values) {
+                if let Some((field, stack, chars)) = catalog.missing(&template, &values) {
+                    // For the operator: what would make these characters drawable.
+                    tracing::info!(
+                        template = %template,
+                        field,
+                        stack = %stack,
+                        characters = %testamur_common::scripts::describe(&chars),
+                        hint = %testamur_common::scripts::install_hint(&chars),
+                        "submission refused: no font for these characters"
+                    );
+                }
+                return Err(ApiError::invalid(e.field, e.message));
+            }
             req.template = Some(template);
         }
     }
@@ -277,6 +286,7 @@ pub fn prepare(
                 req.issued_date.clone().unwrap_or_else(today_iso),
             ),
             ("template", o(&req.template)),
+            ("lang", o(&req.lang)),
         ]
     } else {
         Vec::new()

@@ -1021,6 +1021,7 @@ fn leased_job(parts: Vec<String>, exp: i64) -> Result<LeasedJob> {
             designation: get("designation"),
             issued_date: req("issued_date")?,
             template: get("template"),
+            lang: get("lang"),
             download_uuid,
             verify_uuid,
             previous,

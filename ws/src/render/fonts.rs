@@ -7,7 +7,9 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use super::faces::{self, cmap_points, FaceInfo, Region};
 
 use rustybuzz::ttf_parser;
 use testamur_common::catalog::Coverage;
@@ -47,7 +49,7 @@ pub struct Font {
 }
 
 impl Font {
-    fn load(path: &Path, index: u32) -> Result<Self, FontError> {
+    fn load(path: &Path, index: u32, data: &'static [u8]) -> Result<Self, FontError> {
         let err = |detail: String| FontError {
             path: format!(
                 "{}{}",
@@ -60,13 +62,6 @@ impl Font {
             ),
             detail,
         };
-        let bytes = std::fs::read(path).map_err(|e| {
-            err(format!(
-                "{e}; install the font (scripts/setup.sh installs fonts-dejavu-core, \
-                 fonts-noto-core and fonts-noto-cjk) or change the font stack"
-            ))
-        })?;
-        let data: &'static [u8] = Box::leak(bytes.into_boxed_slice());
         let face = rustybuzz::Face::from_slice(data, index).ok_or_else(|| {
             err("not an OpenType/TrueType font (or no face at that index)".into())
         })?;
@@ -94,25 +89,15 @@ impl Font {
         let mut glyph_chars = HashMap::new();
         let mut points = Vec::new();
         if let Some(cmap) = face.tables().cmap {
-            for sub in cmap.subtables {
-                if !sub.is_unicode() {
-                    continue;
+            cmap_points(&cmap, |cp, g| {
+                points.push(cp);
+                // Presentation forms (Arabic contextual forms, ligatures) are what
+                // the shaper produces from ordinary letters; text extraction must
+                // give the letters back, so those glyphs take their cluster's text.
+                if let Some(c) = char::from_u32(cp).filter(|_| !is_presentation_form(cp)) {
+                    glyph_chars.entry(g).or_insert(c);
                 }
-                sub.codepoints(|cp| {
-                    if let (Some(c), Some(g)) = (char::from_u32(cp), sub.glyph_index(cp)) {
-                        if g.0 != 0 {
-                            points.push(cp);
-                            // Presentation forms (Arabic contextual forms, ligatures)
-                            // are what the shaper produces from ordinary letters;
-                            // text extraction must give the letters back, so those
-                            // glyphs take their cluster's text instead.
-                            if !is_presentation_form(cp) {
-                                glyph_chars.entry(g.0).or_insert(c);
-                            }
-                        }
-                    }
-                });
-            }
+            });
         }
         if points.is_empty() {
             return Err(err("the font maps no Unicode characters".into()));
@@ -140,10 +125,6 @@ impl Font {
         })
     }
 
-    pub fn has_char(&self, c: char) -> bool {
-        self.coverage.contains(c)
-    }
-
     /// The advance width the font itself gives a glyph, in font units.
     pub fn advance(&self, gid: u16) -> u16 {
         self.face
@@ -152,17 +133,31 @@ impl Font {
     }
 }
 
-/// Every font the templates use, each loaded once.
+/// Every font the templates use and every face of the font directories, each
+/// loaded at most once: the templates' own fonts at start-up, the others the first
+/// time a certificate needs them.
 #[derive(Default)]
 pub struct FontBook {
-    fonts: Vec<Font>,
+    slots: Vec<Slot>,
     by_file: HashMap<(PathBuf, u32), FontIdx>,
+    /// Faces of the font directories, tried after a stack's own fonts.
+    fallback: Vec<FontIdx>,
+    /// What they cover together.
+    fallback_coverage: Coverage,
+    /// File contents by path, shared by the faces of a collection.
+    files: Mutex<HashMap<PathBuf, &'static [u8]>>,
     /// Compressed subsets by font and glyph set: the fonts of a template's fixed
     /// text give the same subset on every certificate.
     subsets: Mutex<HashMap<(FontIdx, Vec<u16>, u32), Arc<Vec<u8>>>>,
     /// Shaping plans by font and buffer properties: building one costs as much as
     /// shaping a name.
     plans: Mutex<HashMap<PlanKey, Arc<rustybuzz::ShapePlan>>>,
+}
+
+/// A face known by its cheap scan, loaded whole on first use.
+struct Slot {
+    info: FaceInfo,
+    font: OnceLock<Result<Font, FontError>>,
 }
 
 type PlanKey = (
@@ -184,18 +179,187 @@ impl FontBook {
             _ => (spec, 0),
         };
         let path = base.join(file);
-        if let Some(&i) = self.by_file.get(&(path.clone(), index)) {
-            return Ok(i);
+        if !self.by_file.contains_key(&(path.clone(), index)) {
+            if !path.is_file() {
+                return Err(FontError {
+                    path: path.display().to_string(),
+                    detail: "no such file; install the font (scripts/setup.sh installs \
+                             fonts-dejavu-core, fonts-noto-core and fonts-noto-cjk) or \
+                             change the font stack"
+                        .into(),
+                });
+            }
+            // Every face of the file, so that a CJK collection's regional faces
+            // are there to switch to.
+            for info in faces::scan_file(&path) {
+                self.add(info);
+            }
         }
-        let font = Font::load(&path, index)?;
-        self.fonts.push(font);
-        let i = self.fonts.len() - 1;
-        self.by_file.insert((path, index), i);
-        Ok(i)
+        let i = match self.by_file.get(&(path.clone(), index)) {
+            Some(&i) => i,
+            // Not found by the scan: a slot whose load says why.
+            None => self.add(FaceInfo {
+                path: path.clone(),
+                index,
+                family: String::new(),
+                coverage: Coverage::default(),
+                weight: 400,
+                serif: false,
+                text_face: false,
+                region: None,
+            }),
+        };
+        match self.slot_font(i) {
+            Ok(font) => {
+                if self.slots[i].info.coverage.ranges().is_empty() {
+                    let cov = font.coverage.clone();
+                    self.slots[i].info.coverage = cov;
+                }
+                Ok(i)
+            }
+            Err(e) => Err(FontError {
+                path: e.path.clone(),
+                detail: e.detail.clone(),
+            }),
+        }
     }
 
+    fn add(&mut self, info: FaceInfo) -> FontIdx {
+        let key = (info.path.clone(), info.index);
+        if let Some(&i) = self.by_file.get(&key) {
+            return i;
+        }
+        self.slots.push(Slot {
+            info,
+            font: OnceLock::new(),
+        });
+        let i = self.slots.len() - 1;
+        self.by_file.insert(key, i);
+        i
+    }
+
+    /// Adds the text faces of `dirs` as the fallback of every stack.
+    pub fn add_fallback_dirs(&mut self, dirs: &[PathBuf]) {
+        let known: Vec<FaceInfo> = self.slots.iter().map(|s| s.info.clone()).collect();
+        for info in faces::scan_dirs(dirs, &known) {
+            let i = self.add(info);
+            if !self.fallback.contains(&i) {
+                self.fallback.push(i);
+            }
+        }
+        self.fallback_coverage =
+            Coverage::union_all(self.fallback.iter().map(|&f| &self.slots[f].info.coverage));
+    }
+
+    fn slot_font(&self, i: FontIdx) -> &Result<Font, FontError> {
+        let slot = &self.slots[i];
+        slot.font.get_or_init(|| {
+            let path = &slot.info.path;
+            let data = {
+                let mut files = match self.files.lock() {
+                    Ok(f) => f,
+                    Err(p) => p.into_inner(),
+                };
+                match files.get(path) {
+                    Some(d) => *d,
+                    None => match std::fs::read(path) {
+                        Ok(bytes) => {
+                            let d: &'static [u8] = Box::leak(bytes.into_boxed_slice());
+                            files.insert(path.clone(), d);
+                            d
+                        }
+                        Err(e) => {
+                            return Err(FontError {
+                                path: path.display().to_string(),
+                                detail: format!("{e}; reinstall the font package"),
+                            })
+                        }
+                    },
+                }
+            };
+            Font::load(path, slot.info.index, data)
+        })
+    }
+
+    /// Whether font `i` has a glyph for `c` (from its cmap, without loading it).
+    pub fn covers(&self, i: FontIdx, c: char) -> bool {
+        self.slots
+            .get(i)
+            .is_some_and(|s| s.info.coverage.contains(c))
+    }
+
+    pub fn info(&self, i: FontIdx) -> Option<&FaceInfo> {
+        self.slots.get(i).map(|s| &s.info)
+    }
+
+    /// Loads font `i` if needed; false if it cannot be loaded (then it is not used).
+    pub fn usable(&self, i: FontIdx) -> bool {
+        i < self.slots.len() && self.slot_font(i).is_ok()
+    }
+
+    /// The fallback face for `c` after a stack's own fonts: one that has it, as
+    /// near the weight the stack asks as there is, serif or sans like the stack,
+    /// `current` first when it has `c` (so a word stays in one font).
+    pub fn fallback_for(
+        &self,
+        c: char,
+        want: &StackStyle,
+        current: Option<FontIdx>,
+    ) -> Option<FontIdx> {
+        if let Some(f) = current.filter(|&f| self.fallback.contains(&f) && self.covers(f, c)) {
+            return Some(f);
+        }
+        let mut best: Option<((u16, bool), FontIdx)> = None;
+        for &f in &self.fallback {
+            let info = &self.slots[f].info;
+            if !info.coverage.contains(c) {
+                continue;
+            }
+            let score = (info.weight.abs_diff(want.weight), info.serif != want.serif);
+            if best.as_ref().is_none_or(|(s, _)| score < *s) && self.usable(f) {
+                best = Some((score, f));
+            }
+        }
+        best.map(|(_, f)| f)
+    }
+
+    /// Coverage of every fallback face.
+    pub fn fallback_coverage(&self) -> &Coverage {
+        &self.fallback_coverage
+    }
+
+    /// The face of the same collection for `region` when `i` is a regional CJK
+    /// face and that face has `c` too; else `i`.
+    pub fn regional(&self, i: FontIdx, region: Region, c: char) -> FontIdx {
+        let Some(info) = self.info(i) else { return i };
+        if info.region.is_none() || info.region == Some(region) {
+            return i;
+        }
+        self.slots
+            .iter()
+            .enumerate()
+            .find(|(_, s)| {
+                s.info.path == info.path
+                    && s.info.region == Some(region)
+                    && s.info.family.contains("Mono") == info.family.contains("Mono")
+                    && s.info.coverage.contains(c)
+            })
+            .map(|(j, _)| j)
+            .filter(|&j| self.usable(j))
+            .unwrap_or(i)
+    }
+
+    /// Font `i`, loaded. Only indices that [`FontBook::usable`] accepted are
+    /// handed out, so the first stack font stands in for a failed one.
     pub fn get(&self, i: FontIdx) -> &Font {
-        &self.fonts[i]
+        match self.slots.get(i).map(|_| self.slot_font(i)) {
+            Some(Ok(f)) => f,
+            _ => self
+                .slots
+                .iter()
+                .find_map(|s| s.font.get().and_then(|r| r.as_ref().ok()))
+                .expect("a font book holds at least one loaded font"),
+        }
     }
 
     /// The deflated subset of font `i` with the glyphs `gids` (sorted, as given to
@@ -255,17 +419,45 @@ impl FontBook {
     }
 }
 
-/// Fonts tried in order for each run of text.
+/// Fonts tried in order for each run of text, then the font directories.
 #[derive(Debug, Clone)]
 pub struct FontStack {
     pub name: String,
     pub fonts: Vec<FontIdx>,
+    pub style: StackStyle,
+}
+
+/// What a stack's fallback faces should look like: its first font's weight and
+/// whether it is a serif.
+#[derive(Debug, Clone, Default)]
+pub struct StackStyle {
+    pub weight: u16,
+    pub serif: bool,
 }
 
 impl FontStack {
+    pub fn new(name: String, fonts: Vec<FontIdx>, book: &FontBook) -> Self {
+        let style = fonts
+            .first()
+            .and_then(|&f| book.info(f))
+            .map(|i| StackStyle {
+                weight: i.weight,
+                serif: i.serif,
+            })
+            .unwrap_or(StackStyle {
+                weight: 400,
+                serif: false,
+            });
+        Self { name, fonts, style }
+    }
+
+    /// Every character the stack draws: its fonts' and the fallback faces'.
     pub fn coverage(&self, book: &FontBook) -> Coverage {
-        self.fonts.iter().fold(Coverage::default(), |acc, &f| {
-            acc.union(&book.get(f).coverage)
-        })
+        let own = self
+            .fonts
+            .iter()
+            .filter_map(|&f| book.info(f))
+            .map(|i| &i.coverage);
+        Coverage::union_all(own.chain([book.fallback_coverage()]))
     }
 }

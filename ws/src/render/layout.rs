@@ -14,6 +14,7 @@ use rustybuzz::{Direction, UnicodeBuffer};
 use testamur_common::catalog::needs_no_glyph;
 use unicode_bidi::{BidiInfo, Level};
 
+use super::faces::Region;
 use super::fonts::{FontBook, FontIdx, FontStack};
 
 /// One shaped glyph; lengths in em.
@@ -49,9 +50,16 @@ pub struct Shaped {
 }
 
 /// Shapes `text` with the fonts of `stack`, choosing for each character the first
-/// font that has it. Spaces, marks and joiners stay in the font of the run around
-/// them when it has them, so words are not split between fonts.
-pub fn shape(text: &str, stack: &FontStack, book: &FontBook) -> Result<Shaped, Unsupported> {
+/// font that has it, then a face of the font directories (see
+/// [`FontBook::fallback_for`]); regional CJK faces are switched to `region`'s.
+/// Spaces, marks and joiners stay in the font of the run around them when it has
+/// them, so words are not split between fonts.
+pub fn shape(
+    text: &str,
+    stack: &FontStack,
+    book: &FontBook,
+    region: Region,
+) -> Result<Shaped, Unsupported> {
     let bidi = BidiInfo::new(text, None);
     let levels = &bidi.levels;
     // Font for each char, by fallback.
@@ -64,12 +72,14 @@ pub fn shape(text: &str, stack: &FontStack, book: &FontBook) -> Result<Shaped, U
             || is_mark(c)
             || matches!(c, '.' | ',' | '-' | '\'' | '(' | ')');
         let font = match current {
-            Some(f) if sticky && (book.get(f).has_char(c) || needs_no_glyph(c)) => Some(f),
+            Some(f) if sticky && (book.covers(f, c) || needs_no_glyph(c)) => Some(f),
             _ => stack
                 .fonts
                 .iter()
                 .copied()
-                .find(|&f| book.get(f).has_char(c)),
+                .find(|&f| book.covers(f, c))
+                .or_else(|| book.fallback_for(c, &stack.style, current))
+                .map(|f| book.regional(f, region, c)),
         };
         let font = match (font, current) {
             (Some(f), _) => f,
@@ -422,7 +432,8 @@ pub struct LayoutCache {
 
 #[derive(PartialEq, Eq, Hash)]
 struct LayoutKey {
-    stack: usize,
+    /// The font stack and the CJK face it was drawn with.
+    stack: (usize, Region),
     /// The bits of the spec's sizes (width, height, min, max, leading).
     sizes: [u32; 5],
     max_lines: usize,
@@ -437,7 +448,7 @@ impl LayoutCache {
     /// unless it is cached.
     pub fn get_or_make<E>(
         &self,
-        stack: usize,
+        stack: (usize, Region),
         spec: &FitSpec,
         text: &str,
         make: impl FnOnce() -> Result<Fitted, E>,

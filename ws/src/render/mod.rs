@@ -4,6 +4,8 @@
 //! - [`template`]: the template format and loading a templates directory.
 //! - [`fields`]: the values template text refers to (dates, grade sentence).
 //! - [`fonts`]: font files and stacks, loaded once per process.
+//! - [`faces`]: what installed fonts cover, read cheaply; CJK regional faces.
+//! - `index`: loading a templates directory and its catalogue.
 //! - [`layout`]: fallback, shaping, bidi, line breaking, shrink-to-fit.
 //! - [`artwork`]: background PDFs and PNG images, converted once.
 //! - [`deflate`]: stream compression with per-thread reused state.
@@ -16,8 +18,10 @@
 
 pub mod artwork;
 pub mod deflate;
+pub mod faces;
 pub mod fields;
 pub mod fonts;
+mod index;
 pub mod layout;
 pub mod pdf;
 pub mod qr;
@@ -37,11 +41,17 @@ use self::template::{Align, Template, TemplateError, Templates, TextBlock};
 pub enum RenderError {
     #[error("the certificate has no learner name to print")]
     NoName,
-    #[error("no font of template `{template}` can draw these characters of the {field}: {chars}")]
+    #[error(
+        "no font of template `{template}` can draw these characters of the {field}: {chars}; \
+         {hint}"
+    )]
     Unsupported {
         template: String,
         field: String,
+        /// Each character with its code point and script.
         chars: String,
+        /// For operators: the font package to install, when one is known.
+        hint: String,
     },
     #[error("{0}")]
     Template(String),
@@ -180,7 +190,7 @@ impl Renderer {
             let Some(text) = fields::fill(&block.pieces, &values) else {
                 continue;
             };
-            self.draw_block(&mut page, t, block, &text)?;
+            self.draw_block(&mut page, t, block, &text, cert.lang.as_deref())?;
         }
         for s in &t.signatories {
             if let Some(img) = &s.image {
@@ -197,7 +207,7 @@ impl Renderer {
             page.line([x, y, x + w, y], s.color, 0.6);
             for b in [&s.name, &s.title] {
                 let text = fields::fill(&b.pieces, &values).unwrap_or_default();
-                self.draw_block(&mut page, t, b, &text)?;
+                self.draw_block(&mut page, t, b, &text, cert.lang.as_deref())?;
             }
         }
         if let (true, Some([x, y, side])) = (t.verification, t.qr) {
@@ -243,8 +253,10 @@ impl Renderer {
         t: &Template,
         block: &TextBlock,
         text: &str,
+        lang: Option<&str>,
     ) -> Result<(), RenderError> {
         let book = &self.templates.fonts;
+        let region = faces::Region::for_text(text, &[lang, t.lang.as_deref()]);
         let spec = FitSpec {
             width_pt: block.width,
             height_pt: block.height,
@@ -256,10 +268,11 @@ impl Renderer {
         let make = || -> Result<Fitted, RenderError> {
             let stack = &self.templates.stacks[block.stack];
             let shaped =
-                layout::shape(text, stack, book).map_err(|u| RenderError::Unsupported {
+                layout::shape(text, stack, book, region).map_err(|u| RenderError::Unsupported {
                     template: t.name.clone(),
                     field: block_field(block),
-                    chars: u.0.iter().collect(),
+                    chars: testamur_common::scripts::describe(&u.0),
+                    hint: testamur_common::scripts::install_hint(&u.0),
                 })?;
             let fitted = layout::fit(&shaped, book, &spec);
             if fitted.below_min {
@@ -270,7 +283,9 @@ impl Renderer {
         if block.per_certificate {
             place(page, block, &make()?, text);
         } else {
-            let fitted = self.layouts.get_or_make(block.stack, &spec, text, make)?;
+            let fitted = self
+                .layouts
+                .get_or_make((block.stack, region), &spec, text, make)?;
             place(page, block, &fitted, text);
         }
         Ok(())

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
-use testamur_common::catalog::{Catalog, CourseRule, TemplateInfo, TEXT_FIELDS};
+use testamur_common::catalog::Catalog;
 
 use super::artwork::{Background, Image};
 use super::fields::{parse_pieces, prints_name, varies_per_certificate, GradeRules, Piece};
@@ -22,21 +22,16 @@ pub struct TemplateError {
     pub message: String,
 }
 
-fn terr(file: &Path, key: impl Into<String>, message: impl std::fmt::Display) -> TemplateError {
+pub(super) fn terr(
+    file: &Path,
+    key: impl Into<String>,
+    message: impl std::fmt::Display,
+) -> TemplateError {
     TemplateError {
         file: file.display().to_string(),
         key: key.into(),
         message: message.to_string(),
     }
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct IndexFile {
-    default: String,
-    #[serde(default)]
-    courses: BTreeMap<String, String>,
-    fonts: BTreeMap<String, Vec<String>>,
 }
 
 #[derive(Deserialize)]
@@ -57,6 +52,10 @@ struct TemplateFile {
     disclaimer: Option<String>,
     #[serde(default = "yes")]
     verification: bool,
+    /// Language (BCP 47) of the names when a request has none: picks the CJK face
+    /// of names in Han characters only (docs/TEMPLATES.md).
+    #[serde(default)]
+    lang: Option<String>,
     #[serde(default)]
     qr: Option<QrSpec>,
     #[serde(default)]
@@ -223,6 +222,8 @@ pub struct Template {
     pub grade: GradeRules,
     pub disclaimer: Option<String>,
     pub verification: bool,
+    /// Language of names that requests do not give one for (BCP 47).
+    pub lang: Option<String>,
     /// QR code square (x, y bottom, side) in pt.
     pub qr: Option<[f32; 3]>,
     pub frames: Vec<(FrameSpec, Rgb, [f32; 4])>,
@@ -253,7 +254,7 @@ pub fn parse_color(s: &str) -> Option<Rgb> {
     Some(Rgb(c(0)?, c(2)?, c(4)?))
 }
 
-fn read_toml<T: serde::de::DeserializeOwned>(file: &Path) -> Result<T, TemplateError> {
+pub(super) fn read_toml<T: serde::de::DeserializeOwned>(file: &Path) -> Result<T, TemplateError> {
     let text = std::fs::read_to_string(file).map_err(|e| terr(file, "(file)", e))?;
     parse_toml(file, &text)
 }
@@ -274,133 +275,6 @@ fn parse_toml<T: serde::de::DeserializeOwned>(file: &Path, text: &str) -> Result
 fn line_of(text: &str, offset: usize) -> usize {
     let before = &text.as_bytes()[..offset.min(text.len())];
     before.iter().filter(|&&b| b == b'\n').count() + 1
-}
-
-impl Templates {
-    /// Loads `dir/index.toml` and every other `*.toml` in `dir` as a template.
-    pub fn load(dir: &Path) -> Result<Self, TemplateError> {
-        let index_path = dir.join("index.toml");
-        let index: IndexFile = read_toml(&index_path)?;
-        let mut fonts = FontBook::default();
-        let mut stacks = Vec::new();
-        let mut stack_ids = BTreeMap::new();
-        for (name, specs) in &index.fonts {
-            if specs.is_empty() {
-                return Err(terr(
-                    &index_path,
-                    format!("fonts.{name}"),
-                    "a font stack needs at least one font",
-                ));
-            }
-            let mut ids = Vec::new();
-            for spec in specs {
-                let id = fonts
-                    .load(dir, spec)
-                    .map_err(|e| terr(&index_path, format!("fonts.{name}"), e))?;
-                ids.push(id);
-            }
-            stack_ids.insert(name.clone(), stacks.len());
-            stacks.push(FontStack {
-                name: name.clone(),
-                fonts: ids,
-            });
-        }
-        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-            .map_err(|e| terr(dir, "templates", e))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| {
-                p.extension().is_some_and(|e| e == "toml")
-                    && p.file_name().is_some_and(|n| n != "index.toml")
-            })
-            .collect();
-        files.sort();
-        let mut templates = BTreeMap::new();
-        for file in &files {
-            let name = file
-                .file_stem()
-                .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            let text = std::fs::read_to_string(file).map_err(|e| terr(file, "(file)", e))?;
-            let t = template_from_toml(file, &text, &name, dir, &stack_ids, &index.fonts)?;
-            templates.insert(name, t);
-        }
-        if templates.is_empty() {
-            return Err(terr(
-                dir,
-                "templates",
-                "no template files (*.toml besides index.toml)",
-            ));
-        }
-        let known = templates.keys().cloned().collect::<Vec<_>>().join(", ");
-        if !templates.contains_key(&index.default) {
-            return Err(terr(
-                &index_path,
-                "default",
-                format!("no template `{}`; there are: {known}", index.default),
-            ));
-        }
-        let mut courses = Vec::new();
-        for (course, template) in &index.courses {
-            if !templates.contains_key(template) {
-                return Err(terr(
-                    &index_path,
-                    format!("courses.\"{course}\""),
-                    format!("no template `{template}`; there are: {known}"),
-                ));
-            }
-            courses.push(CourseRule {
-                course: course.clone(),
-                template: template.clone(),
-            });
-        }
-        // Exact ids first, then prefixes, longest first: the most specific rule wins.
-        courses.sort_by_key(|r| (r.course.ends_with('*'), std::cmp::Reverse(r.course.len())));
-        let mut infos = BTreeMap::new();
-        let mut used_stacks = BTreeMap::new();
-        for (name, t) in &templates {
-            let mut fields: BTreeMap<String, Vec<String>> = BTreeMap::new();
-            let blocks = t
-                .texts
-                .iter()
-                .chain(t.signatories.iter().flat_map(|s| [&s.name, &s.title]));
-            for b in blocks {
-                for p in &b.pieces {
-                    if let Piece::Field { name: f, .. } = p {
-                        let f = if f == "grade_sentence" {
-                            "grade"
-                        } else {
-                            f.as_str()
-                        };
-                        if TEXT_FIELDS.contains(&f) {
-                            let stack = &stacks[b.stack].name;
-                            let v = fields.entry(f.to_owned()).or_default();
-                            if !v.contains(stack) {
-                                v.push(stack.clone());
-                            }
-                            used_stacks.insert(stack.clone(), b.stack);
-                        }
-                    }
-                }
-            }
-            infos.insert(name.clone(), TemplateInfo { fields });
-        }
-        let coverage = used_stacks
-            .into_iter()
-            .map(|(name, i)| (name, stacks[i].coverage(&fonts)))
-            .collect();
-        let catalog = Catalog {
-            default: index.default.clone(),
-            courses,
-            templates: infos,
-            coverage,
-        };
-        Ok(Self {
-            fonts,
-            stacks,
-            templates,
-            catalog,
-        })
-    }
 }
 
 impl Templates {
@@ -432,7 +306,7 @@ impl Templates {
     }
 }
 
-fn template_from_toml(
+pub(super) fn template_from_toml(
     file: &Path,
     text: &str,
     name: &str,
@@ -678,6 +552,7 @@ fn template_from_toml(
         grade: raw.grade,
         disclaimer: raw.disclaimer,
         verification: raw.verification,
+        lang: raw.lang.clone(),
         qr,
         frames,
         texts,
