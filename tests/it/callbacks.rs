@@ -16,7 +16,7 @@ use axum::Router;
 use testamur::cmd::demo::sample_request;
 use testamur_common::wire::CallbackPayload;
 
-use crate::helpers::{cluster, dump_logs, TestCluster};
+use crate::helpers::{cluster, dump_logs, redis_now_s, TestCluster};
 
 /// One request the receiver got, and what it answered.
 #[derive(Clone, Debug)]
@@ -307,16 +307,7 @@ async fn dead_letters_are_removed_after_their_retention() {
     let dead = op.dead_letters().await.unwrap().unwrap();
     let (old, young) = (&dead.items[0].callback_id, &dead.items[1].callback_id);
     // One of them died 31 days ago (by Redis's clock).
-    let now_s: u64 = c
-        .redis
-        .cli(&["TIME"])
-        .unwrap()
-        .lines()
-        .next()
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let now_s = redis_now_s(&c);
     let died = (now_s - 31 * 86_400) * 1000;
     c.redis
         .cli(&["ZADD", "tm:callbacks:dead", &died.to_string(), old])

@@ -301,3 +301,9 @@ pub async fn freeze_holding_leases(c: &Cluster, pid: u32, name: &str) {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
+
+/// Redis's clock (`TIME`), in seconds: tests that backdate records use it.
+pub fn redis_now_s(c: &Cluster) -> u64 {
+    let out = c.redis.cli(&["TIME"]).unwrap();
+    out.lines().next().unwrap().trim().parse().unwrap()
+}

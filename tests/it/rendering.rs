@@ -14,14 +14,15 @@ use testamur_ws::render::{RenderContext, Renderer};
 
 use crate::helpers::{pdffonts, pdftotext};
 
-const VERIFY_URL: &str = "https://certs.example.org/cert/25daeae4-5d47-4404-99cb-6c9a703aa14c/";
+pub(crate) const VERIFY_URL: &str =
+    "https://certs.example.org/cert/25daeae4-5d47-4404-99cb-6c9a703aa14c/";
 
 fn templates_dir() -> PathBuf {
     testamur::devcluster::default_templates()
 }
 
-/// The default templates, loaded once (fonts take a moment).
-fn renderer() -> &'static Renderer {
+/// The default templates, loaded once per test binary (fonts take a moment).
+pub(crate) fn renderer() -> &'static Renderer {
     static R: OnceLock<Renderer> = OnceLock::new();
     R.get_or_init(|| {
         Renderer::load(&templates_dir()).expect(
@@ -51,7 +52,8 @@ fn job(name: &str, course: &str, template: Option<&str>) -> JobCertificate {
     }
 }
 
-fn render_to(dir: &Path, file: &str, j: &JobCertificate) -> PathBuf {
+/// Render `j` into `dir/file`; its path.
+pub(crate) fn render_to(dir: &Path, file: &str, j: &JobCertificate) -> PathBuf {
     let out = renderer()
         .render(
             j,

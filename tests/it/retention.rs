@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::helpers::{cluster, register_manual_ws, TestCluster};
+use crate::helpers::{cluster, redis_now_s, register_manual_ws, TestCluster};
 
 /// POST a batch with an Idempotency-Key; (status, replayed header, body).
 async fn batch(c: &TestCluster, key: &str, requests: &Value) -> (u16, bool, String) {
@@ -58,16 +58,7 @@ async fn a_stored_batch_answer_is_compact_and_replays_exactly() {
 /// Backdate a workserver's last heartbeat by `hours` (Redis's clock), as if it had
 /// been silent that long.
 fn silence(c: &TestCluster, ws_id: &str, hours: u64) {
-    let now_s: u64 = c
-        .redis
-        .cli(&["TIME"])
-        .unwrap()
-        .lines()
-        .next()
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let now_s = redis_now_s(c);
     let then = ((now_s - hours * 3600) * 1000).to_string();
     c.redis
         .cli(&["HSET", &format!("tm:ws:{ws_id}"), "last_heartbeat", &then])

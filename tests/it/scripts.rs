@@ -5,23 +5,13 @@
 //! characters and the script named.
 
 use std::path::Path;
-use std::sync::OnceLock;
 
 use testamur_common::ids::{CertId, CourseId, PublicUuid, Username};
 use testamur_common::wire::JobCertificate;
 use testamur_ws::render::{RenderContext, Renderer};
 
 use crate::helpers::{pdffonts, pdftotext};
-
-const VERIFY_URL: &str = "https://certs.example.org/cert/25daeae4-5d47-4404-99cb-6c9a703aa14c/";
-
-fn renderer() -> &'static Renderer {
-    static R: OnceLock<Renderer> = OnceLock::new();
-    R.get_or_init(|| {
-        Renderer::load(&testamur::devcluster::default_templates())
-            .expect("the default templates load (fonts: run scripts/setup.sh)")
-    })
-}
+use crate::rendering::{render_to as render, renderer, VERIFY_URL};
 
 /// One or more names per script: those of fonts-noto-core that no stack of the
 /// shipped templates lists, and the ones they do.
@@ -70,20 +60,6 @@ fn job(name: &str, template: &str, lang: Option<&str>) -> JobCertificate {
         verify_uuid: Some(PublicUuid::parse("25daeae4-5d47-4404-99cb-6c9a703aa14c").unwrap()),
         previous: None,
     }
-}
-
-fn render(dir: &Path, file: &str, j: &JobCertificate) -> std::path::PathBuf {
-    let out = renderer()
-        .render(
-            j,
-            &RenderContext {
-                verify_url: VERIFY_URL,
-            },
-        )
-        .unwrap_or_else(|e| panic!("render {:?}: {e}", j.name));
-    let p = dir.join(file);
-    std::fs::write(&p, &out.pdf).unwrap();
-    p
 }
 
 fn pdftotext_raw(pdf: &Path) -> String {
