@@ -48,13 +48,24 @@ async fn killed_workserver_loses_nothing_and_stale_leases_get_409() {
     let ghost_jobs = lease_jobs(&c, &ghost_token, 5, 5000).await;
     real.iter().for_each(|p| signal(*p, "CONT"));
     assert_eq!(ghost_jobs.len(), 5, "the ghost should hold five jobs");
-    for i in 30..N {
-        ids.push(submit(i).await);
-    }
-
-    // Freeze ws-1, make sure it holds leases, then SIGKILL it.
+    // Freeze ws-1 at a moment it holds leases, while the rest is still being
+    // submitted (rendering keeps up with one-by-one submits, so afterwards the
+    // queue may already be empty), then SIGKILL it.
+    let more = tokio::spawn({
+        let lms = lms.clone();
+        async move {
+            let mut ids = Vec::new();
+            for i in 30..N {
+                let mut r = sample_request(i);
+                r.username = Some(format!("fo{i:04}"));
+                ids.push(lms.submit(&r).await.unwrap().expect("accepted").cert_id);
+            }
+            ids
+        }
+    });
     freeze_holding_leases(&c, c.ws_pid(1).unwrap(), "ws-1").await;
     c.kill_ws(1);
+    ids.extend(more.await.unwrap());
 
     // Everything still ends downloadable, exactly once.
     assert_all_downloadable(&c, &ids).await;
