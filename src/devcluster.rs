@@ -388,6 +388,31 @@ log_format = "{log_format}"
         self.ws.get(i - 1).and_then(|c| c.as_ref()).map(|c| c.id())
     }
 
+    /// SIGTERM workserver `i` (1-based) and wait for it to exit (it finishes its
+    /// jobs and deregisters; 40 s at most, then SIGKILL).
+    pub fn terminate_ws(&mut self, i: usize) -> Option<std::process::ExitStatus> {
+        let mut c = self.ws[i - 1].take()?;
+        terminate(&mut c);
+        c.wait().ok()
+    }
+
+    /// Points workserver `i`'s ws.conf at another templates directory (it takes
+    /// effect when the workserver next starts).
+    pub fn set_ws_templates(&self, i: usize, templates: &Path) -> anyhow::Result<()> {
+        let path = self.spec.dir.join(format!("ws-{i}.conf"));
+        let conf = std::fs::read_to_string(&path)?;
+        let line = format!("templates = {:?}", templates.display().to_string());
+        let conf: Vec<String> = conf
+            .lines()
+            .map(|l| match l.starts_with("templates = ") {
+                true => line.clone(),
+                false => l.to_owned(),
+            })
+            .collect();
+        std::fs::write(&path, conf.join("\n") + "\n")?;
+        Ok(())
+    }
+
     /// SIGKILL workserver `i` (1-based): it gets no chance to release anything.
     pub fn kill_ws(&mut self, i: usize) {
         if let Some(mut c) = self.ws[i - 1].take() {

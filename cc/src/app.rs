@@ -28,7 +28,7 @@ pub struct AppState {
     pub jobs_queued: Arc<Notify>,
     /// Becomes true when the CC shuts down: long polls return early.
     pub shutdown: watch::Receiver<bool>,
-    /// The workservers' template catalogue, cached from Redis.
+    /// The live workservers' template catalogues, cached from Redis.
     pub catalog: crate::catalog::CatalogCache,
     /// Woken when a certificate of this CC reaches a final state, so its callback
     /// goes out at once (the dispatcher also polls).

@@ -86,7 +86,7 @@ pub async fn run(
         store,
         jobs_queued,
         shutdown: stop_rx,
-        catalog: Default::default(),
+        catalog: crate::catalog::CatalogCache::new(3 * config.heartbeat_interval),
         callbacks_due,
     };
     tracing::info!(name = %config.name, addr = %listener.local_addr()?, "command center listening (HTTPS)");

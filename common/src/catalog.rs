@@ -35,6 +35,10 @@ pub struct CourseRule {
     /// An exact course id, or a prefix followed by `*`.
     pub course: String,
     pub template: String,
+    /// Language of the course's names when a request gives none (BCP 47): picks
+    /// the CJK face of a Han-only name before the template's own default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lang: Option<String>,
 }
 
 impl CourseRule {
@@ -52,6 +56,12 @@ pub struct TemplateInfo {
     /// Request field -> the font stacks that print it (one per text block that
     /// uses the field; every one of them must be able to draw the value).
     pub fields: BTreeMap<String, Vec<String>>,
+    /// A digest of what the template draws (its file, the artwork it reads, its
+    /// font stacks): two workservers with equal versions print alike. Jobs are
+    /// pinned to a version at submit and leased only to workservers that have it
+    /// (see [`crate::catalogs`]). Empty from workservers that predate versions.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub version: String,
 }
 
 /// A set of Unicode scalar values as sorted, disjoint, inclusive ranges.
@@ -192,6 +202,14 @@ impl Catalog {
         }
     }
 
+    /// The language a course rule gives the course's names, if any.
+    pub fn course_lang(&self, course_id: &str) -> Option<&str> {
+        self.courses
+            .iter()
+            .find(|r| r.matches(course_id))
+            .and_then(|r| r.lang.as_deref())
+    }
+
     /// The first field value that `template` cannot draw, with the font stack
     /// and the distinct characters (in order) that no font of it has.
     pub fn missing(
@@ -281,13 +299,21 @@ mod tests {
             "a".to_owned(),
             TemplateInfo {
                 fields: fields.clone(),
+                version: "a1".into(),
             },
         );
-        templates.insert("b".to_owned(), TemplateInfo { fields });
+        templates.insert(
+            "b".to_owned(),
+            TemplateInfo {
+                fields,
+                version: "b1".into(),
+            },
+        );
         templates.insert(
             "c".to_owned(),
             TemplateInfo {
                 fields: BTreeMap::new(),
+                version: String::new(),
             },
         );
         Catalog {
@@ -296,10 +322,12 @@ mod tests {
                 CourseRule {
                     course: "course-v1:X+1+2026".into(),
                     template: "c".into(),
+                    lang: None,
                 },
                 CourseRule {
                     course: "course-v1:X+*".into(),
                     template: "b".into(),
+                    lang: Some("ja".into()),
                 },
             ],
             templates,
@@ -321,6 +349,9 @@ mod tests {
         assert_eq!(c.resolve(Some(""), "course-v1:Y+1+1").unwrap(), "a");
         let e = c.resolve(Some("nope"), "x").unwrap_err().to_string();
         assert!(e.contains("nope") && e.contains("a, b, c"), "{e}");
+        assert_eq!(c.course_lang("course-v1:X+9+9"), Some("ja"));
+        assert_eq!(c.course_lang("course-v1:X+1+2026"), None);
+        assert_eq!(c.course_lang("course-v1:Y+1+1"), None);
     }
 
     #[test]

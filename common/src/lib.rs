@@ -9,6 +9,8 @@
 //!   the domain types so the contract is visible in one file.
 //! - [`catalog`]: the templates a workserver renders and the characters each can
 //!   draw; the CC checks submissions against it, both resolve templates with it.
+//! - [`catalogs`]: the live workservers' catalogues together, and which template
+//!   version a submission is pinned to (rolling template updates).
 //! - [`failure`]: why a job failed: the stable `error_code`s and what an LMS is
 //!   told for each (operators get the full detail).
 //! - [`config`]: `cc.conf` / `ws.conf` parsing with errors that name file and key.
@@ -20,6 +22,7 @@
 //! Architecture invariant: this crate knows nothing about axum, Redis or PDFs.
 
 pub mod catalog;
+pub mod catalogs;
 pub mod cidr;
 pub mod config;
 pub mod failure;

@@ -115,7 +115,7 @@ impl CertRequest {
             designation: opt("designation", w.designation)?,
             issued_date,
             template: opt("template", w.template)?,
-            lang: w.lang.as_deref().map(lang).transpose()?.flatten(),
+            lang: w.lang.as_deref().map(parse_lang).transpose()?.flatten(),
             callback_url,
         })
     }
@@ -126,7 +126,7 @@ pub const MAX_LANG: usize = 35;
 
 /// A BCP 47 tag as far as its form goes: letters, then `-` and up to 8 letters or
 /// digits per subtag (`ja`, `zh-Hant-TW`); blank is none.
-fn lang(s: &str) -> Result<Option<String>, FieldError> {
+pub fn parse_lang(s: &str) -> Result<Option<String>, FieldError> {
     let s = s.trim();
     if s.is_empty() {
         return Ok(None);

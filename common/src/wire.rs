@@ -462,6 +462,10 @@ pub struct CertificateView {
     /// Extension: the template the published version was drawn with.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub template: Option<String>,
+    /// Extension: that template's version (a digest of what it draws, the same on
+    /// every workserver with the same template).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template_version: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub history: Option<Vec<HistoryEntry>>,
 }
@@ -491,6 +495,17 @@ pub struct StatusResponse {
     /// Callbacks waiting for (another) delivery attempt.
     #[serde(default)]
     pub callbacks_pending: u64,
+    /// Extension: jobs pinned to a template that no live workserver has (in any
+    /// version); they wait until a workserver with it registers.
+    #[serde(default)]
+    pub waiting_for_template: Vec<WaitingForTemplate>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WaitingForTemplate {
+    pub template: String,
+    pub version: String,
+    pub jobs: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -24,11 +24,11 @@ fuzz_target!(|data: &[u8]| {
         key_name: "lms".into(),
         scope: CourseScope::All,
     };
-    let catalog = &testamur_fuzz::templates().catalog;
+    let catalogs = testamur_fuzz::catalogs();
     for item in batch.requests {
         let _ = serde_json::to_vec(&item).expect("a parsed value re-serialises");
         if let Ok(req) = parse_value::<SubmitRequest>(item) {
-            let _ = prepare(req, Some(catalog), &policy, &caller);
+            let _ = prepare(req, catalogs, &policy, &caller);
         }
     }
 });

@@ -34,9 +34,9 @@ fn check(req: SubmitRequest) {
         key_name: "lms".into(),
         scope: CourseScope::Prefixes(vec!["course-v1:MITx+".into()]),
     };
-    let catalog = &testamur_fuzz::templates().catalog;
-    let _ = prepare(req.clone(), None, &strict, &all);
-    if let Ok(job) = prepare(req, Some(catalog), &open, &scoped) {
+    let catalogs = testamur_fuzz::catalogs();
+    let _ = prepare(req.clone(), &Default::default(), &strict, &all);
+    if let Ok(job) = prepare(req, catalogs, &open, &scoped) {
         // What is queued is what was checked: ids well-formed, a template chosen.
         assert_eq!(job.cert_id.as_str().len(), 32);
         if job.action.renders() {

@@ -64,6 +64,15 @@ pub fn templates() -> &'static testamur_ws::render::template::Templates {
     })
 }
 
+/// The repository's catalogue as the CC holds it: the catalogues of the live
+/// workservers (here one).
+pub fn catalogs() -> &'static testamur_common::catalogs::Catalogs {
+    static C: OnceLock<testamur_common::catalogs::Catalogs> = OnceLock::new();
+    C.get_or_init(|| {
+        testamur_common::catalogs::Catalogs(vec![std::sync::Arc::new(templates().catalog.clone())])
+    })
+}
+
 /// Input as text, the way the servers see it (serde_json and toml take UTF-8).
 pub fn text(data: &[u8]) -> Option<&str> {
     std::str::from_utf8(data).ok()

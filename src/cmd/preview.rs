@@ -73,8 +73,14 @@ pub fn run(a: PreviewArgs) -> anyhow::Result<ExitCode> {
         },
     )?;
     std::fs::write(&a.out, &out.pdf).with_context(|| format!("writing {}", a.out.display()))?;
+    let version = renderer
+        .catalog()
+        .templates
+        .get(&out.template)
+        .map(|t| t.version.as_str())
+        .unwrap_or("");
     println!(
-        "{}: template {}, {} bytes",
+        "{}: template {} (version {version}), {} bytes",
         a.out.display(),
         out.template,
         out.pdf.len()

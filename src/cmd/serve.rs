@@ -55,6 +55,13 @@ pub async fn ws(path: &Path, check: bool, log_json: bool) -> anyhow::Result<Exit
         for w in pipeline.renderer.warnings() {
             println!("{}: warning: {w}", config.templates.display());
         }
+        for (name, t) in &pipeline.renderer.catalog().templates {
+            println!(
+                "{}: template `{name}`, version {}",
+                config.templates.display(),
+                t.version
+            );
+        }
         testamur_ws::worker::check_cc(&config)
             .await
             .with_context(|| path.display().to_string())?;

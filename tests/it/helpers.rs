@@ -147,13 +147,24 @@ pub fn public_file(c: &Cluster, rel: &str) -> PathBuf {
 }
 
 /// Register a workserver by hand (a test standing in for a WS process); returns
-/// (ws_id, token).
+/// (ws_id, token). It registers the templates of the newest real workserver, if
+/// one registered, so that it may lease the same jobs.
 pub async fn register_manual_ws(c: &Cluster, name: &str, capacity: u32) -> (String, String) {
     let api = c.operator().unwrap();
+    let mut body = serde_json::json!({"name": name, "cc_pass": c.info.cc_pass, "capacity": capacity, "version": "test"});
+    let digest = c.redis.cli(&["GET", "tm:catalog:current"]).unwrap();
+    if !digest.trim().is_empty() {
+        let json = c
+            .redis
+            .cli(&["GET", &format!("tm:catalog:{}", digest.trim())])
+            .unwrap();
+        let catalog: serde_json::Value = serde_json::from_str(json.trim()).unwrap();
+        body["capabilities"] = serde_json::json!({ "templates": catalog });
+    }
     let reg: serde_json::Value = api
         .http()
         .post(api.url("/v1/workservers/register"))
-        .json(&serde_json::json!({"name": name, "cc_pass": c.info.cc_pass, "capacity": capacity, "version": "test"}))
+        .json(&body)
         .send()
         .await
         .unwrap()

@@ -164,6 +164,10 @@ async fn a_bad_job_fails_with_a_reason_and_the_workserver_carries_on() {
     // catalogue away (as if templates changed while jobs were queued) so that a
     // name no font can draw reaches the workserver: it must fail the job cleanly,
     // naming the characters, not draw boxes.
+    let ws = c.redis.cli(&["SMEMBERS", "tm:workservers"]).unwrap();
+    c.redis
+        .cli(&["HSET", &format!("tm:ws:{}", ws.trim()), "catalog", ""])
+        .unwrap();
     c.redis.cli(&["DEL", "tm:catalog:current"]).unwrap();
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let mut bad = sample_request(1);

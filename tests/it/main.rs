@@ -21,6 +21,7 @@ mod publishing;
 mod registration;
 mod rendering;
 mod retention;
+mod rollout;
 mod s3;
 mod scoping;
 mod scripts;

@@ -173,7 +173,7 @@ fn a_script_without_an_installed_font_is_refused_with_whole_characters() {
 }
 
 #[test]
-fn a_template_lang_picks_the_face_when_the_request_gives_none() {
+fn a_course_or_template_lang_picks_the_face_when_the_request_gives_none() {
     let src = testamur::devcluster::default_templates();
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("art")).unwrap();
@@ -185,13 +185,22 @@ fn a_template_lang_picks_the_face_when_the_request_gives_none() {
         if f == "letter.toml" {
             text = format!("lang = \"zh-Hant\"\n{text}");
         }
+        if f == "index.toml" {
+            text = text.replacen(
+                "[courses]\n",
+                "[courses]\n\"course-v1:KoreaX+*\" = { template = \"letter\", lang = \"ko\" }\n",
+                1,
+            );
+        }
         std::fs::write(dir.path().join(f), text).unwrap();
     }
     let r = Renderer::load(dir.path()).unwrap();
-    let faces = |lang: Option<&str>| {
+    let faces_in = |course: &str, lang: Option<&str>| {
+        let mut j = job("陳大文", "letter", lang);
+        j.course_id = CourseId::parse(course).unwrap();
         let pdf = r
             .render(
-                &job("陳大文", "letter", lang),
+                &j,
                 &RenderContext {
                     verify_url: VERIFY_URL,
                 },
@@ -206,6 +215,15 @@ fn a_template_lang_picks_the_face_when_the_request_gives_none() {
             .filter(|f| f.contains("CJK"))
             .collect::<Vec<_>>()
     };
+    let faces = |lang: Option<&str>| faces_in("course-v1:TestX+T1+2026", lang);
+    // The course rule's lang comes before the template's.
+    let ko = faces_in("course-v1:KoreaX+K1+2026", None);
+    assert!(
+        !ko.is_empty() && ko.iter().all(|f| f.contains("CJKkr")),
+        "{ko:?}"
+    );
+    let ja = faces_in("course-v1:KoreaX+K1+2026", Some("ja"));
+    assert!(ja.iter().all(|f| f.contains("CJKjp")), "{ja:?}");
     assert!(
         faces(None).iter().all(|f| f.contains("CJKtc")),
         "{:?}",

@@ -79,6 +79,12 @@ pub fn health(s: &StatusResponse) -> (&'static str, &'static str, Vec<String>) {
     if s.dead_letters > 0 {
         reasons.push(format!("{} dead-letter callback(s)", s.dead_letters));
     }
+    for w in &s.waiting_for_template {
+        reasons.push(format!(
+            "{} job(s) wait for template `{}` (version {}), which no live workserver has",
+            w.jobs, w.template, w.version
+        ));
+    }
     if s.queue_depth > 0 && s.oldest_waiting_job_age_s > 60.0 {
         reasons.push(format!(
             "oldest waiting job {:.0} s old",

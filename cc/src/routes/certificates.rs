@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
-use testamur_common::catalog::Catalog;
+use testamur_common::catalogs::{Catalogs, Refusal};
 use testamur_common::config::CourseScope;
 use testamur_common::ids::{CertId, CourseId, JobId, PublicUuid};
 use testamur_common::request::CertRequest;
@@ -46,7 +46,7 @@ pub async fn submit(
     let idempotency = idempotency(&headers, &caller, "", &body)?;
     let catalog = state.catalog.get(&state.store).await?;
     let policy = CallbackPolicy::from_config(&state.config.callbacks);
-    let mut job = prepare(body, catalog.as_deref(), &policy, &caller)?;
+    let mut job = prepare(body, &catalog, &policy, &caller)?;
     job.idempotency = idempotency;
     let (cert_id, action) = (job.cert_id.clone(), job.action);
     let outcome = state.store.submit(job).await?;
@@ -161,7 +161,7 @@ async fn queue_batch(
             )
         });
         let prepared = parse_value::<SubmitRequest>(item)
-            .and_then(|req| prepare(req, catalog.as_deref(), &policy, caller));
+            .and_then(|req| prepare(req, &catalog, &policy, caller));
         match prepared {
             Ok(mut job) => {
                 job.idempotency = item_idem;
@@ -215,7 +215,7 @@ fn rejected(e: ApiError) -> BatchResult {
 /// for the fuzz targets (fuzz/).
 pub fn prepare(
     body: SubmitRequest,
-    catalog: Option<&Catalog>,
+    catalogs: &Catalogs,
     policy: &CallbackPolicy,
     caller: &LmsCaller,
 ) -> Result<NewJob, ApiError> {
@@ -231,31 +231,40 @@ pub fn prepare(
         )),
         None => None,
     };
+    let mut pinned = None;
     if req.action.renders() {
-        // Reject what no workserver could draw now, not as a failed job later; and
-        // pin the template so that retries and regenerations render the same way.
-        if let Some(catalog) = catalog {
-            let template = catalog
-                .resolve(req.template.as_deref(), req.course_id.as_str())
-                .map_err(|e| ApiError::invalid("template", e.to_string()))?
-                .to_owned();
-            let course = req.course_name.as_deref().unwrap_or(req.course_id.as_str());
-            let o = |v: &Option<String>| v.clone().unwrap_or_default();
-            let (name, org, grade, designation) = (
-                o(&req.name),
-                o(&req.org),
-                o(&req.grade),
-                o(&req.designation),
-            );
-            let values = [
-                ("name", name.as_str()),
-                ("course_name", course),
-                ("org", org.as_str()),
-                ("grade", grade.as_str()),
-                ("designation", designation.as_str()),
-            ];
-            if let Err(e) = catalog.check(&template, &values) {
-                if let Some((field, stack, chars)) = catalog.missing(&template, &values) {
+        // Reject what no live workserver could draw now, not as a failed job
+        // later; and pin the template version so that only workservers that have
+        // it draw the certificate (and retries draw it the same way).
+        let course = req.course_name.as_deref().unwrap_or(req.course_id.as_str());
+        let o = |v: &Option<String>| v.clone().unwrap_or_default();
+        let (name, org, grade, designation) = (
+            o(&req.name),
+            o(&req.org),
+            o(&req.grade),
+            o(&req.designation),
+        );
+        let values = [
+            ("name", name.as_str()),
+            ("course_name", course),
+            ("org", org.as_str()),
+            ("grade", grade.as_str()),
+            ("designation", designation.as_str()),
+        ];
+        match catalogs.pin(req.template.as_deref(), req.course_id.as_str(), &values) {
+            Ok(p) => pinned = p,
+            Err(Refusal::Template(e)) => return Err(ApiError::invalid("template", e.to_string())),
+            Err(Refusal::Field(e)) => {
+                let template = req.template.clone().or_else(|| {
+                    catalogs
+                        .newest()
+                        .and_then(|c| c.resolve(None, req.course_id.as_str()).ok())
+                        .map(str::to_owned)
+                });
+                let missing = template.as_deref().and_then(|t| {
+                    catalogs.with_template(t)?.missing(t, &values).map(|m| (t, m))
+                });
+                if let Some((template, (field, stack, chars))) = missing {
                     // For the operator: what would make these characters drawable.
                     tracing::info!(
                         template = %template,
@@ -268,7 +277,9 @@ pub fn prepare(
                 }
                 return Err(ApiError::invalid(e.field, e.message));
             }
-            req.template = Some(template);
+        }
+        if let Some(p) = &pinned {
+            req.template = Some(p.template.clone());
         }
     }
     let fields = if req.action.renders() {
@@ -286,6 +297,10 @@ pub fn prepare(
                 req.issued_date.clone().unwrap_or_else(today_iso),
             ),
             ("template", o(&req.template)),
+            (
+                "template_version",
+                pinned.as_ref().map(|p| p.version.clone()).unwrap_or_default(),
+            ),
             ("lang", o(&req.lang)),
         ]
     } else {
@@ -300,6 +315,7 @@ pub fn prepare(
             .renders()
             .then(|| (PublicUuid::generate(), PublicUuid::generate())),
         fields,
+        queue: pinned.as_ref().map(|p| p.queue()),
         callback: req.callback_url.map(|url| CallbackTarget {
             url,
             key_name: caller.key_name.clone(),

@@ -47,7 +47,12 @@ pub async fn lease(
         let notified = state.jobs_queued.notified();
         let jobs = state
             .store
-            .lease(&caller.0, body.max_jobs, state.config.lease_ttl)
+            .lease(
+                &caller.0,
+                body.max_jobs,
+                state.config.lease_ttl,
+                3 * state.config.heartbeat_interval,
+            )
             .await?
             .ok_or_else(|| ApiError::unauthorized("unknown workserver; register again"))?;
         let now = tokio::time::Instant::now();

@@ -43,7 +43,10 @@ pub async fn collect(state: &AppState) -> Result<StatusResponse, ApiError> {
         .store
         .workservers(state.config.heartbeat_interval)
         .await?;
-    let counts = state.store.counts().await?;
+    let counts = state
+        .store
+        .counts(3 * state.config.heartbeat_interval)
+        .await?;
     Ok(StatusResponse {
         cc_name: state.config.name.clone(),
         workservers,
@@ -57,6 +60,18 @@ pub async fn collect(state: &AppState) -> Result<StatusResponse, ApiError> {
         recent_errors: counts.recent_errors,
         dead_letters: counts.dead_letters,
         callbacks_pending: counts.callbacks_pending,
+        waiting_for_template: counts
+            .unserved
+            .into_iter()
+            .map(|(tq, jobs)| {
+                let (template, version) = tq.rsplit_once('@').unwrap_or((&tq, ""));
+                testamur_common::wire::WaitingForTemplate {
+                    template: template.to_owned(),
+                    version: version.to_owned(),
+                    jobs,
+                }
+            })
+            .collect(),
     })
 }
 

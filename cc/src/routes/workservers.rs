@@ -51,18 +51,44 @@ pub async fn register(
             "capacity must be between 1 and 4096",
         ));
     }
-    // The catalogue first: once the workserver shows as registered, submissions
-    // are checked against its templates.
-    if let Some(catalog) = body
+    let catalog = body
         .capabilities
         .as_ref()
-        .and_then(|c| c.templates.as_ref())
-    {
-        let previous = state.store.current_catalog_digest().await?;
-        let digest = state.store.put_catalog(catalog).await?;
-        if previous.as_ref().is_some_and(|p| *p != digest) {
-            tracing::warn!(name = %name, %digest, previous = previous.as_deref().unwrap_or(""),
-                "this workserver's templates differ from the previous registration's; submissions are now checked against its templates (run the same templates on every workserver)");
+        .and_then(|c| c.templates.as_ref());
+    if let Some(catalog) = catalog {
+        for (template, t) in &catalog.templates {
+            if t.version.len() > 64
+                || !t
+                    .version
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+            {
+                return Err(ApiError::invalid(
+                    "capabilities.templates",
+                    format!("template `{template}`: a version is at most 64 letters, digits, '.', '_' or '-'"),
+                ));
+            }
+        }
+        for rule in &catalog.courses {
+            if let Some(lang) = &rule.lang {
+                // As the schema says: a tag, exactly (no blanks around it).
+                let parsed = testamur_common::request::parse_lang(lang);
+                if !matches!(parsed, Ok(Some(ref t)) if t == lang) {
+                    return Err(ApiError::invalid(
+                        "capabilities.templates",
+                        format!("course rule `{}`: lang must be a BCP 47 tag such as ja or zh-Hant", rule.course),
+                    ));
+                }
+            }
+        }
+        let live = state
+            .store
+            .live_catalog_digests(3 * state.config.heartbeat_interval)
+            .await?;
+        let digest = catalog.digest();
+        if live.iter().any(|d| *d != digest) {
+            tracing::info!(name = %name, %digest,
+                "this workserver's templates differ from those of other live workservers (a rolling update?): each job is leased only to workservers with the template version it was accepted for");
         }
     }
     let instance = match body.instance.as_deref() {
@@ -95,8 +121,11 @@ pub async fn register(
             peer: &ip,
             max_attempts: state.config.max_attempts,
             alive_within: 3 * state.config.heartbeat_interval,
+            catalog,
         })
         .await?;
+    // Submissions on this CC count this workserver's templates at once.
+    state.catalog.invalidate();
     let released = match outcome {
         RegisterOutcome::Registered { released } => released,
         RegisterOutcome::NameConflict {
@@ -179,6 +208,7 @@ pub async fn deregister(
     own_id(&caller, &ws_id)?;
     match state.store.deregister(&caller.0).await? {
         Some(released) => {
+            state.catalog.invalidate();
             tracing::info!(ws_id = %caller.0, released, "workserver deregistered");
             Ok(StatusCode::NO_CONTENT)
         }
@@ -198,6 +228,7 @@ pub async fn drain(
     let name = state.store.drain(&id).await?.ok_or_else(|| {
         ApiError::not_found("no workserver with this id is registered (see GET /v1/status)")
     })?;
+    state.catalog.invalidate();
     tracing::info!(ws_id = %id, name = %name, "workserver asked to drain");
     Ok(Json(DrainResponse {
         ws_id: id,

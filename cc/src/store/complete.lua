@@ -22,6 +22,8 @@ local cur = hget(ck, 'state')
 local replaced = hget(jk, 'previous_verify_uuid') or ''
 local cb_url, cb_key, cb_host = hget(jk, 'callback_url'), hget(jk, 'callback_key'), hget(jk, 'callback_host')
 local versions = ck .. ':versions'
+-- The version of the template that drew it (set at lease; '' when unpinned).
+local drawn_version = hget(jk, 'drawn_version') or ''
 redis.call('ZREM', P .. 'leases', jid)
 redis.call('SREM', P .. 'ws:' .. ws .. ':jobs', jid)
 redis.call('HINCRBY', P .. 'ws:' .. ws, 'completed', 1)
@@ -30,7 +32,7 @@ local detail
 -- The public verification record of every version (GET /verify/{verify_uuid}):
 -- valid when published, superseded when a regen replaces it, revoked on delete.
 if action == 'delete' then
-  redis.call('HDEL', ck, 'download_url', 'verify_url', 'signature_url', 'sha256', 'drawn_template')
+  redis.call('HDEL', ck, 'download_url', 'verify_url', 'signature_url', 'sha256', 'drawn_template', 'drawn_template_version')
   detail = 'removed download_uuid=' .. (hget(ck, 'download_uuid') or '-')
   for _, v in ipairs(redis.call('SMEMBERS', versions)) do
     redis.call('HSET', P .. 'verify:' .. v, 'status', 'revoked', 'revoked_at', at, 'updated_at', at)
@@ -38,8 +40,10 @@ if action == 'delete' then
 else
   redis.call('HSET', ck, 'download_uuid', ARGV[8], 'verify_uuid', ARGV[9], 'download_url', ARGV[10],
     'verify_url', ARGV[11], 'signature_url', ARGV[12], 'sha256', ARGV[13])
-  -- The template this version was drawn with (the job's, pinned at submit).
-  redis.call('HSET', ck, 'drawn_template', hget(ck, 'template') or '')
+  -- The template this version was drawn with (the job's, pinned at submit), and
+  -- the version the workserver that leased it has.
+  redis.call('HSET', ck, 'drawn_template', hget(ck, 'template') or '',
+    'drawn_template_version', drawn_version)
   detail = 'published download_uuid=' .. ARGV[8] .. ' verify_uuid=' .. ARGV[9]
   if ARGV[9] ~= '' then
     local vk = P .. 'verify:' .. ARGV[9]

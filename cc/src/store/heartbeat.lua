@@ -21,7 +21,7 @@ if reported then
       unlease(P, jid, jk)
       redis.call('HINCRBY', jk, 'attempt', -1)
       redis.call('HSET', jk, 'enqueued_at', now)
-      redis.call('RPUSH', P .. 'queue', jid)
+      redis.call('RPUSH', job_queue(P, jk), jid)
       local cid = hget(jk, 'cert_id')
       history(P, cid, hget(P .. 'cert:' .. cid, 'state'), ARGV[5],
         'lease of job ' .. jid .. ' never reached workserver ' .. (hget(wk, 'name') or ws) .. '; queued again')

@@ -14,6 +14,18 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
+-- The queue a job waits in: `queue:{template}@{version}` when it was pinned to a
+-- template version at submit (listed in `tqueues` while it may hold jobs), else
+-- `queue` (deletes, and jobs submitted before any workserver sent a catalogue).
+local function job_queue(P, jk)
+  local tq = hget(jk, 'tq')
+  if tq and tq ~= '' then
+    redis.call('SADD', P .. 'tqueues', tq)
+    return P .. 'queue:' .. tq
+  end
+  return P .. 'queue'
+end
+
 local function history(P, cid, state, at, detail)
   local e = {state = state, at = at}
   if detail and detail ~= '' then e.detail = detail end
@@ -91,7 +103,7 @@ local function attempt_failed(P, jid, f, retryable, max_attempts, now_ms, at)
   record_error(P, at, cid, jid, f.detail)
   if retryable and attempt < max_attempts then
     redis.call('HSET', jk, 'enqueued_at', now_ms)
-    redis.call('LPUSH', P .. 'queue', jid)
+    redis.call('LPUSH', job_queue(P, jk), jid)
     history(P, cid, state, at, 'attempt ' .. attempt .. ' failed, retrying: ' .. f.public)
     redis.call('HSET', ck, 'updated_at', at)
     return 'requeued'
@@ -127,7 +139,7 @@ local function release_ws_jobs(P, ws, now_ms, reason, max_attempts, at)
         unlease(P, jid, jk)
         redis.call('HINCRBY', jk, 'attempt', -1)
         redis.call('HSET', jk, 'enqueued_at', now_ms)
-        redis.call('RPUSH', P .. 'queue', jid)
+        redis.call('RPUSH', job_queue(P, jk), jid)
       end
     end
   end
@@ -145,6 +157,21 @@ local function drop_ws(P, ws, now_ms, reason, max_attempts, at)
   local name = hget(wk, 'name')
   if name and redis.call('GET', P .. 'wsname:' .. name) == ws then
     redis.call('DEL', P .. 'wsname:' .. name)
+  end
+  -- Its catalogue no longer counts: its template versions lose a workserver,
+  -- and the catalogue itself goes when no other workserver registered it.
+  local tpl = redis.call('HGETALL', wk .. ':tpl')
+  for i = 1, #tpl, 2 do
+    redis.call('SREM', P .. 'tplws:' .. tpl[i] .. '@' .. tpl[i + 1], ws)
+  end
+  redis.call('DEL', wk .. ':tpl')
+  local digest = hget(wk, 'catalog')
+  if digest and digest ~= '' and redis.call('GET', P .. 'catalog:current') ~= digest then
+    local shared = false
+    for _, other in ipairs(redis.call('SMEMBERS', P .. 'workservers')) do
+      if other ~= ws and redis.call('HGET', P .. 'ws:' .. other, 'catalog') == digest then shared = true end
+    end
+    if not shared then redis.call('DEL', P .. 'catalog:' .. digest) end
   end
   redis.call('DEL', wk)
   redis.call('SREM', P .. 'workservers', ws)

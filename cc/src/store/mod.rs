@@ -13,9 +13,16 @@
 //! - `job:{job_id}` hash: action, attempt, status (queued|leased), lease_id, lease_exp, ws_id,
 //!   target uuids, and for a regen the uuids of the version it replaces
 //! - `queue` list of job ids (LPUSH to enqueue, RPOP to lease; re-released jobs go to the
-//!   RPOP end)
+//!   RPOP end): jobs pinned to no template version (deletes; submissions made before
+//!   any workserver sent a catalogue); `queue:{template}@{version}` the same for jobs
+//!   pinned to a template version (job field `tq`), listed in the set `tqueues` while
+//!   they may hold jobs (lease.lua takes an empty one out)
+//! - `catalog:{digest}` a workserver catalogue (JSON), `catalog:current` the digest of
+//!   the newest registration's; `ws:{ws_id}:tpl` hash template -> version of one
+//!   workserver's catalogue, `tplws:{template}@{version}` set of the workservers that
+//!   registered that version (see common/src/catalogs.rs)
 //! - `leases` sorted set job_id -> lease expiry (ms); the reaper scans it
-//! - `ws:{ws_id}` hash, `ws:{ws_id}:jobs` set of leased job ids, `wsname:{name}` -> ws_id,
+//! - `ws:{ws_id}` hash (with `catalog`: its catalogue's digest), `ws:{ws_id}:jobs` set of leased job ids, `wsname:{name}` -> ws_id,
 //!   `tok:{sha256(token)}` -> ws_id, `workservers` set of ws ids
 //! - `states` hash state -> number of certificates (kept on every transition)
 //! - `errors` capped list of recent failures, `done:{epoch/10s}` completion counters
@@ -172,6 +179,9 @@ pub struct NewJob {
     pub new_uuids: Option<(PublicUuid, PublicUuid)>,
     /// Certificate fields to set (empty value = remove). Not used for delete.
     pub fields: Vec<(&'static str, String)>,
+    /// The template version the job is pinned to (`{template}@{version}`): only
+    /// workservers with it lease the job. None: any workserver.
+    pub queue: Option<String>,
     /// Where to POST the outcome.
     pub callback: Option<CallbackTarget>,
     /// `idem:` key suffix (API key name and hash of the Idempotency-Key) and the
@@ -235,6 +245,8 @@ pub struct Registration<'a> {
     pub max_attempts: u32,
     /// A workserver heard from within this is alive.
     pub alive_within: Duration,
+    /// The templates it can draw (stored under their digest).
+    pub catalog: Option<&'a testamur_common::catalog::Catalog>,
 }
 
 pub enum RegisterOutcome {
@@ -265,6 +277,9 @@ pub struct Counts {
     /// last is the minute up to now).
     pub per_minute: Vec<u64>,
     pub oldest_waiting_ms: Option<i64>,
+    /// Template queues (`{template}@{version}`) with jobs that no live workserver
+    /// can lease (none has the template), and how many jobs each holds.
+    pub unserved: Vec<(String, u64)>,
     pub dead_letters: u64,
     pub callbacks_pending: u64,
     pub recent_errors: Vec<RecentError>,
@@ -359,6 +374,7 @@ impl Store {
                     .arg(cb_url)
                     .arg(cb_key)
                     .arg(cb_host)
+                    .arg(job.queue.as_deref().unwrap_or(""))
                     .arg(ikey)
                     .arg(ihash)
                     .arg(job.fields.len());
@@ -406,12 +422,14 @@ impl Store {
         ws: &WsId,
         max: u32,
         ttl: Duration,
+        alive_within: Duration,
     ) -> Result<Option<Vec<LeasedJob>>> {
         let mut inv = self.scripts.lease.prepare_invoke();
         inv.arg(P)
             .arg(ws.as_str())
             .arg(max)
-            .arg(ttl.as_millis() as u64);
+            .arg(ttl.as_millis() as u64)
+            .arg(alive_within.as_millis() as u64);
         for _ in 0..max {
             inv.arg(testamur_common::ids::random_hex(16));
         }
@@ -592,11 +610,8 @@ impl Store {
     /// Register a workserver; how many jobs of a previous registration under the
     /// same name went back to the queue, or the conflict with another live process.
     pub async fn register(&self, r: &Registration<'_>) -> Result<RegisterOutcome> {
-        let reply: Vec<String> = self
-            .scripts
-            .register
-            .prepare_invoke()
-            .arg(P)
+        let mut inv = self.scripts.register.prepare_invoke();
+        inv.arg(P)
             .arg(r.name.as_str())
             .arg(r.ws_id.as_str())
             .arg(r.token_hash)
@@ -607,7 +622,21 @@ impl Store {
             .arg(r.peer)
             .arg(r.max_attempts)
             .arg(r.alive_within.as_millis() as u64)
-            .arg(FailCode::WorkserverLost.message())
+            .arg(FailCode::WorkserverLost.message());
+        match r.catalog {
+            Some(catalog) => {
+                let json = serde_json::to_string(catalog)
+                    .map_err(|e| StoreError::Corrupt(format!("catalogue: {e}")))?;
+                inv.arg(catalog.digest()).arg(json);
+                for (name, t) in &catalog.templates {
+                    inv.arg(name).arg(&t.version);
+                }
+            }
+            None => {
+                inv.arg("").arg("");
+            }
+        }
+        let reply: Vec<String> = inv
             .invoke_async(&mut self.conn.clone())
             .await?;
         match reply.first().map(String::as_str) {
@@ -688,26 +717,17 @@ impl Store {
         Ok(n)
     }
 
-    /// Stores a workserver's template catalogue under its digest and makes it the
-    /// current one (the newest registration wins; workservers of one cluster are
-    /// expected to run the same templates).
-    pub async fn put_catalog(&self, catalog: &testamur_common::catalog::Catalog) -> Result<String> {
-        let digest = catalog.digest();
-        let json = serde_json::to_string(catalog)
-            .map_err(|e| StoreError::Corrupt(format!("catalogue: {e}")))?;
-        let mut c = self.conn.clone();
-        let _: () = redis::pipe()
-            .atomic()
-            .set(format!("{P}catalog:{digest}"), json)
-            .set(format!("{P}catalog:current"), &digest)
-            .query_async(&mut c)
-            .await?;
-        Ok(digest)
-    }
-
-    pub async fn current_catalog_digest(&self) -> Result<Option<String>> {
-        let mut c = self.conn.clone();
-        Ok(c.get(format!("{P}catalog:current")).await?)
+    /// The digests of the catalogues submissions are checked against: the live
+    /// workservers', newest registration first (catalogs.lua).
+    pub async fn live_catalog_digests(&self, alive_within: Duration) -> Result<Vec<String>> {
+        Ok(self
+            .scripts
+            .catalogs
+            .prepare_invoke()
+            .arg(P)
+            .arg(alive_within.as_millis() as u64)
+            .invoke_async(&mut self.conn.clone())
+            .await?)
     }
 
     pub async fn catalog(&self, digest: &str) -> Result<Option<testamur_common::catalog::Catalog>> {
@@ -835,7 +855,7 @@ impl Store {
         Ok(out)
     }
 
-    pub async fn counts(&self) -> Result<Counts> {
+    pub async fn counts(&self, alive_within: Duration) -> Result<Counts> {
         let mut c = self.conn.clone();
         let now = now_ms();
         let bucket = now / 1000 / BUCKET_S;
@@ -844,21 +864,33 @@ impl Store {
         let keys: Vec<String> = ((bucket - HOUR_BUCKETS)..=bucket)
             .map(|b| format!("{P}done:{b}"))
             .collect();
+        let queues: Vec<Value> = self
+            .scripts
+            .queues
+            .prepare_invoke()
+            .arg(P)
+            .arg(alive_within.as_millis() as u64)
+            .invoke_async(&mut c)
+            .await?;
+        let queues: Vec<String> = queues.into_iter().map(value_string).collect::<Result<_>>()?;
+        let bad = || StoreError::Corrupt("queues script answered no depth".into());
+        let queue_depth: u64 = queues.first().and_then(|d| d.parse().ok()).ok_or_else(bad)?;
+        let oldest: Option<i64> = queues.get(1).ok_or_else(bad)?.parse().ok();
+        let unserved = queues[2..]
+            .chunks(2)
+            .filter_map(|p| Some((p.first()?.clone(), p.get(1)?.parse().ok()?)))
+            .collect();
         #[allow(clippy::type_complexity)]
-        let (queue_depth, leased, states, oldest, errors, buckets, dead_letters, callbacks_pending): (
-            u64,
+        let (leased, states, errors, buckets, dead_letters, callbacks_pending): (
             u64,
             HashMap<String, i64>,
-            Option<String>,
             Vec<String>,
             Vec<Option<u64>>,
             u64,
             u64,
         ) = redis::pipe()
-            .llen(format!("{P}queue"))
             .zcard(format!("{P}leases"))
             .hgetall(format!("{P}states"))
-            .lindex(format!("{P}queue"), -1)
             .lrange(format!("{P}errors"), 0, 19)
             .mget(&keys)
             .zcard(format!("{P}callbacks:dead"))
@@ -879,13 +911,7 @@ impl Store {
             .chunks(per_bucket_minute)
             .map(|m| m.iter().sum())
             .collect();
-        let oldest_waiting_ms = match oldest {
-            Some(jid) => {
-                let at: Option<i64> = c.hget(format!("{P}job:{jid}"), "enqueued_at").await?;
-                at.map(|t| (now - t).max(0))
-            }
-            None => None,
-        };
+        let oldest_waiting_ms = oldest.map(|t| (now - t).max(0));
         let callbacks_pending = callbacks_pending + self.callbacks_parked().await?;
         let mut state_counts: BTreeMap<String, i64> = CertState::ALL
             .iter()
@@ -902,6 +928,7 @@ impl Store {
             throughput_last_hour: window(HOUR_BUCKETS as usize).round() as u64,
             per_minute,
             oldest_waiting_ms,
+            unserved,
             dead_letters,
             callbacks_pending,
             recent_errors: errors
@@ -1057,6 +1084,7 @@ fn cert_view(
         attempts: get("attempts").and_then(|a| a.parse().ok()).unwrap_or(0),
         updated_at: get("updated_at").unwrap_or_default(),
         template: get("drawn_template"),
+        template_version: get("drawn_template_version"),
         history,
     })
 }

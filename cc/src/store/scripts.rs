@@ -21,6 +21,8 @@ pub(super) struct Scripts {
     pub cb_result: Script,
     pub cb_replay: Script,
     pub cb_expire: Script,
+    pub catalogs: Script,
+    pub queues: Script,
 }
 
 fn with_lib(body: &str) -> Script {
@@ -46,6 +48,8 @@ impl Scripts {
             cb_result: Script::new(include_str!("cb_result.lua")),
             cb_replay: Script::new(include_str!("cb_replay.lua")),
             cb_expire: with_lib(include_str!("cb_expire.lua")),
+            catalogs: with_lib(include_str!("catalogs.lua")),
+            queues: with_lib(include_str!("queues.lua")),
         }
     }
 }

@@ -3,6 +3,7 @@
 -- ARGV: P, now_ms, at, idempotency ttl (s), then one group per request:
 --   cid, jid, action, pending_state, allowed_from (comma list), allowed_absent ('1'/'0'),
 --   new_download_uuid, new_verify_uuid, callback_url, callback_key, callback_host,
+--   template queue ('{template}@{version}' the job is pinned to, '' = the plain queue),
 --   idempotency key ('' = none), request hash, n, then n field/value pairs for the
 --   certificate (an empty value deletes the field).
 -- Returns four strings per request: outcome ('ok' | 'illegal' | 'idem_mismatch'),
@@ -12,7 +13,7 @@
 local P, now_ms, at, idem_ttl = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local out = {}
 
-local function submit_one(cid, jid, action, pending, allowed, allowed_absent, du, vu, cb_url, cb_key, cb_host, f0, f1)
+local function submit_one(cid, jid, action, pending, allowed, allowed_absent, du, vu, cb_url, cb_key, cb_host, tq, f0, f1)
   local ck = P .. 'cert:' .. cid
   local cur = hget(ck, 'state')
   if cur == nil then
@@ -53,8 +54,8 @@ local function submit_one(cid, jid, action, pending, allowed, allowed_absent, du
   redis.call('HSET', jk, 'job_id', jid, 'cert_id', cid, 'action', action, 'attempt', 0,
     'status', 'queued', 'enqueued_at', now_ms, 'download_uuid', du, 'verify_uuid', vu,
     'previous_download_uuid', pdu, 'previous_verify_uuid', pvu,
-    'callback_url', cb_url, 'callback_key', cb_key, 'callback_host', cb_host)
-  redis.call('LPUSH', P .. 'queue', jid)
+    'callback_url', cb_url, 'callback_key', cb_key, 'callback_host', cb_host, 'tq', tq)
+  redis.call('LPUSH', job_queue(P, jk), jid)
   return 'ok', pending
 end
 
@@ -62,10 +63,10 @@ local i = 5
 while i <= #ARGV do
   local cid, jid, action, pending = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   local allowed, absent, du, vu = ARGV[i + 4], ARGV[i + 5], ARGV[i + 6], ARGV[i + 7]
-  local cb_url, cb_key, cb_host = ARGV[i + 8], ARGV[i + 9], ARGV[i + 10]
-  local ikey, ihash = ARGV[i + 11], ARGV[i + 12]
-  local n = tonumber(ARGV[i + 13])
-  local f0 = i + 14
+  local cb_url, cb_key, cb_host, tq = ARGV[i + 8], ARGV[i + 9], ARGV[i + 10], ARGV[i + 11]
+  local ikey, ihash = ARGV[i + 12], ARGV[i + 13]
+  local n = tonumber(ARGV[i + 14])
+  local f0 = i + 15
   i = f0 + 2 * n
   local replayed = false
   local ik = P .. 'idem:' .. ikey
@@ -81,7 +82,7 @@ while i <= #ARGV do
     end
   end
   if not replayed then
-    local outcome, state = submit_one(cid, jid, action, pending, allowed, absent, du, vu, cb_url, cb_key, cb_host, f0, i - 1)
+    local outcome, state = submit_one(cid, jid, action, pending, allowed, absent, du, vu, cb_url, cb_key, cb_host, tq, f0, i - 1)
     local rjid = ''
     if outcome == 'ok' then rjid = jid end
     table.insert(out, outcome); table.insert(out, state); table.insert(out, rjid); table.insert(out, '0')

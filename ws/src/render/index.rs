@@ -19,12 +19,58 @@ use super::template::{read_toml, template_from_toml, terr, TemplateError, Templa
 struct IndexFile {
     default: String,
     #[serde(default)]
-    courses: BTreeMap<String, String>,
+    courses: BTreeMap<String, CourseEntry>,
     fonts: BTreeMap<String, Vec<String>>,
     /// Folders whose fonts are tried after each stack's own (default
     /// [`faces::DEFAULT_DIRS`]; `[]` for none). Relative to the templates folder.
     #[serde(default)]
     font_dirs: Option<Vec<PathBuf>>,
+}
+
+/// A course rule's value: the template's name, or a table that also gives the
+/// language of the course's names (`{ template = "classic", lang = "ja" }`).
+enum CourseEntry {
+    Template(String),
+    Table(CourseTable),
+}
+
+impl<'de> Deserialize<'de> for CourseEntry {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = CourseEntry;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str(
+                    "a template name, or a table such as { template = \"classic\", lang = \"ja\" }",
+                )
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<CourseEntry, E> {
+                Ok(CourseEntry::Template(v.to_owned()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, m: A) -> Result<CourseEntry, A::Error> {
+                CourseTable::deserialize(serde::de::value::MapAccessDeserializer::new(m))
+                    .map(CourseEntry::Table)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CourseTable {
+    template: String,
+    #[serde(default)]
+    lang: Option<String>,
+}
+
+impl CourseEntry {
+    fn parts(&self) -> (&str, Option<&str>) {
+        match self {
+            CourseEntry::Template(t) => (t, None),
+            CourseEntry::Table(t) => (&t.template, t.lang.as_deref()),
+        }
+    }
 }
 
 impl Templates {
@@ -70,6 +116,7 @@ impl Templates {
             .collect();
         files.sort();
         let mut templates = BTreeMap::new();
+        let mut versions = BTreeMap::new();
         for file in &files {
             let name = file
                 .file_stem()
@@ -77,6 +124,7 @@ impl Templates {
                 .unwrap_or_default();
             let text = std::fs::read_to_string(file).map_err(|e| terr(file, "(file)", e))?;
             let t = template_from_toml(file, &text, &name, dir, &stack_ids, &index.fonts)?;
+            versions.insert(name.clone(), version(&text, &t, &stacks, &index.fonts));
             templates.insert(name, t);
         }
         if templates.is_empty() {
@@ -95,7 +143,12 @@ impl Templates {
             ));
         }
         let mut courses = Vec::new();
-        for (course, template) in &index.courses {
+        for (course, entry) in &index.courses {
+            let (template, lang) = entry.parts();
+            if let Some(l) = lang {
+                testamur_common::request::parse_lang(l)
+                    .map_err(|e| terr(&index_path, format!("courses.\"{course}\".lang"), e.message))?;
+            }
             if !templates.contains_key(template) {
                 return Err(terr(
                     &index_path,
@@ -105,7 +158,8 @@ impl Templates {
             }
             courses.push(CourseRule {
                 course: course.clone(),
-                template: template.clone(),
+                template: template.to_owned(),
+                lang: lang.map(str::to_owned),
             });
         }
         // Exact ids first, then prefixes, longest first: the most specific rule wins.
@@ -137,7 +191,8 @@ impl Templates {
                     }
                 }
             }
-            infos.insert(name.clone(), TemplateInfo { fields });
+            let version = versions.remove(name).unwrap_or_default();
+            infos.insert(name.clone(), TemplateInfo { fields, version });
         }
         let coverage = used_stacks
             .into_iter()
@@ -156,4 +211,46 @@ impl Templates {
             catalog,
         })
     }
+}
+
+/// A template's version: a digest of its file, the artwork it draws (as loaded)
+/// and its font stacks as `index.toml` writes them. Equal on every workserver that
+/// has the same template; any edit of these gives a new one. (Font files are not
+/// read: a font package update keeps the version.)
+fn version(
+    text: &str,
+    t: &super::template::Template,
+    stacks: &[FontStack],
+    specs: &BTreeMap<String, Vec<String>>,
+) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    let mut part = |b: &[u8]| {
+        h.update((b.len() as u64).to_le_bytes());
+        h.update(b);
+    };
+    part(text.as_bytes());
+    if let Some(bg) = &t.background {
+        part(bg.art.chunk.as_bytes());
+    }
+    for s in &t.signatories {
+        if let Some(img) = &s.image {
+            part(img.art.chunk.as_bytes());
+        }
+    }
+    let mut used: Vec<&str> = t
+        .texts
+        .iter()
+        .chain(t.signatories.iter().flat_map(|s| [&s.name, &s.title]))
+        .map(|b| stacks[b.stack].name.as_str())
+        .collect();
+    used.sort_unstable();
+    used.dedup();
+    for name in used {
+        part(name.as_bytes());
+        for spec in specs.get(name).into_iter().flatten() {
+            part(spec.as_bytes());
+        }
+    }
+    hex::encode(&h.finalize()[..6])
 }

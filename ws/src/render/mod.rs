@@ -178,6 +178,13 @@ impl Renderer {
                 _ => String::new(),
             }
         };
+        // The names' language: the request's, else the course rule's (the
+        // template's own default comes after both, in draw_block).
+        let lang = cert.lang.as_deref().or_else(|| {
+            self.templates
+                .catalog
+                .course_lang(cert.course_id.as_str())
+        });
         let book = &self.templates.fonts;
         let mut page = pdf::Page::new(book, t.page);
         if let Some(bg) = &t.background {
@@ -190,7 +197,7 @@ impl Renderer {
             let Some(text) = fields::fill(&block.pieces, &values) else {
                 continue;
             };
-            self.draw_block(&mut page, t, block, &text, cert.lang.as_deref())?;
+            self.draw_block(&mut page, t, block, &text, lang)?;
         }
         for s in &t.signatories {
             if let Some(img) = &s.image {
@@ -207,7 +214,7 @@ impl Renderer {
             page.line([x, y, x + w, y], s.color, 0.6);
             for b in [&s.name, &s.title] {
                 let text = fields::fill(&b.pieces, &values).unwrap_or_default();
-                self.draw_block(&mut page, t, b, &text, cert.lang.as_deref())?;
+                self.draw_block(&mut page, t, b, &text, lang)?;
             }
         }
         if let (true, Some([x, y, side])) = (t.verification, t.qr) {
