@@ -106,3 +106,42 @@ async fn repeated_wrong_cc_pass_is_rate_limited() {
         "ten wrong passwords from one address should be rate limited"
     );
 }
+
+/// A catalogue whose template version or course language would not fit the keys
+/// and queues they name is refused with the field, and nothing is registered.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_catalogue_with_a_bad_version_or_course_language_is_refused() {
+    let c = cluster(|s| s.workservers = 0).await;
+    let api = c.operator().unwrap();
+    let catalog = |version: &str, lang: &str| {
+        json!({
+            "default": "t",
+            "courses": [{"course": "course-v1:X+*", "template": "t", "lang": lang}],
+            "templates": {"t": {"fields": {}, "version": version}},
+            "coverage": {}
+        })
+    };
+    let register = |templates: Value| {
+        api.http()
+            .post(api.url("/v1/workservers/register"))
+            .json(&json!({"name": "ws-x", "cc_pass": c.info.cc_pass, "capacity": 2,
+                "version": "test", "capabilities": {"templates": templates}}))
+            .send()
+    };
+    for (version, lang, says) in [
+        ("1@2", "ja", "version"),
+        (&"a".repeat(65) as &str, "ja", "version"),
+        ("abc", " ja", "lang"),
+        ("abc", "not a tag", "lang"),
+    ] {
+        let r = register(catalog(version, lang)).await.unwrap();
+        assert_eq!(r.status(), 422, "{version} {lang}");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["error"]["field"], "capabilities.templates");
+        assert!(body["error"]["message"].as_str().unwrap().contains(says), "{body}");
+    }
+    let workservers = c.redis.cli(&["SCARD", "tm:workservers"]).unwrap();
+    assert_eq!(workservers.trim(), "0");
+    let r = register(catalog("abc-1.2_x", "zh-Hant")).await.unwrap();
+    assert_eq!(r.status(), 201);
+}

@@ -264,3 +264,25 @@ fn a_course_rule_can_give_a_language_and_a_bad_one_names_its_key() {
         assert!(e.contains(says) && e.contains("index.toml"), "{bad}: {e}");
     }
 }
+
+/// A CC upgraded under a running workserver finds its registration without a
+/// catalogue digest or template versions: it still gets every job, as before.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_workserver_registered_before_template_versions_still_gets_its_jobs() {
+    let c = cluster(|s| s.workservers = 1).await;
+    c.wait_workservers(1, Duration::from_secs(30)).await.unwrap();
+    let ws = c.redis.cli(&["SMEMBERS", "tm:workservers"]).unwrap();
+    let ws = ws.trim();
+    c.redis.cli(&["HDEL", &format!("tm:ws:{ws}"), "catalog"]).unwrap();
+    c.redis.cli(&["DEL", &format!("tm:ws:{ws}:tpl")]).unwrap();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let lms = c.lms().unwrap();
+    // Checked and pinned against the last registered catalogue all the same.
+    let id = lms.submit(&request("legacy-1", None)).await.unwrap().unwrap().cert_id;
+    let v = match lms.wait_final(id.as_str(), Duration::from_secs(30)).await {
+        Ok(v) => v,
+        Err(e) => panic!("{e:#}\n{}", dump_logs(&c.dir().join("logs"))),
+    };
+    assert_eq!(v.state, CertState::Downloadable, "{:?}", v.error_reason);
+    assert_eq!(v.template.as_deref(), Some("classic"));
+}

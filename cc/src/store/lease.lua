@@ -32,7 +32,10 @@ local function served(tq)
   return false
 end
 
--- The queues this workserver may lease from, with the version it draws each in.
+-- The queues this workserver may lease from, with the version it draws each in. A
+-- registration made before template versions existed (no `catalog` field: a CC was
+-- upgraded under a running workserver) takes from every queue, as it did then.
+local legacy = redis.call('HEXISTS', wk, 'catalog') == 0
 local sources = {{key = P .. 'queue', tq = ''}}
 for _, tq in ipairs(redis.call('SMEMBERS', P .. 'tqueues')) do
   local key = P .. 'queue:' .. tq
@@ -41,7 +44,9 @@ for _, tq in ipairs(redis.call('SMEMBERS', P .. 'tqueues')) do
   else
     local template, version = string.match(tq, '^(.*)@([^@]*)$')
     local mine = template and hget(wk .. ':tpl', template)
-    if mine and (mine == version or not served(tq)) then
+    if legacy then
+      sources[#sources + 1] = {key = key, tq = tq}
+    elseif mine and (mine == version or not served(tq)) then
       sources[#sources + 1] = {key = key, tq = tq, version = mine}
     end
   end
