@@ -714,6 +714,9 @@ struct StorageFile {
     endpoint: Option<String>,
     #[serde(default)]
     path_style: bool,
+    /// `"when_required"` or `"when_supported"` (default: when_required with a
+    /// custom endpoint, when_supported for AWS).
+    checksums: Option<Checksums>,
     #[serde(default)]
     key_prefix: String,
     #[serde(default)]
@@ -731,6 +734,16 @@ fn default_cache_max_age() -> u64 {
 /// At most a day: anything longer keeps a revoked certificate's page in CDNs
 /// for longer than anyone would want.
 const MAX_CACHE_MAX_AGE_S: u64 = 86_400;
+
+/// When the S3 client adds CRC checksums to uploads (and checks them on downloads).
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Checksums {
+    /// Only where the operation requires one: what S3-compatible services accept.
+    WhenRequired,
+    /// On every request that supports one (the AWS SDK's default).
+    WhenSupported,
+}
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
@@ -775,6 +788,9 @@ pub struct S3Config {
     /// For S3-compatible services (MinIO, Ceph, ...); None: AWS.
     pub endpoint: Option<String>,
     pub path_style: bool,
+    /// Checksum headers on uploads: several S3-compatible services refuse the
+    /// SDK's default CRC32 headers, so with a custom endpoint only where required.
+    pub checksums: Checksums,
     /// Prepended to every object key (empty, or ends with `/`).
     pub key_prefix: String,
     /// Upload with the `public-read` canned ACL.
@@ -949,6 +965,10 @@ fn storage_backend(
                 region: needs("storage.region", &s.region)?,
                 endpoint: s.endpoint.clone(),
                 path_style: s.path_style,
+                checksums: s.checksums.unwrap_or(match s.endpoint {
+                    Some(_) => Checksums::WhenRequired,
+                    None => Checksums::WhenSupported,
+                }),
                 key_prefix,
                 public_read: s.public_read,
                 credentials,

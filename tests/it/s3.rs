@@ -27,6 +27,9 @@ struct S3Server {
     addr: SocketAddr,
     /// The secret key the server accepts for ACCESS_KEY.
     secret: String,
+    /// The checksum headers (`x-amz-checksum-*`, `x-amz-sdk-checksum-algorithm`)
+    /// of every PUT received, as sent.
+    put_checksums: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
 
@@ -40,6 +43,7 @@ impl S3Server {
             root,
             addr,
             secret: SECRET_KEY.into(),
+            put_checksums: Default::default(),
             task: None,
         };
         s.serve(listener);
@@ -54,6 +58,7 @@ impl S3Server {
             self.secret.as_str(),
         ));
         let service = b.build();
+        let seen = self.put_checksums.clone();
         self.task = Some(tokio::spawn(async move {
             // Connections live in this task's set: stopping the server drops them
             // all, so pooled keep-alive connections die too.
@@ -62,10 +67,24 @@ impl S3Server {
                 let Ok((socket, _)) = listener.accept().await else {
                     continue;
                 };
-                let service = service.clone();
+                let (service, seen) = (service.clone(), seen.clone());
+                let recording = hyper::service::service_fn(
+                    move |req: hyper::Request<hyper::body::Incoming>| {
+                        if req.method() == hyper::Method::PUT {
+                            seen.lock().unwrap().extend(
+                                req.headers()
+                                    .keys()
+                                    .map(|k| k.as_str().to_owned())
+                                    .filter(|k| k.contains("checksum")),
+                            );
+                        }
+                        let service = service.clone();
+                        async move { hyper::service::Service::call(&service, req).await }
+                    },
+                );
                 conns.spawn(async move {
                     let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(hyper_util::rt::TokioIo::new(socket), service)
+                        .serve_connection(hyper_util::rt::TokioIo::new(socket), recording)
                         .await;
                 });
                 while conns.try_join_next().is_some() {}
@@ -313,6 +332,11 @@ async fn wrong_s3_credentials_stop_the_workserver_with_the_reason() {
 
 /// A standalone ws.conf (key, templates) publishing to `target`.
 fn write_ws_conf(dir: &Path, target: &S3Target) -> PathBuf {
+    write_ws_conf_with(dir, target, "path_style = true\n")
+}
+
+/// The same with `storage` lines of one's own (path_style is among them).
+fn write_ws_conf_with(dir: &Path, target: &S3Target, storage: &str) -> PathBuf {
     let (secret, _, _) = testamur_ws::sign::generate_key("t <t@example.org>").unwrap();
     let key = dir.join("signing.key");
     std::fs::write(&key, secret).unwrap();
@@ -336,8 +360,7 @@ backend = "s3"
 bucket = "{b}"
 region = "us-east-1"
 endpoint = "{e}"
-path_style = true
-access_key_id = "{ak}"
+{storage}access_key_id = "{ak}"
 secret_access_key = "{sk}"
 base_url = "{e}/{b}/"
 "#,
@@ -396,4 +419,57 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
             }
         })
         .collect()
+}
+
+/// `ws --check` with `conf`: whether it succeeded, and its stderr.
+fn ws_check(conf: &Path) -> (bool, String) {
+    let out = std::process::Command::new(crate::helpers::BIN)
+        .args(["ws", "--config"])
+        .arg(conf)
+        .arg("--check")
+        .output()
+        .unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// Several S3-compatible services refuse the SDK's default CRC32 headers: with a
+/// custom endpoint the workserver sends checksums only where an operation needs
+/// one, unless `checksums = "when_supported"` asks for them.
+#[tokio::test(flavor = "multi_thread")]
+async fn uploads_to_a_custom_endpoint_carry_checksums_only_when_asked() {
+    let s3 = S3Server::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let conf = write_ws_conf(dir.path(), &s3.target(SECRET_KEY));
+    // (The check then fails at the CC, which is not there; the key is published first.)
+    let (_, err) = ws_check(&conf);
+    assert!(exists(&s3, "keys/signing-key.asc"), "{err}");
+    assert_eq!(*s3.put_checksums.lock().unwrap(), Vec::<String>::new());
+    let conf = write_ws_conf_with(
+        dir.path(),
+        &s3.target(SECRET_KEY),
+        "path_style = true\nchecksums = \"when_supported\"\n",
+    );
+    ws_check(&conf);
+    let seen = s3.put_checksums.lock().unwrap().clone();
+    assert!(seen.iter().any(|h| h.starts_with("x-amz-checksum-")), "{seen:?}");
+}
+
+/// With a custom endpoint and `path_style = false` the SDK addresses
+/// `{bucket}.{host}`, which S3-compatible services rarely resolve: the error
+/// says so and what to set (`.invalid` never resolves, RFC 2606).
+#[test]
+fn a_virtual_host_style_custom_endpoint_that_does_not_resolve_says_to_use_path_style() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = S3Target {
+        endpoint: "http://s3.invalid:9000".into(),
+        bucket: BUCKET.into(),
+        access_key: ACCESS_KEY.into(),
+        secret_key: SECRET_KEY.into(),
+    };
+    let (ok, err) = ws_check(&write_ws_conf_with(dir.path(), &target, "path_style = false\n"));
+    assert!(!ok);
+    assert!(err.contains("certs.s3.invalid") && err.contains("path_style = true"), "{err}");
+    let (ok, err) = ws_check(&write_ws_conf_with(dir.path(), &target, "path_style = true\n"));
+    assert!(!ok);
+    assert!(err.contains("cannot reach S3") && !err.contains("path_style"), "{err}");
 }

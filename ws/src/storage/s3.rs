@@ -14,7 +14,7 @@ use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::ObjectCannedAcl;
-use testamur_common::config::{S3Config, StorageConfig};
+use testamur_common::config::{Checksums, S3Config, StorageConfig};
 
 use super::{Storage, StorageError};
 
@@ -23,6 +23,9 @@ pub struct S3Storage {
     bucket: String,
     prefix: String,
     public_read: bool,
+    /// Said with connection failures: a custom endpoint addressed virtual-host
+    /// style (`{bucket}.{host}`), which S3-compatible services rarely resolve.
+    vhost_hint: Option<String>,
     base_url: String,
     keep_old_versions: bool,
     /// The `Cache-Control` header of every object.
@@ -51,8 +54,20 @@ impl S3Storage {
             .connect_timeout(Duration::from_secs(5))
             .operation_attempt_timeout(Duration::from_secs(60))
             .build();
+        let (put_sums, get_sums) = match s3.checksums {
+            Checksums::WhenRequired => (
+                aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired,
+                aws_sdk_s3::config::ResponseChecksumValidation::WhenRequired,
+            ),
+            Checksums::WhenSupported => (
+                aws_sdk_s3::config::RequestChecksumCalculation::WhenSupported,
+                aws_sdk_s3::config::ResponseChecksumValidation::WhenSupported,
+            ),
+        };
         let mut b = aws_sdk_s3::config::Builder::from(&shared)
             .force_path_style(s3.path_style)
+            .request_checksum_calculation(put_sums)
+            .response_checksum_validation(get_sums)
             .retry_config(aws_sdk_s3::config::retry::RetryConfig::disabled())
             .timeout_config(timeouts);
         if let Some(e) = &s3.endpoint {
@@ -63,6 +78,15 @@ impl S3Storage {
             bucket: s3.bucket.clone(),
             prefix: s3.key_prefix.clone(),
             public_read: s3.public_read,
+            vhost_hint: match (&s3.endpoint, s3.path_style) {
+                (Some(e), false) => Some(format!(
+                    " (storage.path_style = false: the request went to {}.{}; S3-compatible \
+                     services usually need storage.path_style = true in ws.conf)",
+                    s3.bucket,
+                    e.split("://").nth(1).unwrap_or(e).trim_end_matches('/')
+                )),
+                _ => None,
+            },
             base_url: cfg.base_url.clone(),
             keep_old_versions: cfg.keep_old_versions,
             cache_control: super::cache_control(cfg.cache_max_age),
@@ -104,12 +128,13 @@ impl S3Storage {
             SdkError::DispatchFailure(d) => (
                 true,
                 format!(
-                    "cannot reach S3{}: {d:?}",
+                    "cannot reach S3{}: {d:?}{}",
                     if d.is_io() {
                         " (connection failed)"
                     } else {
                         ""
-                    }
+                    },
+                    self.vhost_hint.as_deref().unwrap_or("")
                 ),
             ),
             SdkError::ResponseError(r) => (true, format!("bad response: {r:?}")),
