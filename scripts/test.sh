@@ -8,6 +8,17 @@ bash scripts/setup.sh --test
 cargo test --workspace --locked "$@"
 # The criterion benches, each run once as a smoke test (`cargo bench` measures).
 cargo test --workspace --locked --bench '*' "$@"
+# The queue path bench, short (docs/PERFORMANCE.md has the long runs): testamur's
+# no-op drain, then BullMQ's beside it when node is installed.
+bin="${CARGO_TARGET_DIR:-target}/debug/testamur"
+qdir=$(mktemp -d)
+"$bin" bench queue --n 300 --dir "$qdir/bench-queue"
+rm -rf "$qdir"
+if command -v node >/dev/null && command -v npm >/dev/null; then
+  TESTAMUR="$bin" bash bench/bullmq.sh 300
+else
+  echo "test.sh: node/npm not installed, bench/bullmq.sh skipped"
+fi
 # Every fuzz target for a few seconds (scripts/fuzz.sh runs them longer). Its
 # own build directory: the fuzz build uses other compiler flags.
 bash scripts/fuzz.sh "${FUZZ_SECONDS:-4}"

@@ -233,8 +233,8 @@ key = "{op}"
     }
 
     /// Writes `ws-{i}.conf`: workserver `i` talking to the CC (or load balancer)
-    /// at `cc_url`.
-    fn write_ws_conf(&self, i: usize, cc_url: &str) -> anyhow::Result<()> {
+    /// at `cc_url`; its path.
+    pub fn write_ws_conf(&self, i: usize, cc_url: &str) -> anyhow::Result<PathBuf> {
         let (spec, info, dir) = (&self.spec, &self.info, &self.spec.dir);
         let ws_conf = format!(
             r#"# Written by testamur's dev cluster.
@@ -275,8 +275,9 @@ log_format = "{log_format}"
             templates = spec.templates.display(),
             log_format = if spec.log_json { "json" } else { "human" },
         );
-        std::fs::write(dir.join(format!("ws-{i}.conf")), ws_conf)?;
-        Ok(())
+        let path = dir.join(format!("ws-{i}.conf"));
+        std::fs::write(&path, ws_conf)?;
+        Ok(path)
     }
 
     /// Starts `n` more workservers whose `cc_url` is `cc_url` (e.g. a load

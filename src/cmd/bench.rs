@@ -2,6 +2,7 @@
 //! - `render`: render+sign(+verify) on one thread, in process.
 //! - `e2e`: a local cluster with two workservers; time from the first submit until
 //!   N certificates are downloadable.
+//! - `queue`: the queue path alone, with no-op workservers (`bench_queue.rs`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -19,6 +20,7 @@ use crate::devcluster::{Cluster, ClusterSpec};
 pub enum Kind {
     Render,
     E2e,
+    Queue,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -51,12 +53,20 @@ pub struct BenchArgs {
     /// Names for `render`: latin or cjk.
     #[arg(long, value_enum, default_value_t = Script::Latin)]
     script: Script,
-    /// Working directory for `e2e`.
-    #[arg(long, default_value = "target/bench-e2e")]
-    dir: PathBuf,
-    /// Workserver capacity for `e2e`.
-    #[arg(long, default_value_t = 4)]
-    capacity: u32,
+    /// Working directory for `e2e` and `queue` (default target/bench-e2e,
+    /// target/bench-queue).
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Workserver capacity (`e2e`: 4; `queue`: 50, BullMQ's concurrency in
+    /// bench/bullmq.sh).
+    #[arg(long)]
+    capacity: Option<u32>,
+    /// No-op workservers for `queue`.
+    #[arg(long, default_value_t = 2)]
+    workers: usize,
+    /// `queue`: also print Redis's command statistics (where its time went).
+    #[arg(long)]
+    verbose: bool,
     /// `e2e`: submit with `POST /v1/certificates/batch` (10,000 per call) instead
     /// of one request per certificate from 16 concurrent clients.
     #[arg(long)]
@@ -67,6 +77,18 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
     match a.kind {
         Kind::Render => render(&a),
         Kind::E2e => e2e(&a).await,
+        Kind::Queue => {
+            crate::logging::init(false);
+            let dir = a.dir.clone().unwrap_or_else(|| "target/bench-queue".into());
+            super::bench_queue::run(super::bench_queue::QueueBench {
+                n: a.n,
+                workers: a.workers,
+                capacity: a.capacity.unwrap_or(50),
+                dir: &dir,
+                verbose: a.verbose,
+            })
+            .await
+        }
     }
 }
 
@@ -138,9 +160,10 @@ fn sequoia_cert(armored: &str) -> anyhow::Result<testamur_ws::sign::Cert> {
 async fn e2e(a: &BenchArgs) -> anyhow::Result<ExitCode> {
     crate::logging::init(false);
     let bin = std::env::current_exe()?;
-    crate::devcluster::clear_dir(&a.dir)?;
-    let mut spec = ClusterSpec::new(&a.dir, bin);
-    spec.ws_capacity = a.capacity;
+    let dir = a.dir.clone().unwrap_or_else(|| "target/bench-e2e".into());
+    crate::devcluster::clear_dir(&dir)?;
+    let mut spec = ClusterSpec::new(&dir, bin);
+    spec.ws_capacity = a.capacity.unwrap_or(4);
     spec.log_level = "warn".into();
     let mut cluster = Cluster::start(spec).await?;
     let lms = cluster.lms()?;
@@ -199,7 +222,7 @@ async fn e2e(a: &BenchArgs) -> anyhow::Result<ExitCode> {
     println!(
         "end to end: {} certificates, 2 workservers x capacity {}, submitted {}",
         a.n,
-        a.capacity,
+        a.capacity.unwrap_or(4),
         if a.batch {
             "in batches of up to 10,000"
         } else {
