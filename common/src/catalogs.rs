@@ -39,8 +39,8 @@ pub enum Refusal {
     /// No live catalogue has the template (or the newest maps the course to one
     /// it lacks): the `template` field's error.
     Template(CatalogError),
-    /// Some catalogue has the template but none can draw a field.
-    Field(FieldError),
+    /// Some catalogue has `template` but none can draw a field.
+    Field { template: String, error: FieldError },
 }
 
 impl Catalogs {
@@ -92,10 +92,14 @@ impl Catalogs {
             }
         }
         // A template found above is in some catalogue, so there was a refusal.
-        Err(Refusal::Field(first_refusal.unwrap_or(FieldError {
+        let error = first_refusal.unwrap_or(FieldError {
             field: "template",
             message: format!("template `{name}` is in no catalogue"),
-        })))
+        });
+        Err(Refusal::Field {
+            template: name,
+            error,
+        })
     }
 
     /// The catalogue a pinned request was checked against (for the operator's log
@@ -193,9 +197,10 @@ mod tests {
         assert_eq!(pin(&c, None, "z", "abé"), Ok(pinned("a", "1")));
         assert_eq!(pin(&c, None, "z", "ab"), Ok(pinned("a", "2")));
         // Nobody can draw it: the newest's refusal.
-        let Err(Refusal::Field(e)) = pin(&c, None, "z", "abж") else {
+        let Err(Refusal::Field { template, error: e }) = pin(&c, None, "z", "abж") else {
             panic!("drawable?")
         };
+        assert_eq!(template, "a");
         assert_eq!(e.field, "name");
         assert!(e.message.contains("U+0436"), "{}", e.message);
     }

@@ -254,17 +254,11 @@ pub fn prepare(
         match catalogs.pin(req.template.as_deref(), req.course_id.as_str(), &values) {
             Ok(p) => pinned = p,
             Err(Refusal::Template(e)) => return Err(ApiError::invalid("template", e.to_string())),
-            Err(Refusal::Field(e)) => {
-                let template = req.template.clone().or_else(|| {
-                    catalogs
-                        .newest()
-                        .and_then(|c| c.resolve(None, req.course_id.as_str()).ok())
-                        .map(str::to_owned)
-                });
-                let missing = template.as_deref().and_then(|t| {
-                    catalogs.with_template(t)?.missing(t, &values).map(|m| (t, m))
-                });
-                if let Some((template, (field, stack, chars))) = missing {
+            Err(Refusal::Field { template, error: e }) => {
+                let missing = catalogs
+                    .with_template(&template)
+                    .and_then(|c| c.missing(&template, &values));
+                if let Some((field, stack, chars)) = missing {
                     // For the operator: what would make these characters drawable.
                     tracing::info!(
                         template = %template,
