@@ -1,14 +1,25 @@
 //! xqueue submissions: the envelope `get_submission` returns, the LMS's body
 //! mapped to the CC's submit body, and the `put_result` bodies the LMS expects
-//! (the old certificate agent's format). Pure functions, no I/O.
-
-use std::collections::BTreeMap;
+//! (the old certificate agent's format, within the columns edx-platform's
+//! `GeneratedCertificate` stores them in). Pure functions, no I/O.
 
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
-use testamur_common::ids::{CertId, CourseId, Username};
+use testamur_common::ids::{CertId, CourseId, PublicUuid, Username};
 use testamur_common::state::Action;
 use testamur_common::wire::{CertificateView, SubmitRequest};
+
+use super::mapping::{bcp47, course_name_for, Mapping};
+
+/// edx-platform's `GeneratedCertificate.download_url` is a `CharField(max_length=128)`
+/// (MySQL in strict mode refuses a longer value, and the LMS's handler fails).
+pub const LMS_URL_MAX: usize = 128;
+/// `ExampleCertificate.download_url` is a `CharField(max_length=255)`.
+pub const EXAMPLE_URL_MAX: usize = 255;
+/// What the layout adds to `storage.base_url`: `downloads/{36}/Certificate.pdf`.
+pub const URL_AFTER_BASE: usize = "downloads/".len() + 36 + "/Certificate.pdf".len();
+/// `GeneratedCertificate.error_reason` is a `CharField(max_length=512)`.
+pub const ERROR_REASON_MAX: usize = 512;
 
 /// One submission as xqueue handed it out.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,10 +63,34 @@ impl Envelope {
         })
     }
 
-    /// A stable key for the submission: sha256 of its header (hex). The header
-    /// carries xqueue's submission id and pull key, so it is unique per pull.
+    /// A stable key for the submission (hex sha256): of xqueue's `submission_id`
+    /// and the body, so a copy xqueue hands out again under a new pull key (the
+    /// LMS's callback failed, or the first copy took longer than
+    /// `SUBMISSION_PROCESSING_DELAY`) is the same submission, while a reset
+    /// xqueue reusing an id for another body is not. A header without a
+    /// submission id (not xqueue's) is keyed by the whole header.
     pub fn key(&self) -> String {
-        hex::encode(Sha256::digest(self.header.as_bytes()))
+        let mut h = Sha256::new();
+        match self.header_id() {
+            Some(id) => {
+                h.update(b"xqueue-submission\n");
+                h.update(id.as_bytes());
+                h.update(b"\n");
+                h.update(self.body.as_bytes());
+            }
+            None => h.update(self.header.as_bytes()),
+        }
+        hex::encode(h.finalize())
+    }
+
+    fn header_id(&self) -> Option<String> {
+        serde_json::from_str::<Value>(&self.header)
+            .ok()
+            .and_then(|h| match h.get("submission_id") {
+                Some(Value::String(s)) => Some(s.clone()),
+                Some(Value::Number(n)) => Some(n.to_string()),
+                _ => None,
+            })
     }
 
     /// The `Idempotency-Key` sent with the CC submit.
@@ -65,13 +100,7 @@ impl Envelope {
 
     /// xqueue's `submission_id` from the header, for logs (else a short key).
     pub fn submission_id(&self) -> String {
-        serde_json::from_str::<Value>(&self.header)
-            .ok()
-            .and_then(|h| match h.get("submission_id") {
-                Some(Value::String(s)) => Some(s.clone()),
-                Some(Value::Number(n)) => Some(n.to_string()),
-                _ => None,
-            })
+        self.header_id()
             .unwrap_or_else(|| format!("key:{}", &self.key()[..12]))
     }
 }
@@ -83,12 +112,58 @@ pub struct Job {
     pub lms_action: String,
     pub action: Action,
     pub username: String,
+    /// Empty for a 2013 delete until [`Job::set_course`] (see `find_by`).
     pub course_id: String,
     pub cert_id: Option<CertId>,
-    /// The template asked for (after `[template_map]`) and the LMS value it
-    /// came from, for error messages.
-    pub template: Option<(String, String)>,
+    /// The template asked for, the LMS value it came from and what mapped it
+    /// (for error messages).
+    pub template: Option<TemplateAsked>,
+    /// edx-platform's example certificate (`example_certificate: true`; its
+    /// `username` is the example's uuid): answered to `update_example_certificate`.
+    pub example: bool,
+    /// A delete of the 2013 LMS: no `course_id`, the published uuids instead.
+    pub find_by: Option<PublishedUuids>,
+    /// A language the LMS sent that is no language tag (dropped, logged).
+    pub ignored_lang: Option<String>,
     pub request: SubmitRequest,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TemplateAsked {
+    pub template: String,
+    pub template_pdf: String,
+    pub by: String,
+}
+
+/// The uuids a 2013 delete names (`delete_verify_uuid`, `delete_download_uuid`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublishedUuids {
+    pub verify: PublicUuid,
+    pub download: Option<PublicUuid>,
+}
+
+impl Job {
+    /// The course a 2013 delete turned out to be about.
+    pub fn set_course(&mut self, course_id: String) {
+        self.cert_id = match (
+            CourseId::parse(course_id.clone()),
+            Username::parse(self.username.clone()),
+        ) {
+            (Ok(c), Ok(u)) => Some(CertId::for_pair(&c, &u)),
+            _ => None,
+        };
+        self.request.course_id = Some(course_id.clone());
+        self.course_id = course_id;
+    }
+
+    /// The longest `url` the LMS can store for this certificate.
+    pub fn url_max(&self) -> usize {
+        if self.example {
+            EXAMPLE_URL_MAX
+        } else {
+            LMS_URL_MAX
+        }
+    }
 }
 
 /// A body that cannot become a CC request: answered with an error.
@@ -131,25 +206,35 @@ fn issued_date(s: String) -> String {
     }
 }
 
-/// The template for an LMS `template_pdf`: the mapped name, else the value without
-/// a trailing `.pdf`; empty means "none" (the CC's course rules or default).
-pub fn template_for(template_pdf: &str, map: &BTreeMap<String, String>) -> Option<String> {
-    let t = template_pdf.trim();
-    if t.is_empty() {
+/// A uuid as the LMS stores it (32 hex digits; the hyphenated form is accepted
+/// too), in testamur's hyphenated form.
+pub fn parse_lms_uuid(s: &str) -> Option<PublicUuid> {
+    let s = s.trim();
+    if s.len() != 32 && s.len() != 36 {
         return None;
     }
-    if let Some(mapped) = map.get(t) {
-        return Some(mapped.clone());
+    let u = uuid::Uuid::try_parse(s).ok()?;
+    PublicUuid::parse(&u.hyphenated().to_string()).ok()
+}
+
+/// A testamur uuid as the LMS stores it: 32 lowercase hex digits (the old
+/// agent's `uuid4().hex`; the LMS's columns are `CharField(max_length=32)`).
+pub fn lms_uuid(u: &PublicUuid) -> String {
+    u.as_str().replace('-', "")
+}
+
+/// `s` cut to at most `max` characters (an ellipsis marks the cut).
+pub fn truncate_chars(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_owned();
     }
-    let stripped = t
-        .strip_suffix(".pdf")
-        .or_else(|| t.strip_suffix(".PDF"))
-        .unwrap_or(t);
-    (!stripped.is_empty()).then(|| stripped.to_owned())
+    let mut out: String = s.chars().take(max.saturating_sub(1)).collect();
+    out.push('…');
+    out
 }
 
 /// Map the LMS's body to a CC request.
-pub fn parse_body(body: &str, map: &BTreeMap<String, String>) -> Result<Job, Malformed> {
+pub fn parse_body(body: &str, mapping: &Mapping) -> Result<Job, Malformed> {
     let value: Value = serde_json::from_str(body).map_err(|e| Malformed {
         reason: format!("xqueue_body is not JSON: {e}"),
         username: String::new(),
@@ -182,7 +267,31 @@ pub fn parse_body(body: &str, map: &BTreeMap<String, String>) -> Result<Job, Mal
         }
     };
     get("username")?.ok_or_else(|| bad("`username` is missing".into()))?;
-    get("course_id")?.ok_or_else(|| bad("`course_id` is missing".into()))?;
+    // The 2013 LMS's delete names the published uuids instead of the course.
+    let find_by = match (action, get("course_id")?, get("delete_verify_uuid")?) {
+        (_, Some(_), _) => None,
+        (Action::Delete, None, Some(v)) => {
+            let uuid = |key: &str, v: &str| {
+                parse_lms_uuid(v).ok_or_else(|| {
+                    bad(format!("`{key}` is not a uuid (32 hex digits): `{v}`"))
+                })
+            };
+            let verify = uuid("delete_verify_uuid", &v)?;
+            let download = match get("delete_download_uuid")? {
+                Some(d) => Some(uuid("delete_download_uuid", &d)?),
+                None => None,
+            };
+            Some(PublishedUuids { verify, download })
+        }
+        (Action::Delete, None, None) => {
+            return Err(bad(
+                "`course_id` is missing (a delete without it must name the certificate's \
+                 delete_verify_uuid, as the 2013 LMS does)"
+                    .into(),
+            ))
+        }
+        (_, None, _) => return Err(bad("`course_id` is missing".into())),
+    };
     let cert_id = match (
         CourseId::parse(course_id.clone()),
         Username::parse(username.clone()),
@@ -191,23 +300,41 @@ pub fn parse_body(body: &str, map: &BTreeMap<String, String>) -> Result<Job, Mal
         // The CC names the problem in its 422.
         _ => None,
     };
+    let example = get("example_certificate")?.as_deref() == Some("true");
     let mut request = SubmitRequest {
         action: Some(action.as_str().to_owned()),
         username: Some(username.clone()),
-        course_id: Some(course_id.clone()),
+        course_id: find_by.is_none().then(|| course_id.clone()),
         ..Default::default()
     };
     let mut template = None;
+    let mut ignored_lang = None;
     if action.renders() {
         request.name = get("name")?;
-        request.course_name = get("course_name")?;
+        request.course_name = get("course_name")?
+            .or_else(|| course_name_for(&course_id, &mapping.course_names));
         request.grade = get("grade")?;
         request.designation = get("designation")?;
         request.issued_date = get("issued_date")?.map(issued_date);
         if let Some(pdf) = get("template_pdf")? {
-            if let Some(t) = template_for(&pdf, map) {
+            let choice = mapping.templates.resolve(&pdf, &course_id);
+            if let Some(t) = choice.template {
                 request.template = Some(t.clone());
-                template = Some((t, pdf));
+                template = Some(TemplateAsked {
+                    template: t,
+                    template_pdf: pdf,
+                    by: choice.by,
+                });
+            }
+        }
+        let lang = match get("lang")? {
+            Some(l) => Some(l),
+            None => get("language")?,
+        };
+        if let Some(l) = lang {
+            match bcp47(&l) {
+                Some(tag) => request.lang = Some(tag),
+                None => ignored_lang = Some(l),
             }
         }
     } else {
@@ -219,6 +346,8 @@ pub fn parse_body(body: &str, map: &BTreeMap<String, String>) -> Result<Job, Mal
             "designation",
             "issued_date",
             "template_pdf",
+            "lang",
+            "language",
         ] {
             get(key)?;
         }
@@ -230,36 +359,53 @@ pub fn parse_body(body: &str, map: &BTreeMap<String, String>) -> Result<Job, Mal
         course_id,
         cert_id,
         template,
+        example,
+        find_by,
+        ignored_lang,
         request,
     })
 }
 
-/// The success body: what the old certificate agent posted. For a delete the
-/// uuids and URL are empty strings (the files are gone; the LMS ignores them).
-pub fn success_body(job: &Job, view: &CertificateView) -> String {
+/// The success body: what the old certificate agent posted, the uuids as 32
+/// hex digits. For a delete the uuids and URL are empty strings (the files are
+/// gone; the LMS ignores them). Err: the URL is longer than the LMS stores.
+pub fn success_body(job: &Job, view: &CertificateView) -> Result<String, String> {
+    let deleted = job.action == Action::Delete;
     let s = |v: Option<String>| {
-        if job.action == Action::Delete {
+        if deleted {
             String::new()
         } else {
             v.unwrap_or_default()
         }
     };
-    json!({
+    let url = s(view.download_url.clone());
+    let n = url.chars().count();
+    if n > job.url_max() {
+        return Err(format!(
+            "the certificate's download_url is {n} characters and the LMS stores at most {} \
+             (edx-platform's download_url column); shorten the workservers' \
+             `storage.base_url` (ws.conf) to at most {} characters: {url}",
+            job.url_max(),
+            job.url_max() - URL_AFTER_BASE
+        ));
+    }
+    Ok(json!({
         "action": job.lms_action,
-        "download_uuid": s(view.download_uuid.as_ref().map(|u| u.to_string())),
-        "verify_uuid": s(view.verify_uuid.as_ref().map(|u| u.to_string())),
+        "download_uuid": s(view.download_uuid.as_ref().map(lms_uuid)),
+        "verify_uuid": s(view.verify_uuid.as_ref().map(lms_uuid)),
         "username": job.username,
         "course_id": job.course_id,
-        "url": s(view.download_url.clone()),
+        "url": url,
     })
-    .to_string()
+    .to_string())
 }
 
-/// The failure body: a short `error`, the details in `error_reason`.
+/// The failure body: a short `error`, the details in `error_reason` (at most
+/// 512 characters, what the LMS's column holds).
 pub fn error_body(error: &str, error_reason: &str, username: &str, course_id: &str) -> String {
     json!({
-        "error": error,
-        "error_reason": error_reason,
+        "error": truncate_chars(error, 200),
+        "error_reason": truncate_chars(error_reason, ERROR_REASON_MAX),
         "username": username,
         "course_id": course_id,
     })
@@ -269,9 +415,16 @@ pub fn error_body(error: &str, error_reason: &str, username: &str, course_id: &s
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::xqueue::mapping::TemplateMapping;
 
-    fn map() -> BTreeMap<String, String> {
-        [("MITx-cert.pdf".to_owned(), "letter".to_owned())].into()
+    fn map() -> Mapping {
+        Mapping {
+            templates: TemplateMapping {
+                map: [("MITx-cert.pdf".to_owned(), "letter".to_owned())].into(),
+                ..Default::default()
+            },
+            course_names: Default::default(),
+        }
     }
 
     #[test]
@@ -292,13 +445,35 @@ mod tests {
         assert!(Envelope::from_content(&json!(3)).is_err());
     }
 
+    /// xqueue hands a submission out again under a new pull key: the same
+    /// submission. Another body under the same id (a reset xqueue) is not.
+    #[test]
+    fn key_is_the_submission_not_the_pull() {
+        let e = |key: &str, body: &str| Envelope {
+            header: format!("{{\"submission_id\": 7, \"submission_key\": \"{key}\"}}"),
+            body: body.into(),
+        };
+        assert_eq!(e("k1", "{}").key(), e("k2", "{}").key());
+        assert_ne!(e("k1", "{}").key(), e("k1", "{\"a\": 1}").key());
+        let other = Envelope {
+            header: "{\"submission_id\": 8, \"submission_key\": \"k1\"}".into(),
+            body: "{}".into(),
+        };
+        assert_ne!(e("k1", "{}").key(), other.key());
+        let foreign = |h: &str| Envelope {
+            header: h.into(),
+            body: "{}".into(),
+        };
+        assert_ne!(foreign("{\"x\": 1}").key(), foreign("{\"x\": 2}").key());
+    }
+
     #[test]
     fn body_maps_to_submit_request() {
         let j = parse_body(
             r#"{"action": "create", "username": "ada", "course_id": "course-v1:X+Y+Z",
                 "course_name": "Engines", "name": "Ada", "grade": 0.93,
                 "template_pdf": "MITx-cert.pdf", "issued_date": "2024-03-01T10:00:00Z",
-                "designation": "", "extra": [1]}"#,
+                "designation": "", "language": "zh_HANT", "extra": [1]}"#,
             &map(),
         )
         .unwrap();
@@ -306,14 +481,13 @@ mod tests {
         assert_eq!(j.action, Action::Add);
         assert_eq!(j.request.action.as_deref(), Some("add"));
         assert_eq!(j.request.template.as_deref(), Some("letter"));
+        assert_eq!(j.template.as_ref().unwrap().by, "template_map");
         assert_eq!(j.request.grade.as_deref(), Some("0.93"));
         assert_eq!(j.request.issued_date.as_deref(), Some("2024-03-01"));
         assert_eq!(j.request.designation, None);
+        assert_eq!(j.request.lang.as_deref(), Some("zh-Hant"));
         assert!(j.cert_id.is_some());
-
-        assert_eq!(template_for("fancy.pdf", &map()).as_deref(), Some("fancy"));
-        assert_eq!(template_for("  ", &map()), None);
-        assert_eq!(template_for("plain", &map()).as_deref(), Some("plain"));
+        assert!(!j.example);
 
         let d = parse_body(
             r#"{"action": "delete", "username": "ada", "course_id": "c", "template_pdf": "x.pdf"}"#,
@@ -322,6 +496,107 @@ mod tests {
         .unwrap();
         assert_eq!(d.request.template, None);
         assert_eq!(d.request.name, None);
+        assert_eq!(d.find_by, None);
+    }
+
+    /// edx-platform's example certificate: no course name, a uuid as username.
+    #[test]
+    fn example_certificates_get_a_course_name() {
+        let j = parse_body(
+            r#"{"action": "create", "course_id": "course-v1:edX+DemoX+Demo_Course",
+                "name": "John Doë", "template_pdf": "certificate-template-edX-DemoX.pdf",
+                "username": "6b1f0a8f3c2e4d5a9b7c1e2f3a4b5c6d", "example_certificate": true}"#,
+            &map(),
+        )
+        .unwrap();
+        assert!(j.example);
+        assert_eq!(j.url_max(), EXAMPLE_URL_MAX);
+        assert_eq!(j.request.course_name.as_deref(), Some("edX DemoX"));
+        let bad = parse_body(
+            r#"{"action": "create", "course_id": "c", "name": "N", "username": "u", "lang": "1x"}"#,
+            &map(),
+        )
+        .unwrap();
+        assert_eq!(bad.request.lang, None);
+        assert_eq!(bad.ignored_lang.as_deref(), Some("1x"));
+    }
+
+    /// The 2013 LMS deletes by the uuids it stored, without a course_id.
+    #[test]
+    fn a_2013_delete_names_uuids() {
+        let j = parse_body(
+            r#"{"action": "delete", "username": "ada",
+                "delete_verify_uuid": "0F8FAD5BD9CB469FA16570867728950E",
+                "delete_download_uuid": "7c9e6679-7425-40de-944b-e07fc1f90ae7"}"#,
+            &map(),
+        )
+        .unwrap();
+        let f = j.find_by.clone().unwrap();
+        assert_eq!(f.verify.as_str(), "0f8fad5b-d9cb-469f-a165-70867728950e");
+        assert_eq!(
+            f.download.unwrap().as_str(),
+            "7c9e6679-7425-40de-944b-e07fc1f90ae7"
+        );
+        assert_eq!((j.course_id.as_str(), j.cert_id.is_none()), ("", true));
+        assert_eq!(j.request.course_id, None);
+        let mut j = j;
+        j.set_course("course-v1:X+Y+Z".into());
+        assert!(j.cert_id.is_some());
+        assert_eq!(j.request.course_id.as_deref(), Some("course-v1:X+Y+Z"));
+
+        let m = parse_body(
+            r#"{"action": "delete", "username": "ada", "delete_verify_uuid": "nope"}"#,
+            &map(),
+        )
+        .unwrap_err();
+        assert!(m.reason.contains("delete_verify_uuid"), "{}", m.reason);
+        let m = parse_body(r#"{"action": "delete", "username": "ada"}"#, &map()).unwrap_err();
+        assert!(m.reason.contains("course_id"), "{}", m.reason);
+        let m = parse_body(
+            r#"{"action": "create", "username": "ada", "delete_verify_uuid": "0f8fad5bd9cb469fa16570867728950e"}"#,
+            &map(),
+        )
+        .unwrap_err();
+        assert!(m.reason.contains("course_id"), "{}", m.reason);
+    }
+
+    #[test]
+    fn answers_fit_the_lms_columns() {
+        let j = parse_body(
+            r#"{"action": "add", "username": "ada", "course_id": "c", "name": "Ada"}"#,
+            &map(),
+        )
+        .unwrap();
+        let du = PublicUuid::generate();
+        let vu = PublicUuid::generate();
+        let mut view: CertificateView = serde_json::from_value(json!({
+            "cert_id": j.cert_id.as_ref().unwrap().as_str(),
+            "course_id": "c", "username": "ada", "state": "downloadable",
+            "download_uuid": du.as_str(), "verify_uuid": vu.as_str(),
+            "download_url": format!("https://c.example.org/downloads/{du}/Certificate.pdf"),
+            "updated_at": "2026-01-01T00:00:00Z", "attempts": 1
+        }))
+        .unwrap();
+        let body: Value = serde_json::from_str(&success_body(&j, &view).unwrap()).unwrap();
+        for k in ["download_uuid", "verify_uuid"] {
+            let u = body[k].as_str().unwrap();
+            assert_eq!(u.len(), 32, "{body}");
+            assert!(u.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+        }
+        assert_eq!(body["download_uuid"], lms_uuid(&du));
+        assert_eq!(parse_lms_uuid(body["verify_uuid"].as_str().unwrap()), Some(vu));
+        let long_base = format!("https://{}.example.org/", "x".repeat(60));
+        view.download_url = Some(format!("{long_base}downloads/{du}/Certificate.pdf"));
+        let e = success_body(&j, &view).unwrap_err();
+        assert!(e.contains("128") && e.contains("storage.base_url"), "{e}");
+
+        let reason = "y".repeat(2000);
+        let b: Value = serde_json::from_str(&error_body("rejected", &reason, "u", "c")).unwrap();
+        let r = b["error_reason"].as_str().unwrap();
+        assert_eq!(r.chars().count(), ERROR_REASON_MAX);
+        assert!(r.ends_with('…'));
+        assert_eq!(truncate_chars("日本語", 3), "日本語");
+        assert_eq!(truncate_chars("日本語", 2), "日…");
     }
 
     #[test]
