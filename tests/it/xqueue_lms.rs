@@ -423,6 +423,15 @@ template = "no-such-template"
     assert_eq!(fay_results.len(), 6, "{fay_results:?}\n{}", diagnostics());
     assert!(fay_results.iter().all(|r| *r == fay_results[0]));
     assert!(fake.lock().sub(fay).retired);
+    // From the bridge's memory of the answer: one submit, no CC round trip per copy.
+    let bridge_log = std::fs::read_to_string(&log).unwrap();
+    let fay_id = cert_id("xl-fay");
+    let submits = bridge_log
+        .lines()
+        .filter(|l| l.contains(fay_id.as_str()) && l.contains("submitted to the CC"))
+        .count();
+    assert_eq!(submits, 1, "{bridge_log}");
+    assert!(bridge_log.contains("was answered already"), "{bridge_log}");
     // Nothing else refused by the LMS (no value too long, no unknown key).
     let refusals = lms.lock().unwrap().refusals.clone();
     assert_eq!(refusals.len(), 5, "{refusals:?}");
@@ -475,8 +484,11 @@ template = "no-such-template"
     assert_eq!(row(&lms, "xl-slow").status, "downloadable");
     let v = view("xl-slow").await;
     assert_eq!(jobs(&v, CertState::Generating), 1, "{v:?}");
+    // Answered to the newest pull key: at most one answer refused (one that
+    // crossed a re-offer in flight), none sent again and again to an old key.
     let slow_results = fake.results_for(slow);
     assert!(slow_results.iter().all(|r| *r == slow_results[0]));
+    assert!(slow_results.len() <= 2, "{slow_results:?}\n{}", diagnostics());
 
     let status = bridge.terminate();
     assert!(status.success(), "{status}");
