@@ -6,10 +6,9 @@
 
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
+use testamur::xqueue::answer::{error_body, ERROR_REASON_MAX};
 use testamur::xqueue::mapping::{Mapping, TemplateMapping, TemplateRule};
-use testamur::xqueue::submission::{
-    error_body, parse_body, Envelope, ERROR_REASON_MAX,
-};
+use testamur::xqueue::submission::{parse_body, Envelope};
 use testamur_common::request::CertRequest;
 
 fuzz_target!(|data: &[u8]| {

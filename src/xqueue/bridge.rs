@@ -218,13 +218,19 @@ fn take(
         let mut in_flight = shared.lock_in_flight();
         if let Some(slot) = in_flight.get_mut(&key) {
             if slot.header == env.header {
-                span.in_scope(|| tracing::warn!("xqueue handed out the same copy of a submission twice; ignoring it"));
+                span.in_scope(|| {
+                    tracing::warn!(
+                        "xqueue handed out the same copy of a submission twice; ignoring it"
+                    )
+                });
                 return;
             }
             slot.header = env.header.clone();
             slot.version += 1;
             if let Err(e) = shared.journal.reoffered(&env) {
-                span.in_scope(|| tracing::error!(error = %format!("{e:#}"), "cannot write the journal"));
+                span.in_scope(
+                    || tracing::error!(error = %format!("{e:#}"), "cannot write the journal"),
+                );
             }
             span.in_scope(|| {
                 tracing::info!(copies = slot.version + 1,

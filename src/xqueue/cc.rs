@@ -8,9 +8,10 @@ use std::time::Duration;
 use testamur_common::state::{Action, CertState};
 use testamur_common::wire::{CertificateView, ErrorBody, SubmitRequest, SubmitResponse};
 
+use super::answer::{error_body, lms_uuid, success_body};
 use super::bridge::Shared;
 use super::journal::Stage;
-use super::submission::{error_body, lms_uuid, parse_body, success_body, Envelope, Job};
+use super::submission::{parse_body, Envelope, Job};
 use super::{Backoff, Stopped};
 
 /// How many times a submission waits for another job of its certificate to end
@@ -167,9 +168,9 @@ async fn find_course(shared: &Shared, job: &Job) -> Result<Result<String, String
         Some(v) => v,
         None => {
             return Ok(Err(format!(
-                "delete_verify_uuid {lms} is of course `{course_id}`, where `{}` has no certificate",
-                job.username
-            )))
+            "delete_verify_uuid {lms} is of course `{course_id}`, where `{}` has no certificate",
+            job.username
+        )))
         }
     };
     if view.verify_uuid.as_ref() != Some(&find.verify) {

@@ -348,7 +348,10 @@ state_file = "state.jsonl"
         let e = XqueueConfig::load(&write(dir.path(), &bad))
             .unwrap_err()
             .to_string();
-        assert!(e.contains("template_rules[0]") && e.contains("honour"), "{e}");
+        assert!(
+            e.contains("template_rules[0]") && e.contains("honour"),
+            "{e}"
+        );
         let bad = text.replace("org = \"MITx\"", "orgs = \"MITx\"");
         let e = XqueueConfig::load(&write(dir.path(), &bad))
             .unwrap_err()

@@ -89,8 +89,7 @@ pub fn glob(pattern: &str, text: &str) -> bool {
         return pattern == text;
     }
     let (first, last) = (parts[0], parts[parts.len() - 1]);
-    if text.len() < first.len() + last.len() || !text.starts_with(first) || !text.ends_with(last)
-    {
+    if text.len() < first.len() + last.len() || !text.starts_with(first) || !text.ends_with(last) {
         return false;
     }
     let mut rest = &text[first.len()..text.len() - last.len()];
@@ -280,7 +279,10 @@ mod tests {
             standard_mode("certificate-template-Big-Org-Intro-101.pdf", o, c),
             Some("standard")
         );
-        assert_eq!(standard_mode("certificate-template-Big-Org.pdf", o, c), None);
+        assert_eq!(
+            standard_mode("certificate-template-Big-Org.pdf", o, c),
+            None
+        );
     }
 
     #[test]
@@ -327,12 +329,18 @@ mod tests {
             (Some("mit-verified".into()), "template_rules[0]".into())
         );
         assert_eq!(
-            r("certificate-template-HarvardX-CS50.pdf", "HarvardX/CS50/2012"),
+            r(
+                "certificate-template-HarvardX-CS50.pdf",
+                "HarvardX/CS50/2012"
+            ),
             (Some("HarvardX-CS50".into()), "template_rules[1]".into())
         );
         // The standard name of another course is not a standard name here.
         assert_eq!(
-            r("certificate-template-MITx-6.002x-verified.pdf", "course-v1:MITx+8.01+R"),
+            r(
+                "certificate-template-MITx-6.002x-verified.pdf",
+                "course-v1:MITx+8.01+R"
+            ),
             (Some("classic".into()), "template_default".into())
         );
         assert_eq!(
@@ -367,7 +375,10 @@ mod tests {
             .problem()
             .unwrap()
             .contains("unclosed"));
-        assert_eq!(rule(Some("a"), None, None, "t-{org}-{mode}").problem(), None);
+        assert_eq!(
+            rule(Some("a"), None, None, "t-{org}-{mode}").problem(),
+            None
+        );
     }
 
     #[test]

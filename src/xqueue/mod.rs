@@ -10,8 +10,8 @@
 //! - [`config`]: `xqueue.conf` (TOML, unknown keys refused, errors name the key).
 //! - [`client`]: the xqueue protocol: form login with a cookie jar of our own,
 //!   re-login on session expiry, retries with backoff.
-//! - [`submission`]: an xqueue submission body mapped to the CC's submit body, and
-//!   the `put_result` bodies within the LMS's columns (pure functions, no I/O).
+//! - [`submission`]: an xqueue submission body mapped to the CC's submit body.
+//! - [`answer`]: the `put_result` bodies, within the LMS's columns.
 //! - [`mapping`]: templates for `template_pdf` (exact map, rules on the LMS's
 //!   standard names, default), course names, the LMS's language as BCP 47.
 //! - [`journal`]: "taken / submitted / answered" as JSON lines, so a restart
@@ -28,6 +28,7 @@
 //! `Idempotency-Key` derived from xqueue's submission id and its body, and a
 //! restart never resubmits one whose acceptance the journal recorded.
 
+pub mod answer;
 pub mod bridge;
 mod cc;
 pub mod client;

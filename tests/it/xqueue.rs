@@ -134,7 +134,11 @@ impl Ctx<'_> {
             s(view.download_uuid.as_ref().map(hex)),
             "{r}"
         );
-        assert_eq!(r["verify_uuid"], s(view.verify_uuid.as_ref().map(hex)), "{r}");
+        assert_eq!(
+            r["verify_uuid"],
+            s(view.verify_uuid.as_ref().map(hex)),
+            "{r}"
+        );
         assert_eq!(r["url"], s(view.download_url.clone()), "{r}");
         if state == CertState::Downloadable {
             assert!(!r["download_uuid"].as_str().unwrap().is_empty());

@@ -535,4 +535,3 @@ impl Drop for BridgeProc {
         self.kill9();
     }
 }
-

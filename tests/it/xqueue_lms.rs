@@ -263,7 +263,10 @@ async fn open_edx_lms_through_xqueue_reoffers_and_column_limits() {
         f.reoffer_after = Some(Duration::from_millis(400));
         f.lms = Some(callback(&lms));
     }
-    let dir = tempfile::Builder::new().prefix("tm-xql-").tempdir().unwrap();
+    let dir = tempfile::Builder::new()
+        .prefix("tm-xql-")
+        .tempdir()
+        .unwrap();
     let conf = dir.path().join("xqueue.conf");
     std::fs::write(
         &conf,
@@ -352,7 +355,13 @@ template = "no-such-template"
         "أمل الحسن",
         json!({"template_pdf": "certificate-template-XqL-LMS101-verified.pdf"}),
     );
-    add_cert(&fake, &lms, "xl-wang", "王小明", json!({"language": "zh_HANT"}));
+    add_cert(
+        &fake,
+        &lms,
+        "xl-wang",
+        "王小明",
+        json!({"language": "zh_HANT"}),
+    );
     add_cert(&fake, &lms, "xl-priya", "प्रिया शर्मा", json!({}));
     add_cert(
         &fake,
@@ -435,7 +444,9 @@ template = "no-such-template"
     // Nothing else refused by the LMS (no value too long, no unknown key).
     let refusals = lms.lock().unwrap().refusals.clone();
     assert_eq!(refusals.len(), 5, "{refusals:?}");
-    assert!(refusals.iter().all(|(u, why)| u == "xl-fay" && why.contains("500")));
+    assert!(refusals
+        .iter()
+        .all(|(u, why)| u == "xl-fay" && why.contains("500")));
     // The example certificate prints a course name, not the course id.
     let ex = lms.lock().unwrap().examples[&ex_uuid].clone();
     assert_eq!(ex.status, "success", "{ex:?}");
@@ -462,9 +473,17 @@ template = "no-such-template"
     assert_ne!(ada.verify_uuid, ada_before.verify_uuid);
     let v = view("xl-ada").await;
     assert_eq!(jobs(&v, CertState::Regenerating), 1, "{v:?}");
-    assert_eq!(v.verify_uuid.unwrap().as_str().replace('-', ""), ada.verify_uuid);
+    assert_eq!(
+        v.verify_uuid.unwrap().as_str().replace('-', ""),
+        ada.verify_uuid
+    );
     for user in ["xl-amal", "xl-priya"] {
-        assert_eq!(row(&lms, user).status, "deleted", "{user}\n{}", diagnostics());
+        assert_eq!(
+            row(&lms, user).status,
+            "deleted",
+            "{user}\n{}",
+            diagnostics()
+        );
         assert_eq!(view(user).await.state, CertState::Deleted);
     }
 
@@ -480,7 +499,11 @@ template = "no-such-template"
     }
     c.start_ws(1).unwrap();
     c.start_ws(2).unwrap();
-    assert!(wait_rows(vec!["xl-slow"], vec![]).await, "{}", diagnostics());
+    assert!(
+        wait_rows(vec!["xl-slow"], vec![]).await,
+        "{}",
+        diagnostics()
+    );
     assert_eq!(row(&lms, "xl-slow").status, "downloadable");
     let v = view("xl-slow").await;
     assert_eq!(jobs(&v, CertState::Generating), 1, "{v:?}");
@@ -488,7 +511,11 @@ template = "no-such-template"
     // crossed a re-offer in flight), none sent again and again to an old key.
     let slow_results = fake.results_for(slow);
     assert!(slow_results.iter().all(|r| *r == slow_results[0]));
-    assert!(slow_results.len() <= 2, "{slow_results:?}\n{}", diagnostics());
+    assert!(
+        slow_results.len() <= 2,
+        "{slow_results:?}\n{}",
+        diagnostics()
+    );
 
     let status = bridge.terminate();
     assert!(status.success(), "{status}");
