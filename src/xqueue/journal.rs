@@ -152,9 +152,6 @@ impl Journal {
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let answered = matches!(line, Line::Answered { .. });
         inner.state.apply(line);
-        if answered {
-            inner.state.forget_old(now_ms());
-        }
         inner
             .file
             .write_all(text.as_bytes())
@@ -162,6 +159,9 @@ impl Journal {
             .with_context(|| format!("cannot append to state_file {}", self.path.display()))?;
         inner.lines += 1;
         if answered && inner.lines > inner.state.needed_lines() + self.slack {
+            // Old answers go at compaction (not at every answer: that would
+            // walk up to ANSWER_MEMORY_MAX entries each time).
+            inner.state.forget_old(now_ms());
             match compact(&self.path, &inner.state) {
                 Ok((file, lines)) => {
                     inner.file = file;
