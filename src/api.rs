@@ -259,6 +259,19 @@ impl ApiClient {
         .await
     }
 
+    /// The public `GET /verify/{verify_uuid}` (hyphenated uuid).
+    pub async fn verification(
+        &self,
+        verify_uuid: &str,
+    ) -> anyhow::Result<Result<testamur_common::wire::Verification, ApiFailure>> {
+        self.call::<(), _>(
+            reqwest::Method::GET,
+            &format!("/verify/{verify_uuid}"),
+            None,
+        )
+        .await
+    }
+
     pub async fn status(&self) -> anyhow::Result<Result<StatusResponse, ApiFailure>> {
         self.call::<(), _>(reqwest::Method::GET, "/v1/status", None)
             .await

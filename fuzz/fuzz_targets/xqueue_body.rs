@@ -4,11 +4,11 @@
 //! body the bridge would send (`CertRequest::parse`) and the answers it would post.
 #![no_main]
 
-use std::collections::BTreeMap;
-
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
-use testamur::xqueue::submission::{error_body, parse_body, Envelope};
+use testamur::xqueue::answer::{error_body, ERROR_REASON_MAX};
+use testamur::xqueue::mapping::{Mapping, TemplateMapping, TemplateRule};
+use testamur::xqueue::submission::{parse_body, Envelope};
 use testamur_common::request::CertRequest;
 
 fuzz_target!(|data: &[u8]| {
@@ -21,16 +21,32 @@ fuzz_target!(|data: &[u8]| {
     };
     assert_eq!(env.key().len(), 64);
     let _ = env.submission_id();
-    let mut map = BTreeMap::new();
-    map.insert("old-MITx.pdf".to_owned(), "letter".to_owned());
-    match parse_body(&env.body, &map) {
+    let mapping = Mapping {
+        templates: TemplateMapping {
+            map: [("old-MITx.pdf".to_owned(), "letter".to_owned())].into(),
+            rules: vec![TemplateRule {
+                org: Some("*X".into()),
+                course: None,
+                mode: Some("verified".into()),
+                pdf: None,
+                template: "{org}-{course}-{mode}".into(),
+            }],
+            default: Some("classic".into()),
+        },
+        course_names: Default::default(),
+    };
+    match parse_body(&env.body, &mapping) {
         Ok(job) => {
             // The bridge sends exactly this body; the CC must accept or refuse
             // it with a field error, and it must survive the trip as JSON.
             let wire = serde_json::to_vec(&job.request).unwrap();
             let back: testamur_common::wire::SubmitRequest = serde_json::from_slice(&wire).unwrap();
             let _ = CertRequest::parse(back);
-            let _ = error_body("x", "y", &job.username, &job.course_id);
+            let long = "é".repeat(2 * ERROR_REASON_MAX);
+            let body: Value =
+                serde_json::from_str(&error_body("x", &long, &job.username, &job.course_id))
+                    .expect("the error answer is JSON");
+            assert!(body["error_reason"].as_str().unwrap().chars().count() <= ERROR_REASON_MAX);
         }
         Err(m) => {
             let body = error_body("malformed", &m.reason, &m.username, &m.course_id);

@@ -13,6 +13,8 @@ use serde::Deserialize;
 use testamur_common::config::{parse_toml, read_text, ConfigError, LogFormat};
 use testamur_common::secret::{Secret, SecretSource};
 
+use super::mapping::{Mapping, TemplateMapping, TemplateRule};
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct XqueueFile {
@@ -41,6 +43,12 @@ struct XqueueFile {
     log_format: LogFormat,
     #[serde(default)]
     template_map: BTreeMap<String, String>,
+    #[serde(default)]
+    template_rules: Vec<TemplateRule>,
+    #[serde(default)]
+    template_default: Option<String>,
+    #[serde(default)]
+    course_names: BTreeMap<String, String>,
 }
 
 fn default_max_in_flight() -> usize {
@@ -74,8 +82,10 @@ pub struct XqueueConfig {
     pub max_in_flight: usize,
     pub poll_interval: Duration,
     pub log_format: LogFormat,
-    /// `template_pdf` value (as the LMS sends it) → testamur template name.
-    pub template_map: BTreeMap<String, String>,
+    /// `template_pdf` values (as the LMS sends them) → testamur templates
+    /// (`[template_map]`, `[[template_rules]]`, `template_default`), and the
+    /// course names of `[course_names]`.
+    pub mapping: Mapping,
 }
 
 fn key_err(file: &Path, key: &str, message: impl std::fmt::Display) -> ConfigError {
@@ -186,6 +196,20 @@ impl XqueueConfig {
                 ));
             }
         }
+        for (i, rule) in raw.template_rules.iter().enumerate() {
+            if let Some(problem) = rule.problem() {
+                return Err(key_err(file, &format!("template_rules[{i}]"), problem));
+            }
+        }
+        for (course, name) in &raw.course_names {
+            if name.trim().is_empty() {
+                return Err(key_err(
+                    file,
+                    &format!("course_names.\"{course}\""),
+                    "must name the course",
+                ));
+            }
+        }
         let state_file = base.join(&raw.state_file);
         match state_file.parent() {
             Some(dir) if !dir.as_os_str().is_empty() && !dir.is_dir() => {
@@ -229,7 +253,14 @@ impl XqueueConfig {
             max_in_flight: raw.max_in_flight,
             poll_interval: Duration::from_millis(raw.poll_interval_ms),
             log_format: raw.log_format,
-            template_map: raw.template_map,
+            mapping: Mapping {
+                templates: TemplateMapping {
+                    map: raw.template_map,
+                    rules: raw.template_rules,
+                    default: raw.template_default.map(|d| d.trim().to_owned()),
+                },
+                course_names: raw.course_names,
+            },
         })
     }
 }
@@ -265,7 +296,9 @@ state_file = "state.jsonl"
         assert_eq!(c.max_in_flight, 100);
         assert_eq!(c.poll_interval, Duration::from_secs(1));
         assert_eq!(c.state_file, dir.path().join("state.jsonl"));
-        assert_eq!(c.template_map["old-MITx.pdf"], "letter");
+        assert_eq!(c.mapping.templates.map["old-MITx.pdf"], "letter");
+        assert!(c.mapping.templates.rules.is_empty());
+        assert_eq!(c.mapping.templates.default, None);
         assert!(!format!("{c:?}").contains("pw\""));
 
         let e = XqueueConfig::load(&write(dir.path(), &format!("{GOOD}\nbogus = 1\n")))
@@ -289,6 +322,41 @@ state_file = "state.jsonl"
         .unwrap_err()
         .to_string();
         assert!(e.contains("key `basic_auth_password`"), "{e}");
+    }
+
+    #[test]
+    fn template_rules_default_and_course_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!(
+            "template_default = \"classic\"\n{GOOD}\n[[template_rules]]\norg = \"MITx\"\nmode = \"verified\"\ntemplate = \"mit-{{mode}}\"\n\n[course_names]\n\"course-v1:A+B+C\" = \"Bridges\"\n"
+        );
+        let c = XqueueConfig::load(&write(dir.path(), &text)).unwrap();
+        let t = &c.mapping.templates;
+        assert_eq!(t.default.as_deref(), Some("classic"));
+        assert_eq!(t.rules[0].template, "mit-{mode}");
+        assert_eq!(c.mapping.course_names["course-v1:A+B+C"], "Bridges");
+        assert_eq!(
+            t.resolve(
+                "certificate-template-MITx-6.002x-verified.pdf",
+                "course-v1:MITx+6.002x+R"
+            )
+            .template
+            .as_deref(),
+            Some("mit-verified")
+        );
+        let bad = text.replace("mode = \"verified\"", "mode = \"honour\"");
+        let e = XqueueConfig::load(&write(dir.path(), &bad))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("template_rules[0]") && e.contains("honour"),
+            "{e}"
+        );
+        let bad = text.replace("org = \"MITx\"", "orgs = \"MITx\"");
+        let e = XqueueConfig::load(&write(dir.path(), &bad))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("orgs"), "{e}");
     }
 
     /// An http:// xqueue would get the password in clear text: refused unless

@@ -8,21 +8,30 @@
 //! {"event":"taken","key":K,"header":H,"body":B,"at":T}   pulled from xqueue
 //! {"event":"submitting","key":K}                          a submit may reach the CC
 //! {"event":"submitted","key":K,"cert_id":C}               the CC accepted it
-//! {"event":"answered","key":K}                            put_result was accepted
+//! {"event":"reoffered","key":K,"header":H}               xqueue handed it out again
+//! {"event":"answered","key":K,"result":R,"at_ms":T}       put_result was accepted
 //! ```
 //!
-//! `K` is sha256 of the xqueue header. At start-up, and while running whenever
-//! the file has grown 2,000 lines beyond what it needs, the file is compacted:
-//! only the submissions that are not answered are kept (with their latest stage),
-//! written to a temporary file (mode 0600: it holds learner names) that replaces
-//! the journal atomically. A torn last line (the bridge died while writing it)
-//! is skipped.
+//! `K` is the submission's key ([`Envelope::key`]: xqueue's `submission_id` and
+//! the body, so every copy xqueue hands out has the same key). `reoffered` keeps
+//! the newest header (the pull key xqueue will accept). `answered` keeps the
+//! result for [`ANSWER_MEMORY`] so that a copy xqueue hands out again after the
+//! LMS's callback failed is answered with the same result, without a new job.
+//!
+//! At start-up, and while running whenever the file has grown 2,000 lines
+//! beyond what it needs, the file is compacted: the submissions not answered
+//! (with their latest stage and header) and the remembered answers are written
+//! to a temporary file (mode 0600: it holds learner names) that replaces the
+//! journal atomically. A torn last line (the bridge died while writing it) is
+//! skipped. Lines of older bridges (keyed by the header's hash, `answered`
+//! without a result) are read and re-keyed.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::time::Duration;
 
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
@@ -46,10 +55,25 @@ enum Line {
         key: String,
         cert_id: String,
     },
+    Reoffered {
+        key: String,
+        header: String,
+    },
     Answered {
         key: String,
+        /// The put_result body (absent in older journals).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        result: Option<String>,
+        #[serde(default)]
+        at_ms: u64,
     },
 }
+
+/// How long an answer is remembered for copies xqueue hands out again (xqueue
+/// re-offers a submission every `SUBMISSION_PROCESSING_DELAY` until the LMS
+/// acknowledges it), and how many at most (the oldest are forgotten first).
+pub const ANSWER_MEMORY: Duration = Duration::from_secs(7 * 24 * 3600);
+pub const ANSWER_MEMORY_MAX: usize = 200_000;
 
 /// How far a submission got before the bridge stopped.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,6 +111,10 @@ struct Inner {
 
 const COMPACT_SLACK: usize = 2000;
 
+fn now_ms() -> u64 {
+    testamur_common::time_fmt::now_ms().max(0) as u64
+}
+
 impl Journal {
     /// Read and compact the journal at `path` (created if absent); returns the
     /// journal, open for appending, and the submissions still to answer in the
@@ -100,6 +128,8 @@ impl Journal {
                 return Err(e).with_context(|| format!("cannot read state_file {}", path.display()))
             }
         };
+        state.rekey();
+        state.forget_old(now_ms());
         let (file, lines) = compact(path, &state)?;
         let pending = state.pending();
         Ok((
@@ -128,7 +158,10 @@ impl Journal {
             .and_then(|()| inner.file.sync_data())
             .with_context(|| format!("cannot append to state_file {}", self.path.display()))?;
         inner.lines += 1;
-        if answered && inner.lines > 2 * inner.state.map.len() + self.slack {
+        if answered && inner.lines > inner.state.needed_lines() + self.slack {
+            // Old answers go at compaction (not at every answer: that would
+            // walk up to ANSWER_MEMORY_MAX entries each time).
+            inner.state.forget_old(now_ms());
             match compact(&self.path, &inner.state) {
                 Ok((file, lines)) => {
                     inner.file = file;
@@ -161,8 +194,28 @@ impl Journal {
         })
     }
 
-    pub fn answered(&self, e: &Envelope) -> anyhow::Result<()> {
-        self.append(Line::Answered { key: e.key() })
+    /// xqueue handed the submission out again: its newest header.
+    pub fn reoffered(&self, e: &Envelope) -> anyhow::Result<()> {
+        self.append(Line::Reoffered {
+            key: e.key(),
+            header: e.header.clone(),
+        })
+    }
+
+    /// xqueue accepted `result` for the submission.
+    pub fn answered(&self, e: &Envelope, result: &str) -> anyhow::Result<()> {
+        self.append(Line::Answered {
+            key: e.key(),
+            result: Some(result.to_owned()),
+            at_ms: now_ms(),
+        })
+    }
+
+    /// The result xqueue accepted for this submission, if it was answered
+    /// within [`ANSWER_MEMORY`].
+    pub fn answer_for(&self, e: &Envelope) -> Option<String> {
+        let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        inner.state.answered.get(&e.key()).map(|(_, r)| r.clone())
     }
 }
 
@@ -181,6 +234,11 @@ fn compact(path: &Path, state: &Replay) -> anyhow::Result<(File, usize)> {
             .open(&tmp)
             .with_context(|| format!("cannot write {} (state_file)", tmp.display()))?;
         let mut text = String::new();
+        for line in state.answered_lines() {
+            text.push_str(&serde_json::to_string(&line)?);
+            text.push('\n');
+            lines += 1;
+        }
         for p in state.pending() {
             for line in lines_for(&p) {
                 text.push_str(&serde_json::to_string(&line)?);
@@ -224,11 +282,22 @@ fn lines_for(p: &Pending) -> Vec<Line> {
     v
 }
 
-/// The submissions a journal says are not answered, in the order taken.
+fn stage_rank(s: &Stage) -> u8 {
+    match s {
+        Stage::Taken => 0,
+        Stage::Submitting => 1,
+        Stage::Submitted { .. } => 2,
+    }
+}
+
+/// The submissions a journal says are not answered, in the order taken, and
+/// the answers it remembers.
 #[derive(Default)]
 struct Replay {
     next: u64,
     map: HashMap<String, (u64, Pending)>,
+    /// key → (when answered, ms; the result).
+    answered: HashMap<String, (u64, String)>,
 }
 
 impl Replay {
@@ -236,24 +305,27 @@ impl Replay {
         match line {
             Line::Taken {
                 key, header, body, ..
-            } => {
-                let seq = match self.map.get(&key) {
-                    Some((seq, _)) => *seq,
-                    None => {
-                        self.next += 1;
-                        self.next
-                    }
-                };
-                self.map.insert(
-                    key,
-                    (
-                        seq,
-                        Pending {
-                            envelope: Envelope { header, body },
-                            stage: Stage::Taken,
-                        },
-                    ),
-                );
+            } => match self.map.get_mut(&key) {
+                // Taken again (a copy xqueue handed out anew): keep the stage.
+                Some((_, p)) => p.envelope = Envelope { header, body },
+                None => {
+                    self.next += 1;
+                    self.map.insert(
+                        key,
+                        (
+                            self.next,
+                            Pending {
+                                envelope: Envelope { header, body },
+                                stage: Stage::Taken,
+                            },
+                        ),
+                    );
+                }
+            },
+            Line::Reoffered { key, header } => {
+                if let Some((_, p)) = self.map.get_mut(&key) {
+                    p.envelope.header = header;
+                }
             }
             Line::Submitting { key } => {
                 if let Some((_, p)) = self.map.get_mut(&key) {
@@ -267,10 +339,59 @@ impl Replay {
                     p.stage = Stage::Submitted { cert_id };
                 }
             }
-            Line::Answered { key } => {
+            Line::Answered { key, result, at_ms } => {
                 self.map.remove(&key);
+                if let Some(r) = result {
+                    self.answered.insert(key, (at_ms, r));
+                }
             }
         }
+    }
+
+    /// Key everything by [`Envelope::key`] (older bridges used the header's hash).
+    fn rekey(&mut self) {
+        let map = std::mem::take(&mut self.map);
+        for (_, (seq, p)) in map {
+            let key = p.envelope.key();
+            match self.map.get(&key) {
+                // Two copies of one submission: keep the further one.
+                Some((_, q)) if stage_rank(&q.stage) >= stage_rank(&p.stage) => {}
+                _ => {
+                    self.map.insert(key, (seq, p));
+                }
+            }
+        }
+        self.map.retain(|k, _| !self.answered.contains_key(k));
+    }
+
+    /// Forget answers older than [`ANSWER_MEMORY`] and all but the newest
+    /// [`ANSWER_MEMORY_MAX`].
+    fn forget_old(&mut self, now_ms: u64) {
+        let horizon = now_ms.saturating_sub(ANSWER_MEMORY.as_millis() as u64);
+        self.answered.retain(|_, (at, _)| *at >= horizon);
+        if self.answered.len() > ANSWER_MEMORY_MAX {
+            let mut ats: Vec<u64> = self.answered.values().map(|(at, _)| *at).collect();
+            ats.sort_unstable();
+            let cut = ats[ats.len() - ANSWER_MEMORY_MAX];
+            self.answered.retain(|_, (at, _)| *at >= cut);
+        }
+    }
+
+    /// Lines a compacted journal holds.
+    fn needed_lines(&self) -> usize {
+        2 * self.map.len() + self.answered.len()
+    }
+
+    fn answered_lines(&self) -> Vec<Line> {
+        let mut v: Vec<_> = self.answered.iter().collect();
+        v.sort_by_key(|(_, (at, _))| *at);
+        v.into_iter()
+            .map(|(k, (at, r))| Line::Answered {
+                key: k.clone(),
+                result: Some(r.clone()),
+                at_ms: *at,
+            })
+            .collect()
     }
 
     fn read(&mut self, r: impl BufRead, path: &Path) -> anyhow::Result<()> {
@@ -322,7 +443,7 @@ mod tests {
             j.submitting(&env(2)).unwrap();
             j.submitting(&env(3)).unwrap();
             j.submitted(&env(3), "abc").unwrap();
-            j.answered(&env(4)).unwrap();
+            j.answered(&env(4), "{\"ok\": 4}").unwrap();
         }
         // A torn write at the end.
         let mut f = OpenOptions::new().append(true).open(&path).unwrap();
@@ -347,7 +468,7 @@ mod tests {
                 ),
             ]
         );
-        j.answered(&env(1)).unwrap();
+        j.answered(&env(1), "{\"ok\": 1}").unwrap();
         drop(j);
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(!text.contains("\"n\": 4"), "compacted away: {text}");
@@ -365,13 +486,14 @@ mod tests {
         j.taken(&env(0)).unwrap();
         for i in 1..=50 {
             j.taken(&env(i)).unwrap();
-            j.answered(&env(i)).unwrap();
+            j.answered(&env(i), "{}").unwrap();
         }
+        // 101 lines appended; compacted: the pending one and the 50 answers.
         let lines = std::fs::read_to_string(&path).unwrap().lines().count();
-        assert!(lines < 30, "{lines} lines");
+        assert!(lines < 75, "{lines} lines");
         j.submitted(&env(0), "c0").unwrap();
         drop(j);
-        let (_, pending) = Journal::open(&path).unwrap();
+        let (j, pending) = Journal::open(&path).unwrap();
         assert_eq!(pending.len(), 1);
         assert_eq!(
             pending[0].stage,
@@ -379,5 +501,76 @@ mod tests {
                 cert_id: "c0".into()
             }
         );
+        assert_eq!(j.answer_for(&env(7)).as_deref(), Some("{}"));
+    }
+
+    /// A copy xqueue hands out again keeps the stage and takes the newest
+    /// header; an answer is remembered across restarts, then forgotten.
+    #[test]
+    fn reoffers_and_remembered_answers() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.jsonl");
+        let copy = |i: u32, pull: &str| Envelope {
+            header: format!("{{\"submission_id\": {i}, \"submission_key\": \"{pull}\"}}"),
+            body: format!("{{\"action\": \"add\", \"n\": {i}}}"),
+        };
+        {
+            let (j, _) = Journal::open(&path).unwrap();
+            j.taken(&copy(1, "a")).unwrap();
+            j.submitted(&copy(1, "a"), "cert1").unwrap();
+            j.reoffered(&copy(1, "b")).unwrap();
+            j.taken(&copy(2, "a")).unwrap();
+            j.answered(&copy(2, "a"), "{\"r\": 2}").unwrap();
+            j.taken(&copy(2, "c")).unwrap();
+            assert_eq!(j.answer_for(&copy(2, "z")).as_deref(), Some("{\"r\": 2}"));
+        }
+        let (j, pending) = Journal::open(&path).unwrap();
+        assert_eq!(pending.len(), 1, "{pending:?}");
+        assert_eq!(pending[0].envelope, copy(1, "b"));
+        assert_eq!(
+            pending[0].stage,
+            Stage::Submitted {
+                cert_id: "cert1".into()
+            }
+        );
+        assert_eq!(j.answer_for(&copy(2, "q")).as_deref(), Some("{\"r\": 2}"));
+        drop(j);
+        // A week later it is forgotten.
+        let old = now_ms() - ANSWER_MEMORY.as_millis() as u64 - 1000;
+        let text = std::fs::read_to_string(&path).unwrap();
+        let text: String = text
+            .lines()
+            .map(|l| {
+                let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+                if v["event"] == "answered" {
+                    v["at_ms"] = old.into();
+                }
+                v.to_string() + "\n"
+            })
+            .collect();
+        std::fs::write(&path, text).unwrap();
+        let (j, _) = Journal::open(&path).unwrap();
+        assert_eq!(j.answer_for(&copy(2, "q")), None);
+    }
+
+    /// Journals of the first bridge (keyed by the header's hash) resume.
+    #[test]
+    fn old_journal_lines_are_rekeyed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.jsonl");
+        let e = env(5);
+        let old_key = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(e.header.as_bytes()));
+        let lines = [
+            serde_json::json!({"event": "taken", "key": old_key, "header": e.header, "body": e.body}),
+            serde_json::json!({"event": "submitted", "key": old_key, "cert_id": "c5"}),
+        ];
+        let text: String = lines.iter().map(|l| l.to_string() + "\n").collect();
+        std::fs::write(&path, text).unwrap();
+        let (j, pending) = Journal::open(&path).unwrap();
+        assert_eq!(pending.len(), 1);
+        j.answered(&e, "{}").unwrap();
+        drop(j);
+        let (_, pending) = Journal::open(&path).unwrap();
+        assert!(pending.is_empty(), "{pending:?}");
     }
 }

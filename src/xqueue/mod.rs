@@ -10,23 +10,31 @@
 //! - [`config`]: `xqueue.conf` (TOML, unknown keys refused, errors name the key).
 //! - [`client`]: the xqueue protocol: form login with a cookie jar of our own,
 //!   re-login on session expiry, retries with backoff.
-//! - [`submission`]: an xqueue submission body mapped to the CC's submit body, and
-//!   the `put_result` bodies (pure functions, no I/O).
+//! - [`submission`]: an xqueue submission body mapped to the CC's submit body.
+//! - [`answer`]: the `put_result` bodies, within the LMS's columns.
+//! - [`mapping`]: templates for `template_pdf` (exact map, rules on the LMS's
+//!   standard names, default), course names, the LMS's language as BCP 47.
 //! - [`journal`]: "taken / submitted / answered" as JSON lines, so a restart
 //!   resumes every submission that was taken but not answered.
-//! - [`bridge`]: the pull loop and one task per submission.
+//! - [`bridge`]: the pull loop and one task per submission; copies xqueue hands
+//!   out again join the submission they copy.
+//! - [`cc`]: one submission against the CC (2013 deletes found by uuid, a create
+//!   of an existing certificate as a regen, following it to its end).
 //!
-//! Guarantees: every submission taken is answered exactly once unless the bridge
-//! dies between xqueue accepting a `put_result` and the journal recording it
-//! (then it is answered a second time after the restart; xqueue refuses or
-//! ignores the duplicate). A submission is submitted to the CC with an
-//! `Idempotency-Key` derived from its xqueue header, and a restart never
-//! resubmits one whose acceptance the journal recorded.
+//! Guarantees: every submission taken is answered once for every copy xqueue
+//! hands out (the same result to each), unless the bridge dies between xqueue
+//! accepting a `put_result` and the journal recording it (then it is answered a
+//! second time after the restart). A submission is submitted to the CC with an
+//! `Idempotency-Key` derived from xqueue's submission id and its body, and a
+//! restart never resubmits one whose acceptance the journal recorded.
 
+pub mod answer;
 pub mod bridge;
+mod cc;
 pub mod client;
 pub mod config;
 pub mod journal;
+pub mod mapping;
 pub mod submission;
 
 use std::time::Duration;

@@ -27,3 +27,5 @@ mod scoping;
 mod scripts;
 mod startup_checks;
 mod xqueue;
+mod xqueue_fake;
+mod xqueue_lms;
