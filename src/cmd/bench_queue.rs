@@ -1,8 +1,9 @@
 //! `testamur bench queue`: the queue path alone. A local CC and Redis, N jobs
 //! queued with the batch API (like BullMQ's addBulk), then drained by no-op
 //! workservers that lease and complete through the real HTTPS API without
-//! rendering anything. Reports the enqueue and drain rates and Redis's CPU per
-//! job (`INFO cpu` before and after), the figures of docs/PERFORMANCE.md.
+//! rendering anything. Reports the enqueue and drain rates, Redis's CPU per job
+//! (`INFO cpu` before and after) and its memory per certificate (`INFO memory`),
+//! the figures of docs/PERFORMANCE.md.
 
 use std::collections::HashSet;
 use std::process::ExitCode;
@@ -39,6 +40,15 @@ fn redis_cpu(cluster: &Cluster) -> anyhow::Result<f64> {
             .unwrap_or(0.0)
     };
     Ok(field("used_cpu_user") + field("used_cpu_sys"))
+}
+
+/// Redis's `used_memory` (bytes), from `INFO memory`.
+fn redis_memory(cluster: &Cluster) -> anyhow::Result<f64> {
+    let info = cluster.redis.cli(&["INFO", "memory"])?;
+    info.lines()
+        .find_map(|l| l.strip_prefix("used_memory:"))
+        .and_then(|v| v.trim().parse().ok())
+        .context("INFO memory has no used_memory")
 }
 
 /// What a workserver reports for a job it "published" (URLs in the layout).
@@ -138,6 +148,7 @@ pub async fn run(b: QueueBench<'_>) -> anyhow::Result<ExitCode> {
         })
         .collect();
     let cpu0 = redis_cpu(&cluster)?;
+    let mem0 = redis_memory(&cluster)?;
     let start = Instant::now();
     for chunk in requests.chunks(MAX_BATCH) {
         let resp = lms.submit_batch(chunk).await??;
@@ -171,6 +182,7 @@ pub async fn run(b: QueueBench<'_>) -> anyhow::Result<ExitCode> {
     }
     let drained = start.elapsed();
     let cpu2 = redis_cpu(&cluster)?;
+    let mem2 = redis_memory(&cluster)?;
     let s = cluster.operator()?.status().await??;
     let downloadable = s.certificates.get("downloadable").copied().unwrap_or(0);
     anyhow::ensure!(
@@ -193,6 +205,11 @@ pub async fn run(b: QueueBench<'_>) -> anyhow::Result<ExitCode> {
         drained.as_secs_f64(),
         b.n as f64 / drained.as_secs_f64(),
         (cpu2 - cpu1) * 1e6 / b.n as f64
+    );
+    println!(
+        "  Redis memory: {:.0} bytes per downloadable certificate (used_memory after the drain, \
+         less before the first submit; idempotency answers and completion counters included)",
+        (mem2 - mem0) / b.n as f64
     );
     if b.verbose {
         // Where Redis's time went: the commands (scripts and what they call) by
