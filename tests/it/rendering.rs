@@ -407,7 +407,7 @@ fn undrawable_names_are_refused_with_the_characters() {
 }
 
 /// A templates folder with the defaults plus an index of our own.
-fn custom_templates(
+pub(crate) fn custom_templates(
     index_extra: &str,
     patch: impl Fn(&str, String) -> String,
 ) -> tempfile::TempDir {
