@@ -9,6 +9,7 @@
 //!   the domain types so the contract is visible in one file.
 //! - [`catalog`]: the templates a workserver renders and the characters each can
 //!   draw; the CC checks submissions against it, both resolve templates with it.
+//! - [`columns`]: how wide text counts against a template's length limits.
 //! - [`failure`]: why a job failed: the stable `error_code`s and what an LMS is
 //!   told for each (operators get the full detail).
 //! - [`config`]: `cc.conf` / `ws.conf` parsing with errors that name file and key.
@@ -21,6 +22,7 @@
 
 pub mod catalog;
 pub mod cidr;
+pub mod columns;
 pub mod config;
 pub mod failure;
 pub mod html;

@@ -137,7 +137,13 @@ impl Templates {
                     }
                 }
             }
-            infos.insert(name.clone(), TemplateInfo { fields });
+            infos.insert(
+                name.clone(),
+                TemplateInfo {
+                    fields,
+                    max_width: BTreeMap::new(),
+                },
+            );
         }
         let coverage = used_stacks
             .into_iter()
