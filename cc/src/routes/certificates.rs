@@ -253,6 +253,8 @@ pub fn prepare(
                 ("org", org.as_str()),
                 ("grade", grade.as_str()),
                 ("designation", designation.as_str()),
+                // Length only: printed by `{course_id}` (coverage is not checked).
+                ("course_id", req.course_id.as_str()),
             ];
             if let Err(e) = catalog.check(&template, &values) {
                 if let Some((field, stack, chars)) = catalog.missing(&template, &values) {

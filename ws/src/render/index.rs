@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use testamur_common::catalog::{Catalog, CourseRule, TemplateInfo, TEXT_FIELDS};
 
+use super::capacity;
 use super::faces;
 use super::fields::Piece;
 use super::fonts::{FontBook, FontStack};
@@ -70,6 +71,7 @@ impl Templates {
             .collect();
         files.sort();
         let mut templates = BTreeMap::new();
+        let mut limits = BTreeMap::new();
         for file in &files {
             let name = file
                 .file_stem()
@@ -77,6 +79,11 @@ impl Templates {
                 .unwrap_or_default();
             let text = std::fs::read_to_string(file).map_err(|e| terr(file, "(file)", e))?;
             let t = template_from_toml(file, &text, &name, dir, &stack_ids, &index.fonts)?;
+            let sample_url = capacity::SAMPLE_VERIFY_URL;
+            limits.insert(
+                name.clone(),
+                capacity::check_template(file, &t, &stacks, &fonts, sample_url, false)?,
+            );
             templates.insert(name, t);
         }
         if templates.is_empty() {
@@ -141,7 +148,7 @@ impl Templates {
                 name.clone(),
                 TemplateInfo {
                     fields,
-                    max_width: BTreeMap::new(),
+                    max_width: limits.remove(name).unwrap_or_default(),
                 },
             );
         }
@@ -161,5 +168,16 @@ impl Templates {
             templates,
             catalog,
         })
+    }
+}
+
+impl Templates {
+    /// Checks the blocks that print the verify URL with `verify_url` (see
+    /// [`capacity::check_template`]).
+    pub fn check_verify_url(&self, verify_url: &str) -> Result<(), TemplateError> {
+        for t in self.templates.values() {
+            capacity::check_template(&t.file, t, &self.stacks, &self.fonts, verify_url, true)?;
+        }
+        Ok(())
     }
 }
