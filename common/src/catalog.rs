@@ -62,6 +62,15 @@ pub struct TemplateInfo {
     /// (see [`crate::catalogs`]). Empty from workservers that predate versions.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub version: String,
+    /// Request field -> the most columns of it ([`crate::columns::width`]) the
+    /// template's boxes hold at their smallest sizes; a wider value is refused at
+    /// submit. A field not listed has only the API's own limit.
+    #[serde(
+        default,
+        skip_serializing_if = "BTreeMap::is_empty",
+        deserialize_with = "crate::json_int::u32_map"
+    )]
+    pub max_width: BTreeMap<String, u32>,
 }
 
 /// A set of Unicode scalar values as sorted, disjoint, inclusive ranges.
@@ -240,12 +249,41 @@ impl Catalog {
         None
     }
 
+    /// The first field value wider than `template`'s boxes hold (see
+    /// [`TemplateInfo::max_width`]): the field, the value's width and the limit.
+    pub fn too_wide(
+        &self,
+        template: &str,
+        fields: &[(&'static str, &str)],
+    ) -> Option<(&'static str, usize, u32)> {
+        let info = self.templates.get(template)?;
+        fields.iter().find_map(|&(field, value)| {
+            let max = *info.max_width.get(field)?;
+            let w = crate::columns::width(value);
+            (w > max as usize).then_some((field, w, max))
+        })
+    }
+
     /// Checks that `template` can draw every given field value. The error names the
     /// field, the characters that no font can draw (whole, with code points) and
-    /// their scripts.
+    /// their scripts; or the field and the limit when the value is longer than the
+    /// template's box holds at its smallest size.
     pub fn check(&self, template: &str, fields: &[(&'static str, &str)]) -> Result<(), FieldError> {
         let Some((field, _stack, missing)) = self.missing(template, fields) else {
-            return Ok(());
+            return match self.too_wide(template, fields) {
+                None => Ok(()),
+                Some((field, width, max)) => Err(FieldError {
+                    field,
+                    message: format!(
+                        "the {} is too long for template `{template}`: at its smallest print \
+                         size the template has room for {max} characters of it, this one takes \
+                         {width} (a CJK or other wide character counts as 2, a combining mark \
+                         as 0); send a shorter {}",
+                        field.replace('_', " "),
+                        field.replace('_', " "),
+                    ),
+                }),
+            };
         };
         let scripts = crate::scripts::scripts(&missing);
         Err(FieldError {
@@ -300,6 +338,7 @@ mod tests {
             TemplateInfo {
                 fields: fields.clone(),
                 version: "a1".into(),
+                max_width: [("name".to_owned(), 12)].into(),
             },
         );
         templates.insert(
@@ -307,6 +346,7 @@ mod tests {
             TemplateInfo {
                 fields,
                 version: "b1".into(),
+                max_width: BTreeMap::new(),
             },
         );
         templates.insert(
@@ -314,6 +354,7 @@ mod tests {
             TemplateInfo {
                 fields: BTreeMap::new(),
                 version: String::new(),
+                max_width: BTreeMap::new(),
             },
         );
         Catalog {
@@ -365,6 +406,34 @@ mod tests {
         assert!(!e.message.contains('\u{FFFD}'), "{}", e.message);
         // A template that does not print the name accepts anything.
         assert!(c.check("c", &[("name", "李")]).is_ok());
+    }
+
+    /// Issue 13 item 6: a value longer than the template's box holds is refused,
+    /// naming the field and the limit; wide characters count two columns.
+    #[test]
+    fn a_value_wider_than_the_box_is_refused_with_the_limit() {
+        let c = catalog();
+        assert!(c.check("a", &[("name", "José Smithé")]).is_ok());
+        // 12 characters and a joiner, which takes no room.
+        assert!(c.check("a", &[("name", "Jose Smithes\u{200D}")]).is_ok());
+        assert!(c.check("a", &[("name", "Jose Smithess")]).is_err());
+        let e = c.check("a", &[("name", "José Smith-Jones")]).unwrap_err();
+        assert_eq!(e.field, "name");
+        assert!(
+            e.message.contains("template `a`")
+                && e.message.contains("room for 12 characters")
+                && e.message.contains("takes 16"),
+            "{}",
+            e.message
+        );
+        // Another template with no limit, and a field without one.
+        assert!(c.check("b", &[("name", &"x".repeat(400))]).is_ok());
+        assert!(c.check("a", &[("org", &"x".repeat(400))]).is_ok());
+        let json = serde_json::to_string(&c).unwrap();
+        assert!(json.contains(r#""max_width":{"name":12}"#), "{json}");
+        assert!(!json.contains(r#""max_width":{}"#), "{json}");
+        let back: Catalog = serde_json::from_str(&json.replace(":12}", ":12.0}")).unwrap();
+        assert_eq!(back, c);
     }
 
     #[test]

@@ -150,6 +150,7 @@ mod tests {
                         TemplateInfo {
                             fields: fields.clone(),
                             version: v.to_string(),
+                            max_width: BTreeMap::new(),
                         },
                     )
                 })

@@ -53,6 +53,20 @@ pub fn u64<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
     d.deserialize_any(Whole(u64::MAX))
 }
 
+/// A map from names to whole numbers up to `u32::MAX`.
+pub fn u32_map<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<std::collections::BTreeMap<String, u32>, D::Error> {
+    struct N(u32);
+    impl<'de> serde::Deserialize<'de> for N {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            u32(d).map(N)
+        }
+    }
+    let m: std::collections::BTreeMap<String, N> = serde::Deserialize::deserialize(d)?;
+    Ok(m.into_iter().map(|(k, v)| (k, v.0)).collect())
+}
+
 #[cfg(test)]
 mod tests {
     #[derive(serde::Deserialize, Debug)]

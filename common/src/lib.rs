@@ -11,6 +11,7 @@
 //!   draw; the CC checks submissions against it, both resolve templates with it.
 //! - [`catalogs`]: the live workservers' catalogues together, and which template
 //!   version a submission is pinned to (rolling template updates).
+//! - [`columns`]: how wide text counts against a template's length limits.
 //! - [`failure`]: why a job failed: the stable `error_code`s and what an LMS is
 //!   told for each (operators get the full detail).
 //! - [`config`]: `cc.conf` / `ws.conf` parsing with errors that name file and key.
@@ -24,6 +25,7 @@
 pub mod catalog;
 pub mod catalogs;
 pub mod cidr;
+pub mod columns;
 pub mod config;
 pub mod failure;
 pub mod html;

@@ -1,5 +1,8 @@
 //! `testamur preview`: render one certificate from a templates folder to a PDF file,
-//! without a cluster, so template designers see their changes at once.
+//! without a cluster, so template designers see their changes at once. It checks
+//! the values as a CC with this catalogue would (characters no font has, values
+//! longer than the template's boxes hold: refused, as a 422 would), and says which
+//! blocks needed more lines than they ask.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -66,12 +69,41 @@ pub fn run(a: PreviewArgs) -> anyhow::Result<ExitCode> {
         verify_uuid: Some(PublicUuid::generate()),
         previous: None,
     };
-    let out = renderer.render(
-        &job,
-        &testamur_ws::render::RenderContext {
-            verify_url: "https://certs.example.org/cert/00000000-0000-4000-8000-000000000000/",
-        },
-    )?;
+    let verify_url = "https://certs.example.org/cert/00000000-0000-4000-8000-000000000000/";
+    renderer.check_verify_url(verify_url)?;
+    let catalog = renderer.catalog();
+    let template = catalog
+        .resolve(job.template.as_deref(), job.course_id.as_str())
+        .context("--template")?
+        .to_owned();
+    let o = |v: &Option<String>| v.clone().unwrap_or_default();
+    let (name, course, org, grade, designation) = (
+        o(&job.name),
+        o(&job.course_name),
+        o(&job.org),
+        o(&job.grade),
+        o(&job.designation),
+    );
+    let values = [
+        ("name", name.as_str()),
+        ("course_name", course.as_str()),
+        ("org", org.as_str()),
+        ("grade", grade.as_str()),
+        ("designation", designation.as_str()),
+        ("course_id", job.course_id.as_str()),
+    ];
+    if let Err(e) = catalog.check(&template, &values) {
+        eprintln!(
+            "error: a CC with these templates refuses this certificate at submit (422, field \
+             `{}`): {}",
+            e.field, e.message
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    let out = renderer.render(&job, &testamur_ws::render::RenderContext { verify_url })?;
+    for note in &out.notes {
+        println!("note: template {}: {note}", out.template);
+    }
     std::fs::write(&a.out, &out.pdf).with_context(|| format!("writing {}", a.out.display()))?;
     let version = renderer
         .catalog()
@@ -79,8 +111,20 @@ pub fn run(a: PreviewArgs) -> anyhow::Result<ExitCode> {
         .get(&out.template)
         .map(|t| t.version.as_str())
         .unwrap_or("");
+    let room = renderer
+        .limits()
+        .into_iter()
+        .find(|(t, _)| *t == out.template)
+        .map(|(_, l)| {
+            l.iter()
+                .map(|(f, w)| format!("{f} {w}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .unwrap_or_default();
     println!(
-        "{}: template {} (version {version}), {} bytes",
+        "{}: template {} (version {version}), {} bytes; room at the smallest sizes \
+         (characters; CJK count 2): {room}",
         a.out.display(),
         out.template,
         out.pdf.len()

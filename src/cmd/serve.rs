@@ -62,6 +62,15 @@ pub async fn ws(path: &Path, check: bool, log_json: bool) -> anyhow::Result<Exit
                 t.version
             );
         }
+        for (t, limits) in pipeline.renderer.limits() {
+            let l: Vec<String> = limits.iter().map(|(f, w)| format!("{f} {w}")).collect();
+            println!(
+                "{}: template `{t}` has room at its smallest sizes for (characters, CJK count \
+                 2; the CC refuses longer values): {}",
+                config.templates.display(),
+                l.join(", ")
+            );
+        }
         testamur_ws::worker::check_cc(&config)
             .await
             .with_context(|| path.display().to_string())?;

@@ -407,7 +407,7 @@ fn undrawable_names_are_refused_with_the_characters() {
 }
 
 /// A templates folder with the defaults plus an index of our own.
-fn custom_templates(
+pub(crate) fn custom_templates(
     index_extra: &str,
     patch: impl Fn(&str, String) -> String,
 ) -> tempfile::TempDir {
@@ -791,4 +791,174 @@ fn a_box_off_the_page_names_the_key_that_puts_it_there() {
         assert_eq!(e.key, format!("text[{blocks}].{key}"), "{edit}: {e}");
         assert!(e.file.ends_with("classic.toml"), "{e}");
     }
+}
+
+/// A 97-character name: wider than classic's name box at its smallest size, 16 pt.
+const TWO_LINE_NAME: &str = "Pablo Diego José Francisco de Paula Juan Nepomuceno María de los \
+                             Remedios Cipriano Ruiz y Picasso";
+
+/// The words of `name` drawn in `template`'s name box: their (top, height), and
+/// that they stay inside it.
+fn name_lines(pdf: &Path, template: &str, name: &str) -> Vec<(i32, f32)> {
+    let (_, [x, y, w, h]) = renderer()
+        .field_boxes(template)
+        .into_iter()
+        .find(|f| f.0 == "name")
+        .unwrap();
+    let words: Vec<_> = bbox_words(pdf)
+        .into_iter()
+        .filter(|wd| name.split(' ').any(|n| n == wd.0))
+        .filter(|wd| (wd.2 + wd.4) / 2.0 > y && (wd.2 + wd.4) / 2.0 < y + h)
+        .collect();
+    assert_eq!(
+        words.len(),
+        name.split(' ').count(),
+        "{template}: every word of the name in its box: {words:?}"
+    );
+    for wd in &words {
+        assert!(
+            wd.1 >= x - 0.6 && wd.3 <= x + w + 0.6 && wd.2 >= y - 0.6 && wd.4 <= y + h + 0.6,
+            "{template}: {wd:?} leaves the name box"
+        );
+    }
+    let mut lines: Vec<(i32, f32)> = words
+        .iter()
+        .map(|wd| (wd.2.round() as i32, wd.4 - wd.2))
+        .collect();
+    lines.sort_by_key(|l| l.0);
+    lines.dedup_by_key(|l| l.0);
+    lines
+}
+
+/// Issue 13 item 6: a name too long for its one line at the smallest size gets a
+/// second line in its box instead of being shrunk below that size (it was
+/// printed at 13 pt); the renderer says so, naming the block.
+#[test]
+fn a_long_name_gets_a_second_line_before_going_under_the_smallest_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = job(TWO_LINE_NAME, "Course", Some("classic"));
+    let out = renderer()
+        .render(
+            &j,
+            &RenderContext {
+                verify_url: VERIFY_URL,
+            },
+        )
+        .unwrap();
+    let pdf = dir.path().join("long.pdf");
+    std::fs::write(&pdf, &out.pdf).unwrap();
+    assert!(squash(&pdftotext(&pdf)).contains(TWO_LINE_NAME));
+    let lines = name_lines(&pdf, "classic", TWO_LINE_NAME);
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    // Word boxes are as high as Noto Serif Bold's ascent + descent (1.362 em).
+    for (_, height) in &lines {
+        assert!(height / 1.362 >= 16.0 - 0.05, "below 16 pt: {lines:?}");
+    }
+    assert_eq!(out.notes.len(), 1, "{:?}", out.notes);
+    let note = &out.notes[0];
+    assert_eq!(
+        (
+            note.block.as_str(),
+            note.field.as_str(),
+            note.lines,
+            note.max_lines
+        ),
+        ("text[3]", "name", 2, 1)
+    );
+    assert!(note.size >= 16.0, "{note}");
+    check_boxes(&pdf, "classic", "two-line name");
+    // A name that fits on one line gets no note.
+    let short = renderer()
+        .render(
+            &job("Zoë Ångström", "Course", Some("classic")),
+            &RenderContext {
+                verify_url: VERIFY_URL,
+            },
+        )
+        .unwrap();
+    assert!(short.notes.is_empty(), "{:?}", short.notes);
+}
+
+/// `testamur preview` says what a CC would refuse (and prints nothing), and which
+/// blocks took more lines than they ask.
+#[test]
+fn preview_refuses_what_the_cc_would_and_names_extra_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("p.pdf");
+    let too_long = format!("{TWO_LINE_NAME} {TWO_LINE_NAME} {}", &LONG_NAME[..28]);
+    assert_eq!(too_long.chars().count(), 224);
+    let run = |name: &str| {
+        Command::new(crate::helpers::BIN)
+            .args(["preview", "--template", "classic", "--name", name, "--out"])
+            .arg(&out)
+            .output()
+            .unwrap()
+    };
+    let r = run(&too_long);
+    let stderr = String::from_utf8_lossy(&r.stderr);
+    assert!(!r.status.success() && !out.exists(), "{r:?}");
+    assert!(
+        stderr.contains("refuses this certificate at submit (422, field `name`)")
+            && stderr.contains("template `classic`")
+            && stderr.contains("room for 114 characters")
+            && stderr.contains("this one takes 224"),
+        "{stderr}"
+    );
+    let r = run(TWO_LINE_NAME);
+    let stdout = String::from_utf8_lossy(&r.stdout);
+    assert!(r.status.success() && out.exists(), "{r:?}");
+    assert!(
+        stdout.contains("note: template classic: text[3] (name) set on 2 line(s) at ")
+            && stdout.contains("(max_lines = 1)")
+            && stdout.contains("name 114"),
+        "{stdout}"
+    );
+}
+
+/// Through a cluster: the CC refuses a 224-character name at submit, naming the
+/// field and the limit (it was published at 5.25 pt), and a 97-character one is
+/// published on two lines at 16 pt or more.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_cluster_refuses_a_name_its_template_cannot_hold_and_prints_a_long_one() {
+    use std::time::Duration;
+    let c = crate::helpers::cluster(|s| s.workservers = 1).await;
+    c.wait_workservers(1, Duration::from_secs(30))
+        .await
+        .unwrap();
+    let lms = c.lms().unwrap();
+    let mut r = testamur::cmd::demo::sample_request(1);
+    r.template = Some("classic".into());
+    r.name = Some(format!(
+        "{TWO_LINE_NAME} {TWO_LINE_NAME} {}",
+        &LONG_NAME[..28]
+    ));
+    let e = lms.submit(&r).await.unwrap().unwrap_err();
+    assert_eq!((e.status, e.field.as_deref()), (422, Some("name")));
+    assert!(
+        e.message.contains("template `classic`")
+            && e.message.contains("room for 114 characters")
+            && e.message.contains("takes 224"),
+        "{}",
+        e.message
+    );
+    r.name = Some(TWO_LINE_NAME.into());
+    let a = lms.submit(&r).await.unwrap().unwrap();
+    let cert = lms
+        .wait_final(a.cert_id.as_str(), Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(
+        cert.state,
+        testamur_common::state::CertState::Downloadable,
+        "{:?}",
+        cert.error_reason
+    );
+    let du = cert.download_uuid.as_ref().unwrap();
+    let pdf = crate::helpers::public_file(&c, &format!("downloads/{du}/Certificate.pdf"));
+    let lines = name_lines(&pdf, "classic", TWO_LINE_NAME);
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(
+        lines.iter().all(|(_, h)| h / 1.362 >= 16.0 - 0.05),
+        "{lines:?}"
+    );
 }

@@ -136,6 +136,11 @@ fn cc_check_logs_in_to_redis_and_a_refused_password_names_redis_password() {
 /// A standalone ws.conf in `dir` (key made by `testamur keygen`, the shipped
 /// templates, a storage directory) for the CC at `cc_url`, trusting `ca`.
 fn ws_conf(dir: &Path, cc_url: &str, ca: Option<&Path>) -> PathBuf {
+    ws_conf_with(dir, cc_url, ca, &testamur::devcluster::default_templates())
+}
+
+/// [`ws_conf`] with the templates folder `templates`.
+fn ws_conf_with(dir: &Path, cc_url: &str, ca: Option<&Path>, templates: &Path) -> PathBuf {
     if !dir.join("keys/signing.key").is_file() {
         let out = Command::new(BIN)
             .args(["keygen", "--out"])
@@ -154,7 +159,7 @@ fn ws_conf(dir: &Path, cc_url: &str, ca: Option<&Path>) -> PathBuf {
             ca = ca
                 .map(|p| format!("ssl_ca_certs = \"{}\"\n", p.display()))
                 .unwrap_or_default(),
-            templates = testamur::devcluster::default_templates().display(),
+            templates = templates.display(),
         ),
     )
     .unwrap();
@@ -235,6 +240,32 @@ async fn ws_check_reaches_the_cc_and_says_which_url_when_it_cannot() {
     assert!(
         out.contains(&format!("no CC reachable at {}: TLS: ", c.info.cc_url))
             && out.contains("ssl_ca_certs"),
+        "{out}"
+    );
+}
+
+/// Issue 13 item 7: a font stack naming a face a collection does not have stops
+/// `ws --check` with the file, the key, the font and the faces there are.
+#[test]
+fn ws_check_a_bad_face_index_says_how_many_faces_the_file_has() {
+    let templates = crate::rendering::custom_templates("", |_, s| s);
+    let index = templates.path().join("index.toml");
+    let text = std::fs::read_to_string(&index).unwrap();
+    let bad = text.replace("NotoSerifCJK-Regular.ttc#2", "NotoSerifCJK-Regular.ttc#9");
+    assert_ne!(
+        text, bad,
+        "the shipped serif stack names NotoSerifCJK-Regular.ttc#2"
+    );
+    std::fs::write(&index, bad).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let conf = ws_conf_with(dir.path(), "https://127.0.0.1:9", None, templates.path());
+    let (ok, out) = ws_check(&conf);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains(&format!("{}: `fonts.serif`: font ", index.display()))
+            && out.contains("NotoSerifCJK-Regular.ttc#9: the file holds 5 faces, #0 to #4")
+            && out.contains("#3 Noto Serif CJK TC")
+            && out.contains("key `templates` in ws.conf"),
         "{out}"
     );
 }

@@ -60,7 +60,9 @@ impl JobError {
 fn render_failed(workserver: &str, e: crate::render::RenderError) -> JobError {
     use crate::render::RenderError;
     let code = match e {
-        RenderError::NoName | RenderError::Unsupported { .. } => FailCode::Unprintable,
+        RenderError::NoName | RenderError::Unsupported { .. } | RenderError::DoesNotFit { .. } => {
+            FailCode::Unprintable
+        }
         RenderError::Template(_) => FailCode::Template,
     };
     JobError {
@@ -105,6 +107,13 @@ impl Pipeline {
             .renderer
             .render(cert, &RenderContext { verify_url })
             .map_err(|e| render_failed(&self.workserver, e))?;
+        for note in &rendered.notes {
+            // In the job's span too (job and lease ids) when run by the worker.
+            tracing::info!(cert_id = %cert.cert_id, template = %rendered.template,
+                block = %note.block, field = %note.field, lines = note.lines,
+                max_lines = note.max_lines, size = note.size, split_words = note.split_words,
+                "text set on more lines than its block asks, to stay at its smallest size or larger");
+        }
         let render_ms = started.elapsed().as_secs_f64() * 1000.0;
         let started = std::time::Instant::now();
         let pdf = rendered.pdf;
@@ -371,5 +380,35 @@ impl Pipeline {
             true => JobError::transient(FailCode::Storage, &stage, e),
             false => JobError::permanent(FailCode::Storage, &stage, e),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Text that does not fit its box at the smallest size ends the job as
+    /// unprintable, at once (another attempt draws the same), and the LMS is told
+    /// which field and template.
+    #[test]
+    fn text_that_does_not_fit_fails_the_job_for_good_as_unprintable() {
+        let e = render_failed(
+            "ws-1",
+            crate::render::RenderError::DoesNotFit {
+                template: "classic".into(),
+                block: "text[3]".into(),
+                field: "name".into(),
+                lines: 2,
+                min_size: 16.0,
+                room: String::new(),
+            },
+        );
+        assert_eq!((e.code, e.retryable), (FailCode::Unprintable, false));
+        let public = e.public.unwrap();
+        assert!(
+            public.starts_with("the name does not fit template `classic`"),
+            "{public}"
+        );
+        assert!(e.reason.starts_with("render on ws-1: "), "{}", e.reason);
     }
 }

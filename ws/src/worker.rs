@@ -50,6 +50,11 @@ pub async fn pipeline(config: &WsConfig) -> anyhow::Result<Pipeline> {
         .await
         .context("the [storage] section of ws.conf")?;
     let storage: Arc<dyn Storage> = Arc::from(storage);
+    // The verify URL's text must fit with this workserver's URLs.
+    let sample = testamur_common::ids::PublicUuid::generate();
+    renderer
+        .check_verify_url(&storage.url(&storage::verify_dir(&sample)))
+        .context("key `templates` in ws.conf, with the verify URLs of [storage] base_url")?;
     let (armored, s) = (key.public_key_armored().to_owned(), storage.clone());
     tokio::task::spawn_blocking(move || s.put(PUBLIC_KEY_PATH, armored.as_bytes(), CONTENT_KEY))
         .await
@@ -348,9 +353,12 @@ async fn run_job(
     let cert = job.certificate.clone();
     let started = std::time::Instant::now();
     let fence = guard.clone();
-    let outcome =
-        tokio::task::spawn_blocking(move || pipeline.run_fenced(action, &cert, fence.as_ref()))
-            .await;
+    // The job's span (job, lease and cert ids) on the lines the job logs.
+    let span = tracing::Span::current();
+    let outcome = tokio::task::spawn_blocking(move || {
+        span.in_scope(|| pipeline.run_fenced(action, &cert, fence.as_ref()))
+    })
+    .await;
     extender.abort();
     if guard.is_lost() {
         tracing::warn!("lease lost while working; result discarded");

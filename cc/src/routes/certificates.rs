@@ -250,6 +250,8 @@ pub fn prepare(
             ("org", org.as_str()),
             ("grade", grade.as_str()),
             ("designation", designation.as_str()),
+            // Length only: printed by `{course_id}` (coverage is not checked).
+            ("course_id", req.course_id.as_str()),
         ];
         match catalogs.pin(req.template.as_deref(), req.course_id.as_str(), &values) {
             Ok(p) => pinned = p,

@@ -140,6 +140,18 @@ fn be32(b: &[u8], at: usize) -> Option<u32> {
     Some(u32::from_be_bytes(b.get(at..at + 4)?.try_into().ok()?))
 }
 
+/// How many faces the font file `path` holds: a collection's count, 1 for a
+/// single font; None when it is not a font file.
+pub fn face_count(path: &Path) -> Option<u32> {
+    let mut f = File::open(path).ok()?;
+    let head = read_at(&mut f, 0, 12)?;
+    match &head[0..4] {
+        b"ttcf" => be32(&head, 8),
+        [0, 1, 0, 0] | b"OTTO" | b"true" => Some(1),
+        _ => None,
+    }
+}
+
 /// Every face of `path` (one, or each of a collection) that a PDF can embed and
 /// the shaper can use; empty when the file is not a font.
 pub fn scan_file(path: &Path) -> Vec<FaceInfo> {

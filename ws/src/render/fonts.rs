@@ -180,6 +180,17 @@ impl FontBook {
         };
         let path = base.join(file);
         if !self.by_file.contains_key(&(path.clone(), index)) {
+            if let Some((f, i)) = spec.rsplit_once('#').filter(|_| !path.is_file()) {
+                if base.join(f).is_file() {
+                    return Err(FontError {
+                        path: base.join(f).display().to_string(),
+                        detail: format!(
+                            "`#{i}` is not a face number: write #0 for the first face of a \
+                             collection, #1 for the second, ..."
+                        ),
+                    });
+                }
+            }
             if !path.is_file() {
                 return Err(FontError {
                     path: path.display().to_string(),
@@ -197,6 +208,12 @@ impl FontBook {
         }
         let i = match self.by_file.get(&(path.clone(), index)) {
             Some(&i) => i,
+            None if faces::face_count(&path).is_some_and(|n| index >= n) => {
+                return Err(FontError {
+                    path: format!("{}#{index}", path.display()),
+                    detail: self.no_such_face(&path, index),
+                })
+            }
             // Not found by the scan: a slot whose load says why.
             None => self.add(FaceInfo {
                 path: path.clone(),
@@ -222,6 +239,31 @@ impl FontBook {
                 detail: e.detail.clone(),
             }),
         }
+    }
+
+    /// Why `#index` names no face of `path`: how many it has, and which.
+    fn no_such_face(&self, path: &Path, index: u32) -> String {
+        let n = faces::face_count(path).unwrap_or(1);
+        if n <= 1 {
+            return format!(
+                "the file holds one face, not a collection; there is no #{index}: write the \
+                 path without `#{index}` (or with #0)"
+            );
+        }
+        let names: Vec<String> = (0..n)
+            .map(|i| match self.by_file.get(&(path.to_owned(), i)) {
+                Some(&f) if !self.slots[f].info.family.is_empty() => {
+                    format!("#{i} {}", self.slots[f].info.family)
+                }
+                _ => format!("#{i}"),
+            })
+            .collect();
+        format!(
+            "the file holds {n} faces, #0 to #{}; there is no #{index}. The faces: {} \
+             (`fc-query` lists them too)",
+            n - 1,
+            names.join(", ")
+        )
     }
 
     fn add(&mut self, info: FaceInfo) -> FontIdx {
@@ -459,5 +501,47 @@ impl FontStack {
             .filter_map(|&f| book.info(f))
             .map(|i| &i.coverage);
         Coverage::union_all(own.chain([book.fallback_coverage()]))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CJK: &str = "/usr/share/fonts/opentype/noto/NotoSerifCJK-Regular.ttc";
+    const SERIF: &str = "/usr/share/fonts/truetype/noto/NotoSerif-Regular.ttf";
+
+    /// Issue 13 item 7: a face index past the end of a collection says how many
+    /// faces there are and which indexes are valid.
+    #[test]
+    fn a_bad_face_index_says_how_many_faces_the_file_has() {
+        let mut book = FontBook::default();
+        let e = book.load(Path::new("/"), &format!("{CJK}#9")).unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.starts_with(&format!("font {CJK}#9: ")), "{msg}");
+        assert!(
+            msg.contains("holds 5 faces, #0 to #4; there is no #9")
+                && msg.contains("#0 Noto Serif CJK JP")
+                && msg.contains("#2 Noto Serif CJK SC")
+                && msg.contains("#4 Noto Serif CJK HK"),
+            "{msg}"
+        );
+        assert!(book.load(Path::new("/"), &format!("{CJK}#4")).is_ok());
+        let e = book
+            .load(Path::new("/"), &format!("{SERIF}#1"))
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("holds one face, not a collection; there is no #1"),
+            "{e}"
+        );
+        let e = book
+            .load(Path::new("/"), &format!("{CJK}#two"))
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with(&format!("font {CJK}: `#two` is not a face number")),
+            "{e}"
+        );
     }
 }

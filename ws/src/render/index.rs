@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use testamur_common::catalog::{Catalog, CourseRule, TemplateInfo, TEXT_FIELDS};
 
+use super::capacity;
 use super::faces;
 use super::fields::Piece;
 use super::fonts::{FontBook, FontStack};
@@ -117,6 +118,7 @@ impl Templates {
         files.sort();
         let mut templates = BTreeMap::new();
         let mut versions = BTreeMap::new();
+        let mut limits = BTreeMap::new();
         for file in &files {
             let name = file
                 .file_stem()
@@ -125,6 +127,11 @@ impl Templates {
             let text = std::fs::read_to_string(file).map_err(|e| terr(file, "(file)", e))?;
             let t = template_from_toml(file, &text, &name, dir, &stack_ids, &index.fonts)?;
             versions.insert(name.clone(), version(&text, &t, &stacks, &index.fonts));
+            let sample_url = capacity::SAMPLE_VERIFY_URL;
+            limits.insert(
+                name.clone(),
+                capacity::check_template(file, &t, &stacks, &fonts, sample_url, false)?,
+            );
             templates.insert(name, t);
         }
         if templates.is_empty() {
@@ -191,8 +198,14 @@ impl Templates {
                     }
                 }
             }
-            let version = versions.remove(name).unwrap_or_default();
-            infos.insert(name.clone(), TemplateInfo { fields, version });
+            infos.insert(
+                name.clone(),
+                TemplateInfo {
+                    fields,
+                    version: versions.remove(name).unwrap_or_default(),
+                    max_width: limits.remove(name).unwrap_or_default(),
+                },
+            );
         }
         let coverage = used_stacks
             .into_iter()
@@ -253,4 +266,15 @@ fn version(
         }
     }
     hex::encode(&h.finalize()[..6])
+}
+
+impl Templates {
+    /// Checks the blocks that print the verify URL with `verify_url` (see
+    /// [`capacity::check_template`]).
+    pub fn check_verify_url(&self, verify_url: &str) -> Result<(), TemplateError> {
+        for t in self.templates.values() {
+            capacity::check_template(&t.file, t, &self.stacks, &self.fonts, verify_url, true)?;
+        }
+        Ok(())
+    }
 }

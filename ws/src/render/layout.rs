@@ -199,8 +199,9 @@ pub struct Fitted {
     pub lines: Vec<Line>,
     /// Distance between baselines, in em.
     pub line_height: f32,
-    /// The text only fitted below the template's smallest size.
-    pub below_min: bool,
+    /// A word was broken between two characters to fit (it was wider than a line
+    /// at the smallest size, or only lines filled to the edge held the text).
+    pub split_words: bool,
 }
 
 impl Fitted {
@@ -270,10 +271,65 @@ impl Shaped {
         start..end.max(start)
     }
 
-    /// Breaks into at most `max_lines` lines no wider than `width_em`, greedily.
-    /// None if that is impossible at this size.
-    fn break_lines(&self, width_em: f32, max_lines: usize) -> Option<Vec<Range<usize>>> {
-        let points = break_points(&self.text);
+    /// Width in em of the whole text.
+    pub fn total_width(&self) -> f32 {
+        self.width(0..self.text.len())
+    }
+
+    /// Largest ascent and descent of the fonts the text is drawn with, in em.
+    pub fn extent(&self, book: &FontBook) -> (f32, f32) {
+        self.runs.iter().fold((0.0f32, 0.0f32), |(a, d), r| {
+            let f = book.get(r.font);
+            (a.max(f.ascent), d.max(f.descent))
+        })
+    }
+
+    /// Byte offsets where a shaped cluster (a character with its marks, or a
+    /// ligature) starts, besides 0: where a word may be split as a last resort.
+    fn cluster_starts(&self) -> Vec<usize> {
+        let mut out: Vec<usize> = self
+            .runs
+            .iter()
+            .flat_map(|r| r.glyphs.iter().map(|g| g.cluster))
+            .filter(|&c| c > 0)
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
+    /// Breaks into at most `max_lines` lines no wider than `width_em`, greedily,
+    /// where `breaks` allows. None if that is impossible at this size.
+    fn break_lines(
+        &self,
+        width_em: f32,
+        max_lines: usize,
+        breaks: Breaks,
+    ) -> Option<Vec<Range<usize>>> {
+        let words = break_points(&self.text);
+        let clusters = match breaks {
+            Breaks::Words => Vec::new(),
+            Breaks::SplitLongWords => self.cluster_starts(),
+            Breaks::Anywhere => {
+                let mut all = self.cluster_starts();
+                all.extend_from_slice(&words);
+                all.sort_unstable();
+                all.dedup();
+                all
+            }
+        };
+        // The last of `points` after `start` up to which the line still fits.
+        let last_fitting = |points: &[usize], start: usize| {
+            let mut best = None;
+            for &p in points.iter().filter(|&&p| p > start) {
+                if self.width(start..p) <= width_em {
+                    best = Some(p);
+                } else {
+                    break;
+                }
+            }
+            best
+        };
         let mut lines = Vec::new();
         let mut start = 0;
         let end = self.text.len();
@@ -285,16 +341,13 @@ impl Shaped {
                 lines.push(start..end);
                 break;
             }
-            // The last break point after `start` that still fits.
-            let mut best = None;
-            for &p in points.iter().filter(|&&p| p > start) {
-                if self.width(start..p) <= width_em {
-                    best = Some(p);
-                } else {
-                    break;
+            let p = match breaks {
+                Breaks::Words => last_fitting(&words, start),
+                Breaks::SplitLongWords => {
+                    last_fitting(&words, start).or_else(|| last_fitting(&clusters, start))
                 }
-            }
-            let p = best?;
+                Breaks::Anywhere => last_fitting(&clusters, start),
+            }?;
             lines.push(start..p);
             start = p;
         }
@@ -375,51 +428,79 @@ pub struct FitSpec {
     pub leading: f32,
 }
 
-/// The largest size in `min_size..=max_size` (in steps of 0.25 pt) at which the text
-/// fits the box in at most `max_lines` lines. If it does not fit even at `min_size`,
-/// it keeps shrinking (and says so in `below_min`): text never leaves its box.
-pub fn fit(shaped: &Shaped, book: &FontBook, spec: &FitSpec) -> Fitted {
-    let (asc, desc) = shaped.runs.iter().fold((0.0f32, 0.0f32), |(a, d), r| {
-        let f = book.get(r.font);
-        (a.max(f.ascent), d.max(f.descent))
-    });
+/// Where lines may break.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Breaks {
+    /// At spaces and between CJK characters.
+    Words,
+    /// There, and inside a word that is wider than a whole line.
+    SplitLongWords,
+    /// Between any two clusters: lines filled to the edge.
+    Anywhere,
+}
+
+/// Most lines text may take when the block's `max_lines` do not hold it at its
+/// smallest size (the box's height decides how many it gets, up to this).
+pub const MAX_OVERFLOW_LINES: usize = 8;
+
+/// How many lines of `line_em` (em), `line_height` (em) apart, a box `height_em`
+/// high holds.
+pub fn lines_in(height_em: f32, line_em: f32, line_height: f32) -> usize {
+    if height_em + 1e-3 < line_em {
+        return 0;
+    }
+    (((height_em + 1e-3 - line_em) / line_height).floor() as usize + 1).min(MAX_OVERFLOW_LINES)
+}
+
+/// The largest size in `min_size..=max_size` (in steps of 0.25 pt) at which the
+/// text fits the box in at most `max_lines` lines. Text that does not fit even at
+/// `min_size` gets more lines, as many as the box holds at `min_size` (again at
+/// the largest size that fits), then, as a last resort, words broken between
+/// characters. None if nothing of that fits: the text is never set below
+/// `min_size` and never leaves its box.
+pub fn fit(shaped: &Shaped, book: &FontBook, spec: &FitSpec) -> Option<Fitted> {
+    let (asc, desc) = shaped.extent(book);
     let line_em = (asc + desc).max(0.5);
     let line_height = line_em * spec.leading.max(1.0);
     let max_lines = spec.max_lines.max(1);
-    // n lines hold at most n box widths: start no larger than that allows.
-    let total = shaped.width(0..shaped.text.len());
-    let mut size = spec.max_size.max(1.0);
-    if total > 0.0 {
-        let cap = ((spec.width_pt * max_lines as f32 / total) * 4.0).floor() / 4.0;
-        size = size.min(cap).max(1.0);
-    }
-    loop {
-        let width_em = spec.width_pt / size;
-        for n in 1..=max_lines {
-            if let Some(ranges) = shaped.break_lines(width_em, n) {
+    let min_size = spec.min_size.max(1.0);
+    let total = shaped.total_width();
+    let attempt = |lines: usize, breaks: Breaks| -> Option<Fitted> {
+        // n lines hold at most n box widths: start no larger than that allows.
+        let mut size = spec.max_size.max(min_size);
+        if total > 0.0 {
+            let cap = ((spec.width_pt * lines as f32 / total) * 4.0).floor() / 4.0;
+            size = size.min(cap);
+        }
+        while size >= min_size {
+            let width_em = spec.width_pt / size;
+            if let Some(ranges) = shaped.break_lines(width_em, lines, breaks) {
                 let height = ((ranges.len() - 1) as f32 * line_height + line_em) * size;
                 if height <= spec.height_pt + 1e-3 {
-                    return Fitted {
+                    return Some(Fitted {
                         size,
                         lines: shaped.lines(book, &ranges),
                         line_height,
-                        below_min: size < spec.min_size,
-                    };
+                        split_words: breaks != Breaks::Words,
+                    });
                 }
             }
+            if size == min_size {
+                break;
+            }
+            size = (size - 0.25).max(min_size);
         }
-        if size <= 1.0 {
-            // Absurdly long text for its box; field length limits make this
-            // unreachable for real templates.
-            return Fitted {
-                size,
-                lines: shaped.lines(book, &[0..shaped.text.len()]),
-                line_height,
-                below_min: true,
-            };
-        }
-        size = (size - 0.25).max(1.0);
-    }
+        None
+    };
+    let room = lines_in(spec.height_pt / min_size, line_em, line_height).max(max_lines);
+    attempt(max_lines, Breaks::Words)
+        .or_else(|| {
+            (room > max_lines)
+                .then(|| attempt(room, Breaks::Words))
+                .flatten()
+        })
+        .or_else(|| attempt(room, Breaks::SplitLongWords))
+        .or_else(|| attempt(room, Breaks::Anywhere))
 }
 
 /// Layouts of text that repeats across certificates (course titles, dates, fixed
@@ -478,3 +559,7 @@ impl LayoutCache {
         Ok(fitted)
     }
 }
+
+#[cfg(test)]
+#[path = "layout_tests.rs"]
+mod tests;

@@ -2,11 +2,14 @@
 //! text out in every script, and writing the PDF.
 //!
 //! - [`template`]: the template format and loading a templates directory.
+//! - `template_file`: a template file's TOML keys and defaults.
 //! - [`fields`]: the values template text refers to (dates, grade sentence).
 //! - [`fonts`]: font files and stacks, loaded once per process.
 //! - [`faces`]: what installed fonts cover, read cheaply; CJK regional faces.
 //! - `index`: loading a templates directory and its catalogue.
 //! - [`layout`]: fallback, shaping, bidi, line breaking, shrink-to-fit.
+//! - `capacity`: what fits where: the fields' length limits of the catalogue, and
+//!   the start-up check that text shared by all certificates fits its box.
 //! - [`artwork`]: background PDFs and PNG images, converted once.
 //! - [`deflate`]: stream compression with per-thread reused state.
 //! - [`pdf`]: the PDF writer (subset CID fonts, ToUnicode, content stream).
@@ -17,6 +20,7 @@
 //! is pure CPU work and gives byte-identical output for the same job.
 
 pub mod artwork;
+mod capacity;
 pub mod deflate;
 pub mod faces;
 pub mod fields;
@@ -27,6 +31,7 @@ pub mod pdf;
 pub mod qr;
 pub mod sfnt;
 pub mod template;
+mod template_file;
 
 use std::path::Path;
 
@@ -34,7 +39,7 @@ use testamur_common::catalog::Catalog;
 use testamur_common::wire::JobCertificate;
 
 use self::fields::Piece;
-use self::layout::{FitSpec, Fitted, LayoutCache};
+use self::layout::{Fitted, LayoutCache};
 use self::template::{Align, Template, TemplateError, Templates, TextBlock};
 
 #[derive(Debug, thiserror::Error)]
@@ -53,8 +58,53 @@ pub enum RenderError {
         /// For operators: the font package to install, when one is known.
         hint: String,
     },
+    #[error(
+        "the {field} does not fit template `{template}`: not even on {lines} line(s) of its box \
+         ({block}) at {min_size} pt, the template's smallest size{room}; send a shorter {field}"
+    )]
+    DoesNotFit {
+        template: String,
+        /// The block's key in the template file (`text[3]`).
+        block: String,
+        field: String,
+        lines: usize,
+        min_size: f32,
+        /// What fits, from the catalogue's limit (", which has room for about N
+        /// characters"), or nothing.
+        room: String,
+    },
     #[error("{0}")]
     Template(String),
+}
+
+/// Text set otherwise than its block asks, though never below its smallest size:
+/// on more lines than `max_lines` (a long name gets a second line before it would
+/// shrink further), or with a word broken between characters. For the workserver's
+/// log and `testamur preview`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LayoutNote {
+    /// The block's key in the template file (`text[3]`).
+    pub block: String,
+    /// The request field it prints, or "fixed text".
+    pub field: String,
+    pub lines: usize,
+    pub max_lines: usize,
+    pub size: f32,
+    pub split_words: bool,
+}
+
+impl std::fmt::Display for LayoutNote {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} ({}) set on {} line(s) at {} pt (max_lines = {})",
+            self.block, self.field, self.lines, self.size, self.max_lines
+        )?;
+        if self.split_words {
+            write!(f, ", a word broken between characters to fit")?;
+        }
+        Ok(())
+    }
 }
 
 /// What the renderer needs besides the job: where the certificate can be verified.
@@ -69,6 +119,8 @@ pub struct Rendered {
     pub verification: bool,
     /// What the template calls certificates.
     pub noun: String,
+    /// Blocks set on more lines than they ask, or with a word broken.
+    pub notes: Vec<LayoutNote>,
 }
 
 pub struct Renderer {
@@ -120,6 +172,31 @@ impl Renderer {
             }
         }
         out
+    }
+
+    /// Checks that the text of the blocks printing the verify URL fits with this
+    /// workserver's verify URLs (like `verify_url`, from its storage's base URL):
+    /// at start-up and in `ws --check`.
+    pub fn check_verify_url(&self, verify_url: &str) -> Result<(), TemplateError> {
+        self.templates.check_verify_url(verify_url)
+    }
+
+    /// Per template, the most columns of each request field its boxes hold (what
+    /// the CC refuses beyond), for `ws --check` and `preview`.
+    pub fn limits(&self) -> Vec<(String, Vec<(String, u32)>)> {
+        self.templates
+            .catalog
+            .templates
+            .iter()
+            .map(|(name, info)| {
+                let l = info
+                    .max_width
+                    .iter()
+                    .map(|(f, w)| (f.clone(), *w))
+                    .collect();
+                (name.clone(), l)
+            })
+            .collect()
     }
 
     pub fn template_names(&self) -> Vec<String> {
@@ -187,6 +264,7 @@ impl Renderer {
         });
         let book = &self.templates.fonts;
         let mut page = pdf::Page::new(book, t.page);
+        let mut notes = Vec::new();
         if let Some(bg) = &t.background {
             page.art(&bg.art, [1.0, 0.0, 0.0, 1.0, 0.0, 0.0]);
         }
@@ -197,7 +275,7 @@ impl Renderer {
             let Some(text) = fields::fill(&block.pieces, &values) else {
                 continue;
             };
-            self.draw_block(&mut page, t, block, &text, lang)?;
+            self.draw_block(&mut page, t, block, &text, lang, &mut notes)?;
         }
         for s in &t.signatories {
             if let Some(img) = &s.image {
@@ -214,7 +292,7 @@ impl Renderer {
             page.line([x, y, x + w, y], s.color, 0.6);
             for b in [&s.name, &s.title] {
                 let text = fields::fill(&b.pieces, &values).unwrap_or_default();
-                self.draw_block(&mut page, t, b, &text, lang)?;
+                self.draw_block(&mut page, t, b, &text, lang, &mut notes)?;
             }
         }
         if let (true, Some([x, y, side])) = (t.verification, t.qr) {
@@ -251,6 +329,7 @@ impl Renderer {
             template: t.name.clone(),
             verification: t.verification,
             noun: t.noun.clone(),
+            notes,
         })
     }
 
@@ -261,17 +340,11 @@ impl Renderer {
         block: &TextBlock,
         text: &str,
         lang: Option<&str>,
+        notes: &mut Vec<LayoutNote>,
     ) -> Result<(), RenderError> {
         let book = &self.templates.fonts;
         let region = faces::Region::for_text(text, &[lang, t.lang.as_deref()]);
-        let spec = FitSpec {
-            width_pt: block.width,
-            height_pt: block.height,
-            min_size: block.min_size,
-            max_size: block.max_size,
-            max_lines: block.max_lines,
-            leading: block.leading,
-        };
+        let spec = capacity::spec(block);
         let make = || -> Result<Fitted, RenderError> {
             let stack = &self.templates.stacks[block.stack];
             let shaped =
@@ -281,33 +354,86 @@ impl Renderer {
                     chars: testamur_common::scripts::describe(&u.0),
                     hint: testamur_common::scripts::install_hint(&u.0),
                 })?;
-            let fitted = layout::fit(&shaped, book, &spec);
-            if fitted.below_min {
-                tracing::warn!(template = %t.name, size = fitted.size, "text only fits its box below the template's smallest size");
-            }
-            Ok(fitted)
+            layout::fit(&shaped, book, &spec).ok_or_else(|| self.does_not_fit(t, block, &shaped))
         };
-        if block.per_certificate {
-            place(page, block, &make()?, text);
+        let (owned, cached);
+        let fitted: &Fitted = if block.per_certificate {
+            owned = make()?;
+            &owned
         } else {
-            let fitted = self
+            cached = self
                 .layouts
                 .get_or_make((block.stack, region), &spec, text, make)?;
-            place(page, block, &fitted, text);
+            &cached
+        };
+        if fitted.lines.len() > block.max_lines || fitted.split_words {
+            notes.push(LayoutNote {
+                block: block.key.clone(),
+                field: block_field(block),
+                lines: fitted.lines.len(),
+                max_lines: block.max_lines,
+                size: fitted.size,
+                split_words: fitted.split_words,
+            });
         }
+        place(page, block, fitted, text);
         Ok(())
+    }
+
+    /// Why `shaped` has no layout in `block`: the lines the box holds at the
+    /// smallest size, and the catalogue's limit for the field.
+    fn does_not_fit(
+        &self,
+        t: &Template,
+        block: &TextBlock,
+        shaped: &layout::Shaped,
+    ) -> RenderError {
+        let (a, d) = shaped.extent(&self.templates.fonts);
+        let line_em = (a + d).max(0.5);
+        let lines = layout::lines_in(
+            block.height / block.min_size,
+            line_em,
+            line_em * block.leading.max(1.0),
+        )
+        .max(block.max_lines);
+        let field = block_field(block);
+        let room = self
+            .templates
+            .catalog
+            .templates
+            .get(&t.name)
+            .and_then(|i| i.max_width.get(&field.replace(' ', "_")))
+            .map(|w| format!(", which has room for about {w} characters of it"))
+            .unwrap_or_default();
+        RenderError::DoesNotFit {
+            template: t.name.clone(),
+            block: block.key.clone(),
+            field,
+            lines,
+            min_size: block.min_size,
+            room,
+        }
     }
 }
 
 /// Which request field a block prints, for error messages.
+/// Which request field a block prints, for messages (`{grade_sentence}` prints
+/// the grade); else its first field, else "fixed text".
 fn block_field(block: &TextBlock) -> String {
-    block
+    let names: Vec<&str> = block
         .pieces
         .iter()
-        .find_map(|p| match p {
-            Piece::Field { name, .. } => Some(name.replace('_', " ")),
+        .filter_map(|p| match p {
+            Piece::Field { name, .. } if name == "grade_sentence" => Some("grade"),
+            Piece::Field { name, .. } => Some(name.as_str()),
             Piece::Lit(_) => None,
         })
+        .collect();
+    names
+        .iter()
+        .find(|n| capacity::REQUEST_FIELDS.contains(n))
+        .or(names.first())
+        .map(|n| n.replace('_', " "))
         .unwrap_or_else(|| "fixed text".into())
 }
 

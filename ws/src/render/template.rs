@@ -6,13 +6,15 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
 use testamur_common::catalog::Catalog;
 
 use super::artwork::{Background, Image};
 use super::fields::{parse_pieces, prints_name, varies_per_certificate, GradeRules, Piece};
 use super::fonts::{FontBook, FontStack};
 use super::pdf::Glyphs;
+pub(super) use super::template_file::read_toml;
+use super::template_file::{parse_toml, SizeFile, TemplateFile};
+pub use super::template_file::{FrameSpec, QrSpec};
 
 #[derive(Debug, thiserror::Error)]
 #[error("{file}: `{key}`: {message}")]
@@ -34,139 +36,6 @@ pub(super) fn terr(
     }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct TemplateFile {
-    #[serde(default)]
-    description: String,
-    page: PageFile,
-    #[serde(default)]
-    background: Option<PathBuf>,
-    #[serde(default = "default_noun")]
-    noun: String,
-    #[serde(default = "default_date")]
-    date: String,
-    #[serde(default)]
-    grade: GradeRules,
-    #[serde(default)]
-    disclaimer: Option<String>,
-    #[serde(default = "yes")]
-    verification: bool,
-    /// Language (BCP 47) of the names when a request has none: picks the CJK face
-    /// of names in Han characters only (docs/TEMPLATES.md).
-    #[serde(default)]
-    lang: Option<String>,
-    #[serde(default)]
-    qr: Option<QrSpec>,
-    #[serde(default)]
-    frame: Vec<FrameSpec>,
-    #[serde(default)]
-    text: Vec<TextFile>,
-    #[serde(default)]
-    signatory: Vec<SignatoryFile>,
-}
-
-fn default_noun() -> String {
-    "Certificate".into()
-}
-fn default_date() -> String {
-    "rolling".into()
-}
-fn yes() -> bool {
-    true
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PageFile {
-    size: String,
-    orientation: String,
-}
-
-#[derive(Debug, Clone, Copy, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct QrSpec {
-    /// Left and top edge and side, in mm from the top-left corner of the page.
-    pub x: f32,
-    pub y: f32,
-    pub size: f32,
-}
-
-/// A decorative rectangle (borders, rules).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FrameSpec {
-    pub x: f32,
-    pub y: f32,
-    pub width: f32,
-    pub height: f32,
-    #[serde(default = "default_color")]
-    pub color: String,
-    /// Line width in pt; 0 fills the rectangle instead.
-    #[serde(default = "default_thickness")]
-    pub thickness: f32,
-}
-
-fn default_color() -> String {
-    "#222a3d".into()
-}
-fn default_thickness() -> f32 {
-    1.0
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct TextFile {
-    text: String,
-    x: f32,
-    y: f32,
-    width: f32,
-    height: f32,
-    font: String,
-    /// `[min, max]` in pt, or one size.
-    size: SizeFile,
-    #[serde(default = "default_color")]
-    color: String,
-    #[serde(default = "default_align")]
-    align: String,
-    #[serde(default = "one")]
-    max_lines: usize,
-    #[serde(default = "default_leading")]
-    leading: f32,
-}
-
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum SizeFile {
-    One(f32),
-    Range([f32; 2]),
-}
-
-fn default_align() -> String {
-    "center".into()
-}
-fn one() -> usize {
-    1
-}
-fn default_leading() -> f32 {
-    1.0
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SignatoryFile {
-    name: String,
-    title: String,
-    #[serde(default)]
-    image: Option<PathBuf>,
-    x: f32,
-    y: f32,
-    width: f32,
-    font: String,
-    #[serde(default = "default_color")]
-    color: String,
-}
-
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Align {
     Left,
@@ -180,6 +49,8 @@ pub struct Rgb(pub f32, pub f32, pub f32);
 /// A text block: where, in which fonts, how large.
 #[derive(Debug, Clone)]
 pub struct TextBlock {
+    /// Where it is in the template file: `text[3]`, `signatory[0].name`.
+    pub key: String,
     pub pieces: Vec<Piece>,
     /// Box, in pt from the bottom-left corner of the page (PDF space).
     pub x: f32,
@@ -212,6 +83,8 @@ pub struct Signatory {
 
 pub struct Template {
     pub name: String,
+    /// The template file, for errors found after loading.
+    pub file: PathBuf,
     pub description: String,
     /// Page size in pt.
     pub page: (f32, f32),
@@ -252,29 +125,6 @@ pub fn parse_color(s: &str) -> Option<Rgb> {
             .map(|v| v as f32 / 255.0)
     };
     Some(Rgb(c(0)?, c(2)?, c(4)?))
-}
-
-pub(super) fn read_toml<T: serde::de::DeserializeOwned>(file: &Path) -> Result<T, TemplateError> {
-    let text = std::fs::read_to_string(file).map_err(|e| terr(file, "(file)", e))?;
-    parse_toml(file, &text)
-}
-
-fn parse_toml<T: serde::de::DeserializeOwned>(file: &Path, text: &str) -> Result<T, TemplateError> {
-    toml::from_str(text).map_err(|e| {
-        let msg = e.message().to_owned();
-        let key = match e.span() {
-            Some(span) => format!("line {}", line_of(text, span.start)),
-            None => "(file)".into(),
-        };
-        terr(file, key, msg)
-    })
-}
-
-/// The 1-based line of byte `offset` in `text` (an offset at the start of a line
-/// is on that line, not the one before).
-fn line_of(text: &str, offset: usize) -> usize {
-    let before = &text.as_bytes()[..offset.min(text.len())];
-    before.iter().filter(|&&b| b == b'\n').count() + 1
 }
 
 impl Templates {
@@ -428,6 +278,7 @@ pub(super) fn template_from_toml(
             return Err(terr(file, key("max_lines"), "between 1 and 4"));
         }
         texts.push(TextBlock {
+            key: format!("text[{i}]"),
             per_certificate: varies_per_certificate(&pieces),
             glyphs: if prints_name(&pieces) {
                 Glyphs::Name
@@ -478,25 +329,30 @@ pub(super) fn template_from_toml(
             }
             None => None,
         };
-        let block =
-            |text: &str, top_mm: f32, h_mm: f32, size: f32| -> Result<TextBlock, TemplateError> {
-                Ok(TextBlock {
-                    pieces: vec![Piece::Lit(text.to_owned())],
-                    x: s.x * MM,
-                    y_top: page.1 - (s.y + top_mm) * MM,
-                    width: s.width * MM,
-                    height: h_mm * MM,
-                    stack: st,
-                    min_size: size * 0.6,
-                    max_size: size,
-                    color: c,
-                    align: Align::Center,
-                    max_lines: 1,
-                    leading: 1.0,
-                    per_certificate: false,
-                    glyphs: Glyphs::Repeating,
-                })
-            };
+        let block = |k: &str,
+                     text: &str,
+                     top_mm: f32,
+                     h_mm: f32,
+                     size: f32|
+         -> Result<TextBlock, TemplateError> {
+            Ok(TextBlock {
+                key: key(k),
+                pieces: vec![Piece::Lit(text.to_owned())],
+                x: s.x * MM,
+                y_top: page.1 - (s.y + top_mm) * MM,
+                width: s.width * MM,
+                height: h_mm * MM,
+                stack: st,
+                min_size: size * 0.6,
+                max_size: size,
+                color: c,
+                align: Align::Center,
+                max_lines: 1,
+                leading: 1.0,
+                per_certificate: false,
+                glyphs: Glyphs::Repeating,
+            })
+        };
         if s.name.contains(['{', '}']) || s.title.contains(['{', '}']) {
             return Err(terr(
                 file,
@@ -514,8 +370,8 @@ pub(super) fn template_from_toml(
             ],
             rule: [s.x * MM, page.1 - (s.y + 17.0) * MM, s.width * MM],
             color: c,
-            name: block(&s.name, 18.0, 6.0, 11.0)?,
-            title: block(&s.title, 24.0, 5.0, 8.5)?,
+            name: block("name", &s.name, 18.0, 6.0, 11.0)?,
+            title: block("title", &s.title, 24.0, 5.0, 8.5)?,
         });
     }
     let qr = match raw.qr {
@@ -544,6 +400,7 @@ pub(super) fn template_from_toml(
     };
     Ok(Template {
         name: name.to_owned(),
+        file: file.to_owned(),
         description: raw.description,
         page,
         background,
@@ -558,33 +415,4 @@ pub(super) fn template_from_toml(
         texts,
         signatories,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[derive(Debug, serde::Deserialize)]
-    #[serde(deny_unknown_fields)]
-    #[allow(dead_code)]
-    struct Block {
-        width: f32,
-    }
-
-    #[derive(Debug, serde::Deserialize)]
-    #[allow(dead_code)]
-    struct File {
-        block: Block,
-    }
-
-    /// Issue 13 item 7: a misspelt key is reported on its own line.
-    #[test]
-    fn a_toml_error_names_the_line_it_is_on() {
-        let text = "# a template\n\n[block]\nwidht = 3\n";
-        let e = parse_toml::<File>(Path::new("t.toml"), text).unwrap_err();
-        assert_eq!(e.key, "line 4", "{e:?}");
-        assert_eq!(line_of("a\nb", 0), 1);
-        assert_eq!(line_of("a\nb", 2), 2);
-        assert_eq!(line_of("a\n", 99), 2);
-    }
 }
