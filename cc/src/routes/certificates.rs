@@ -270,6 +270,15 @@ pub fn prepare(
                         hint = %testamur_common::scripts::install_hint(&chars),
                         "submission refused: no font for these characters"
                     );
+                } else if let Some((field, width, max)) = catalog.too_wide(&template, &values) {
+                    tracing::info!(
+                        template = %template,
+                        cert_id = %req.cert_id(),
+                        field,
+                        width,
+                        max_width = max,
+                        "submission refused: longer than the template's box holds"
+                    );
                 }
                 return Err(ApiError::invalid(e.field, e.message));
             }
