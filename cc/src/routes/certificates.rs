@@ -257,9 +257,9 @@ pub fn prepare(
             Ok(p) => pinned = p,
             Err(Refusal::Template(e)) => return Err(ApiError::invalid("template", e.to_string())),
             Err(Refusal::Field { template, error: e }) => {
-                let missing = catalogs
-                    .with_template(&template)
-                    .and_then(|c| c.missing(&template, &values));
+                let catalog = catalogs.with_template(&template);
+                let missing = catalog.and_then(|c| c.missing(&template, &values));
+                let too_wide = catalog.and_then(|c| c.too_wide(&template, &values));
                 if let Some((field, stack, chars)) = missing {
                     // For the operator: what would make these characters drawable.
                     tracing::info!(
@@ -270,7 +270,7 @@ pub fn prepare(
                         hint = %testamur_common::scripts::install_hint(&chars),
                         "submission refused: no font for these characters"
                     );
-                } else if let Some((field, width, max)) = catalog.too_wide(&template, &values) {
+                } else if let Some((field, width, max)) = too_wide {
                     tracing::info!(
                         template = %template,
                         cert_id = %req.cert_id(),
