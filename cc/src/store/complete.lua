@@ -7,23 +7,25 @@
 local P, jid, lease, ws, now_ms, at, map = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
 if not fenced(P, jid, lease, ws) then return {'lost', ''} end
 local jk = P .. 'job:' .. jid
-local cid = hget(jk, 'cert_id')
-local action = hget(jk, 'action')
+-- Everything of the job this script needs, in one read.
+local j = redis.call('HMGET', jk, 'cert_id', 'action', 'download_uuid', 'verify_uuid',
+  'previous_verify_uuid', 'callback_url', 'callback_key', 'callback_host', 'drawn_version')
+local cid, action = j[1], j[2]
 local target
 for a, s in string.gmatch(map, '(%w+):(%w+)') do
   if a == action then target = s end
 end
 if action ~= 'delete' then
-  local du, vu = hget(jk, 'download_uuid') or '', hget(jk, 'verify_uuid') or ''
+  local du, vu = j[3] or '', j[4] or ''
   if du == '' or ARGV[8] ~= du or ARGV[9] ~= vu then return {'mismatch', du, vu} end
 end
 local ck = P .. 'cert:' .. cid
 local cur = hget(ck, 'state')
-local replaced = hget(jk, 'previous_verify_uuid') or ''
-local cb_url, cb_key, cb_host = hget(jk, 'callback_url'), hget(jk, 'callback_key'), hget(jk, 'callback_host')
+local replaced = j[5] or ''
+local cb_url, cb_key, cb_host = j[6] or nil, j[7] or nil, j[8] or nil
 local versions = ck .. ':versions'
 -- The version of the template that drew it (set at lease; '' when unpinned).
-local drawn_version = hget(jk, 'drawn_version') or ''
+local drawn_version = j[9] or ''
 redis.call('ZREM', P .. 'leases', jid)
 redis.call('SREM', P .. 'ws:' .. ws .. ':jobs', jid)
 redis.call('HINCRBY', P .. 'ws:' .. ws, 'completed', 1)
@@ -38,21 +40,19 @@ if action == 'delete' then
     redis.call('HSET', P .. 'verify:' .. v, 'status', 'revoked', 'revoked_at', at, 'updated_at', at)
   end
 else
+  local c = redis.call('HMGET', ck, 'template', 'name', 'course_id', 'course_name', 'org', 'issued_date')
+  -- With the template this version was drawn with (the job's, pinned at submit),
+  -- and the version the workserver that leased it has.
   redis.call('HSET', ck, 'download_uuid', ARGV[8], 'verify_uuid', ARGV[9], 'download_url', ARGV[10],
-    'verify_url', ARGV[11], 'signature_url', ARGV[12], 'sha256', ARGV[13])
-  -- The template this version was drawn with (the job's, pinned at submit), and
-  -- the version the workserver that leased it has.
-  redis.call('HSET', ck, 'drawn_template', hget(ck, 'template') or '',
-    'drawn_template_version', drawn_version)
+    'verify_url', ARGV[11], 'signature_url', ARGV[12], 'sha256', ARGV[13],
+    'drawn_template', c[1] or '', 'drawn_template_version', drawn_version)
   detail = 'published download_uuid=' .. ARGV[8] .. ' verify_uuid=' .. ARGV[9]
   if ARGV[9] ~= '' then
     local vk = P .. 'verify:' .. ARGV[9]
     redis.call('HSET', vk, 'cert_id', cid, 'status', 'valid', 'published_at', at, 'updated_at', at,
       'verify_url', ARGV[11], 'download_url', ARGV[10], 'signature_url', ARGV[12],
-      'key_fingerprint', ARGV[16] or '')
-    for _, f in ipairs({'name', 'course_id', 'course_name', 'org', 'issued_date'}) do
-      redis.call('HSET', vk, f, hget(ck, f) or '')
-    end
+      'key_fingerprint', ARGV[16] or '', 'name', c[2] or '', 'course_id', c[3] or '',
+      'course_name', c[4] or '', 'org', c[5] or '', 'issued_date', c[6] or '')
     redis.call('SADD', versions, ARGV[9])
   end
   if replaced ~= '' and replaced ~= ARGV[9] then

@@ -81,7 +81,7 @@ while leased < n do
   local jk = jid and (P .. 'job:' .. jid)
   if not jid then
     s.done = true
-  elseif redis.call('EXISTS', jk) == 1 and hget(jk, 'status') == 'queued' then
+  elseif redis.call('HGET', jk, 'status') == 'queued' then
     leased = leased + 1
     local lease = jid .. '.' .. ARGV[5 + leased]
     local attempt = redis.call('HINCRBY', jk, 'attempt', 1)
@@ -90,12 +90,11 @@ while leased < n do
     if s.version then redis.call('HSET', jk, 'drawn_version', s.version) else redis.call('HDEL', jk, 'drawn_version') end
     redis.call('ZADD', P .. 'leases', exp, jid)
     redis.call('SADD', wk .. ':jobs', jid)
-    local cid = hget(jk, 'cert_id')
-    local ck = P .. 'cert:' .. cid
+    local j = redis.call('HMGET', jk, 'cert_id', 'action', 'download_uuid', 'verify_uuid',
+      'previous_download_uuid', 'previous_verify_uuid')
+    local ck = P .. 'cert:' .. j[1]
     redis.call('HSET', ck, 'attempts', attempt)
-    local job = {jid, lease, tostring(attempt), hget(jk, 'action'), hget(jk, 'download_uuid') or '',
-      hget(jk, 'verify_uuid') or '', hget(jk, 'previous_download_uuid') or '',
-      hget(jk, 'previous_verify_uuid') or ''}
+    local job = {jid, lease, tostring(attempt), j[2], j[3] or '', j[4] or '', j[5] or '', j[6] or ''}
     local fields = redis.call('HGETALL', ck)
     for _, v in ipairs(fields) do job[#job + 1] = v end
     out[#out + 1] = job

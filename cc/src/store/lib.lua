@@ -181,6 +181,6 @@ end
 
 -- Check that `lease` is the current lease of its job and belongs to `ws`.
 local function fenced(P, jid, lease, ws)
-  local jk = P .. 'job:' .. jid
-  return hget(jk, 'status') == 'leased' and hget(jk, 'lease_id') == lease and hget(jk, 'ws_id') == ws
+  local h = redis.call('HMGET', P .. 'job:' .. jid, 'status', 'lease_id', 'ws_id')
+  return h[1] == 'leased' and h[2] == lease and h[3] == ws
 end
