@@ -129,7 +129,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::catalog::{Coverage, CourseRule, TemplateInfo};
+    use crate::catalog::{CourseRule, Coverage, TemplateInfo};
 
     /// A catalogue whose templates print the name in a stack covering `chars`.
     fn catalog(default: &str, templates: &[(&str, &str)], course: &str, chars: &str) -> Catalog {
@@ -163,7 +163,12 @@ mod tests {
         }
     }
 
-    fn pin(c: &Catalogs, t: Option<&str>, course: &str, name: &str) -> Result<Option<Pinned>, Refusal> {
+    fn pin(
+        c: &Catalogs,
+        t: Option<&str>,
+        course: &str,
+        name: &str,
+    ) -> Result<Option<Pinned>, Refusal> {
         c.pin(t, course, &[("name", name)])
     }
 
@@ -179,10 +184,19 @@ mod tests {
         let old = catalog("a", &[("a", "1"), ("gone", "1")], "a", "abc");
         let new = catalog("a", &[("a", "2"), ("b", "2")], "b", "abc");
         let c = Catalogs(vec![Arc::new(new), Arc::new(old)]);
-        assert_eq!(pin(&c, None, "course-v1:X+1+1", "abc"), Ok(pinned("b", "2")));
-        assert_eq!(pin(&c, None, "course-v1:Y+1+1", "abc"), Ok(pinned("a", "2")));
+        assert_eq!(
+            pin(&c, None, "course-v1:X+1+1", "abc"),
+            Ok(pinned("b", "2"))
+        );
+        assert_eq!(
+            pin(&c, None, "course-v1:Y+1+1", "abc"),
+            Ok(pinned("a", "2"))
+        );
         // A template only the old workservers still have is accepted, for them.
-        assert_eq!(pin(&c, Some("gone"), "course-v1:Y+1+1", "a"), Ok(pinned("gone", "1")));
+        assert_eq!(
+            pin(&c, Some("gone"), "course-v1:Y+1+1", "a"),
+            Ok(pinned("gone", "1"))
+        );
         assert!(matches!(
             pin(&c, Some("nope"), "x", "a"),
             Err(Refusal::Template(CatalogError::UnknownTemplate { known, .. })) if known == "a, b, gone"

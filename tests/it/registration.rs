@@ -124,8 +124,10 @@ async fn a_catalogue_with_a_bad_version_or_course_language_is_refused() {
     let register = |templates: Value| {
         api.http()
             .post(api.url("/v1/workservers/register"))
-            .json(&json!({"name": "ws-x", "cc_pass": c.info.cc_pass, "capacity": 2,
-                "version": "test", "capabilities": {"templates": templates}}))
+            .json(
+                &json!({"name": "ws-x", "cc_pass": c.info.cc_pass, "capacity": 2,
+                "version": "test", "capabilities": {"templates": templates}}),
+            )
             .send()
     };
     for (version, lang, says) in [
@@ -138,7 +140,10 @@ async fn a_catalogue_with_a_bad_version_or_course_language_is_refused() {
         assert_eq!(r.status(), 422, "{version} {lang}");
         let body: Value = r.json().await.unwrap();
         assert_eq!(body["error"]["field"], "capabilities.templates");
-        assert!(body["error"]["message"].as_str().unwrap().contains(says), "{body}");
+        assert!(
+            body["error"]["message"].as_str().unwrap().contains(says),
+            "{body}"
+        );
     }
     let workservers = c.redis.cli(&["SCARD", "tm:workservers"]).unwrap();
     assert_eq!(workservers.trim(), "0");

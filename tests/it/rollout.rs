@@ -88,7 +88,12 @@ async fn drawn(c: &TestCluster, ids: &[CertId]) -> Vec<(CertificateView, bool)> 
             Ok(v) => v,
             Err(e) => panic!("{e:#}\n{}", dump_logs(&c.dir().join("logs"))),
         };
-        assert_eq!(v.state, CertState::Downloadable, "{id}: {:?}", v.error_reason);
+        assert_eq!(
+            v.state,
+            CertState::Downloadable,
+            "{id}: {:?}",
+            v.error_reason
+        );
         let du = v.download_uuid.as_ref().unwrap();
         let text = pdftotext(&public_file(c, &format!("downloads/{du}/Certificate.pdf")));
         out.push((v, text.contains(MARK)));
@@ -124,7 +129,9 @@ async fn a_rolling_template_update_never_draws_a_certificate_with_the_wrong_temp
         s.templates = v1.clone();
     })
     .await;
-    c.wait_workservers(2, Duration::from_secs(30)).await.unwrap();
+    c.wait_workservers(2, Duration::from_secs(30))
+        .await
+        .unwrap();
     let lms = c.lms().unwrap();
 
     // Before: everything is v1.
@@ -137,20 +144,36 @@ async fn a_rolling_template_update_never_draws_a_certificate_with_the_wrong_temp
     c.terminate_ws(1);
     c.set_ws_templates(1, &v2).unwrap();
     c.start_ws(1).unwrap();
-    c.wait_workservers(2, Duration::from_secs(30)).await.unwrap();
+    c.wait_workservers(2, Duration::from_secs(30))
+        .await
+        .unwrap();
     // The newest catalogue maps the course: letter, in v2, drawn only by ws-1.
-    let reqs: Vec<SubmitRequest> = (0..12).map(|i| request(&format!("new-{i}"), None)).collect();
+    let reqs: Vec<SubmitRequest> = (0..12)
+        .map(|i| request(&format!("new-{i}"), None))
+        .collect();
     let ids = submit(&lms, &reqs).await;
     let (t, letter_v2, mark) = one_kind(&drawn(&c, &ids).await);
-    assert_eq!((t.as_str(), mark), ("letter", true), "a v1 workserver drew a v2 job");
+    assert_eq!(
+        (t.as_str(), mark),
+        ("letter", true),
+        "a v1 workserver drew a v2 job"
+    );
     // A template only v1 has is accepted while a v1 workserver lives, and drawn by it.
-    let ids = submit(&lms, &[request("old-1", Some("old")), request("old-2", Some("old"))]).await;
+    let ids = submit(
+        &lms,
+        &[request("old-1", Some("old")), request("old-2", Some("old"))],
+    )
+    .await;
     let (t, old_v1, mark) = one_kind(&drawn(&c, &ids).await);
     assert_eq!((t.as_str(), mark), ("old", false));
 
     // Workserver 2 leaves: its catalogue no longer counts.
     c.terminate_ws(2);
-    let refused = lms.submit(&request("old-3", Some("old"))).await.unwrap().unwrap_err();
+    let refused = lms
+        .submit(&request("old-3", Some("old")))
+        .await
+        .unwrap()
+        .unwrap_err();
     assert_eq!(
         (refused.status, refused.field.as_deref()),
         (422, Some("template")),
@@ -161,13 +184,18 @@ async fn a_rolling_template_update_never_draws_a_certificate_with_the_wrong_temp
     // It comes back with v1 (a half-done rollout, or a rollback) and is the newest
     // registration, so its mapping applies: classic v1. It hangs before drawing.
     c.start_ws(2).unwrap();
-    c.wait_workservers(2, Duration::from_secs(30)).await.unwrap();
+    c.wait_workservers(2, Duration::from_secs(30))
+        .await
+        .unwrap();
     signal(c.ws_pid(2).unwrap(), "STOP");
     let classic_ids = submit(&lms, &[request("adopt-1", None), request("adopt-2", None)]).await;
     let old_ids = submit(&lms, &[request("old-4", Some("old"))]).await;
     for id in &classic_ids {
         let v = lms.certificate(id.as_str()).await.unwrap().unwrap();
-        assert!(v.state.is_pending(), "drawn while the only v1 workserver hangs: {v:?}");
+        assert!(
+            v.state.is_pending(),
+            "drawn while the only v1 workserver hangs: {v:?}"
+        );
     }
     // Once it counts as dead (3 heartbeats), workserver 1 draws the classic jobs in
     // its own version; `old` jobs wait, and the status says for which template.
@@ -198,9 +226,16 @@ async fn a_rolling_template_update_never_draws_a_certificate_with_the_wrong_temp
     c.kill_ws(2);
     c.start_ws(2).unwrap();
     let (t, v, mark) = one_kind(&drawn(&c, &old_ids).await);
-    assert_eq!((t.as_str(), v.as_str(), mark), ("old", old_v1.as_str(), false));
+    assert_eq!(
+        (t.as_str(), v.as_str(), mark),
+        ("old", old_v1.as_str(), false)
+    );
     let status = op.status().await.unwrap().unwrap();
-    assert!(status.waiting_for_template.is_empty(), "{:?}", status.waiting_for_template);
+    assert!(
+        status.waiting_for_template.is_empty(),
+        "{:?}",
+        status.waiting_for_template
+    );
 }
 
 /// The version of each template, loaded from `dir`.
@@ -225,7 +260,11 @@ fn a_template_version_changes_with_what_the_template_draws_and_only_then() {
     assert_eq!(versions(&b), base, "the same files in another folder");
     assert!(base.values().all(|v| v.len() == 12), "{base:?}");
     // A course rule is not part of any template.
-    edit(&b.join("index.toml"), "[courses]\n", "[courses]\n\"course-v1:Z+*\" = \"letter\"\n");
+    edit(
+        &b.join("index.toml"),
+        "[courses]\n",
+        "[courses]\n\"course-v1:Z+*\" = \"letter\"\n",
+    );
     assert_eq!(versions(&b), base);
     // New artwork under the same file name: the templates that draw it change.
     std::fs::copy(b.join("art/signature-2.png"), b.join("art/signature-1.png")).unwrap();
@@ -233,7 +272,11 @@ fn a_template_version_changes_with_what_the_template_draws_and_only_then() {
     assert_ne!(v["classic"], base["classic"]);
     assert_ne!(v["letter"], base["letter"]);
     copy_dir(&shipped, &b);
-    edit(&b.join("classic.toml"), "has successfully completed", "has completed");
+    edit(
+        &b.join("classic.toml"),
+        "has successfully completed",
+        "has completed",
+    );
     let v = versions(&b);
     assert_ne!(v["classic"], base["classic"]);
     assert_eq!(v["letter"], base["letter"]);
@@ -250,17 +293,35 @@ fn a_course_rule_can_give_a_language_and_a_bad_one_names_its_key() {
         "[courses]\n\"course-v1:TokyoX+*\" = { template = \"letter\", lang = \"ja\" }\n",
     );
     let r = testamur_ws::render::Renderer::load(&dir).unwrap();
-    assert_eq!(r.catalog().course_lang("course-v1:TokyoX+1+2026"), Some("ja"));
-    assert_eq!(r.catalog().resolve(None, "course-v1:TokyoX+1+2026").unwrap(), "letter");
+    assert_eq!(
+        r.catalog().course_lang("course-v1:TokyoX+1+2026"),
+        Some("ja")
+    );
+    assert_eq!(
+        r.catalog()
+            .resolve(None, "course-v1:TokyoX+1+2026")
+            .unwrap(),
+        "letter"
+    );
     for (bad, says) in [
-        ("{ template = \"letter\", lang = \"not a tag\" }", "courses.\"course-v1:TokyoX+*\".lang"),
+        (
+            "{ template = \"letter\", lang = \"not a tag\" }",
+            "courses.\"course-v1:TokyoX+*\".lang",
+        ),
         ("{ lang = \"ja\" }", "template"),
         ("{ template = \"letter\", lagn = \"ja\" }", "lagn"),
         ("3", "a template name, or a table"),
     ] {
         copy_dir(&testamur::devcluster::default_templates(), &dir);
-        edit(&dir.join("index.toml"), "[courses]\n", &format!("[courses]\n\"course-v1:TokyoX+*\" = {bad}\n"));
-        let e = testamur_ws::render::Renderer::load(&dir).err().expect("refused").to_string();
+        edit(
+            &dir.join("index.toml"),
+            "[courses]\n",
+            &format!("[courses]\n\"course-v1:TokyoX+*\" = {bad}\n"),
+        );
+        let e = testamur_ws::render::Renderer::load(&dir)
+            .err()
+            .expect("refused")
+            .to_string();
         assert!(e.contains(says) && e.contains("index.toml"), "{bad}: {e}");
     }
 }
@@ -270,15 +331,24 @@ fn a_course_rule_can_give_a_language_and_a_bad_one_names_its_key() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_workserver_registered_before_template_versions_still_gets_its_jobs() {
     let c = cluster(|s| s.workservers = 1).await;
-    c.wait_workservers(1, Duration::from_secs(30)).await.unwrap();
+    c.wait_workservers(1, Duration::from_secs(30))
+        .await
+        .unwrap();
     let ws = c.redis.cli(&["SMEMBERS", "tm:workservers"]).unwrap();
     let ws = ws.trim();
-    c.redis.cli(&["HDEL", &format!("tm:ws:{ws}"), "catalog"]).unwrap();
+    c.redis
+        .cli(&["HDEL", &format!("tm:ws:{ws}"), "catalog"])
+        .unwrap();
     c.redis.cli(&["DEL", &format!("tm:ws:{ws}:tpl")]).unwrap();
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let lms = c.lms().unwrap();
     // Checked and pinned against the last registered catalogue all the same.
-    let id = lms.submit(&request("legacy-1", None)).await.unwrap().unwrap().cert_id;
+    let id = lms
+        .submit(&request("legacy-1", None))
+        .await
+        .unwrap()
+        .unwrap()
+        .cert_id;
     let v = match lms.wait_final(id.as_str(), Duration::from_secs(30)).await {
         Ok(v) => v,
         Err(e) => panic!("{e:#}\n{}", dump_logs(&c.dir().join("logs"))),

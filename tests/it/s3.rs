@@ -429,7 +429,10 @@ fn ws_check(conf: &Path) -> (bool, String) {
         .arg("--check")
         .output()
         .unwrap();
-    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 /// Several S3-compatible services refuse the SDK's default CRC32 headers: with a
@@ -451,7 +454,10 @@ async fn uploads_to_a_custom_endpoint_carry_checksums_only_when_asked() {
     );
     ws_check(&conf);
     let seen = s3.put_checksums.lock().unwrap().clone();
-    assert!(seen.iter().any(|h| h.starts_with("x-amz-checksum-")), "{seen:?}");
+    assert!(
+        seen.iter().any(|h| h.starts_with("x-amz-checksum-")),
+        "{seen:?}"
+    );
 }
 
 /// With a custom endpoint and `path_style = false` the SDK addresses
@@ -466,10 +472,24 @@ fn a_virtual_host_style_custom_endpoint_that_does_not_resolve_says_to_use_path_s
         access_key: ACCESS_KEY.into(),
         secret_key: SECRET_KEY.into(),
     };
-    let (ok, err) = ws_check(&write_ws_conf_with(dir.path(), &target, "path_style = false\n"));
+    let (ok, err) = ws_check(&write_ws_conf_with(
+        dir.path(),
+        &target,
+        "path_style = false\n",
+    ));
     assert!(!ok);
-    assert!(err.contains("certs.s3.invalid") && err.contains("path_style = true"), "{err}");
-    let (ok, err) = ws_check(&write_ws_conf_with(dir.path(), &target, "path_style = true\n"));
+    assert!(
+        err.contains("certs.s3.invalid") && err.contains("path_style = true"),
+        "{err}"
+    );
+    let (ok, err) = ws_check(&write_ws_conf_with(
+        dir.path(),
+        &target,
+        "path_style = true\n",
+    ));
     assert!(!ok);
-    assert!(err.contains("cannot reach S3") && !err.contains("path_style"), "{err}");
+    assert!(
+        err.contains("cannot reach S3") && !err.contains("path_style"),
+        "{err}"
+    );
 }

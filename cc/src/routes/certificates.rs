@@ -304,7 +304,10 @@ pub fn prepare(
             ("template", o(&req.template)),
             (
                 "template_version",
-                pinned.as_ref().map(|p| p.version.clone()).unwrap_or_default(),
+                pinned
+                    .as_ref()
+                    .map(|p| p.version.clone())
+                    .unwrap_or_default(),
             ),
             ("lang", o(&req.lang)),
         ]

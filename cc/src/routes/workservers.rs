@@ -76,7 +76,10 @@ pub async fn register(
                 if !matches!(parsed, Ok(Some(ref t)) if t == lang) {
                     return Err(ApiError::invalid(
                         "capabilities.templates",
-                        format!("course rule `{}`: lang must be a BCP 47 tag such as ja or zh-Hant", rule.course),
+                        format!(
+                            "course rule `{}`: lang must be a BCP 47 tag such as ja or zh-Hant",
+                            rule.course
+                        ),
                     ));
                 }
             }

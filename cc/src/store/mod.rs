@@ -636,9 +636,7 @@ impl Store {
                 inv.arg("").arg("");
             }
         }
-        let reply: Vec<String> = inv
-            .invoke_async(&mut self.conn.clone())
-            .await?;
+        let reply: Vec<String> = inv.invoke_async(&mut self.conn.clone()).await?;
         match reply.first().map(String::as_str) {
             Some("ok") => Ok(RegisterOutcome::Registered {
                 released: reply.get(1).and_then(|n| n.parse().ok()).unwrap_or(0),
@@ -872,9 +870,15 @@ impl Store {
             .arg(alive_within.as_millis() as u64)
             .invoke_async(&mut c)
             .await?;
-        let queues: Vec<String> = queues.into_iter().map(value_string).collect::<Result<_>>()?;
+        let queues: Vec<String> = queues
+            .into_iter()
+            .map(value_string)
+            .collect::<Result<_>>()?;
         let bad = || StoreError::Corrupt("queues script answered no depth".into());
-        let queue_depth: u64 = queues.first().and_then(|d| d.parse().ok()).ok_or_else(bad)?;
+        let queue_depth: u64 = queues
+            .first()
+            .and_then(|d| d.parse().ok())
+            .ok_or_else(bad)?;
         let oldest: Option<i64> = queues.get(1).ok_or_else(bad)?.parse().ok();
         let unserved = queues[2..]
             .chunks(2)

@@ -48,7 +48,10 @@ impl<'de> Deserialize<'de> for CourseEntry {
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<CourseEntry, E> {
                 Ok(CourseEntry::Template(v.to_owned()))
             }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, m: A) -> Result<CourseEntry, A::Error> {
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                m: A,
+            ) -> Result<CourseEntry, A::Error> {
                 CourseTable::deserialize(serde::de::value::MapAccessDeserializer::new(m))
                     .map(CourseEntry::Table)
             }
@@ -153,8 +156,9 @@ impl Templates {
         for (course, entry) in &index.courses {
             let (template, lang) = entry.parts();
             if let Some(l) = lang {
-                testamur_common::request::parse_lang(l)
-                    .map_err(|e| terr(&index_path, format!("courses.\"{course}\".lang"), e.message))?;
+                testamur_common::request::parse_lang(l).map_err(|e| {
+                    terr(&index_path, format!("courses.\"{course}\".lang"), e.message)
+                })?;
             }
             if !templates.contains_key(template) {
                 return Err(terr(

@@ -257,11 +257,10 @@ impl Renderer {
         };
         // The names' language: the request's, else the course rule's (the
         // template's own default comes after both, in draw_block).
-        let lang = cert.lang.as_deref().or_else(|| {
-            self.templates
-                .catalog
-                .course_lang(cert.course_id.as_str())
-        });
+        let lang = cert
+            .lang
+            .as_deref()
+            .or_else(|| self.templates.catalog.course_lang(cert.course_id.as_str()));
         let book = &self.templates.fonts;
         let mut page = pdf::Page::new(book, t.page);
         let mut notes = Vec::new();
