@@ -31,7 +31,7 @@ pub(crate) fn renderer() -> &'static Renderer {
     })
 }
 
-fn job(name: &str, course: &str, template: Option<&str>) -> JobCertificate {
+pub(crate) fn job(name: &str, course: &str, template: Option<&str>) -> JobCertificate {
     let course_id = CourseId::parse("course-v1:TestX+T1+2026").unwrap();
     let user = Username::parse("learner").unwrap();
     JobCertificate {

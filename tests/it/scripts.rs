@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use testamur_common::ids::{CertId, CourseId, PublicUuid, Username};
+use testamur_common::ids::CourseId;
 use testamur_common::wire::JobCertificate;
 use testamur_ws::render::{RenderContext, Renderer};
 
@@ -41,24 +41,11 @@ pub const CORPUS: &[(&str, &str)] = &[
     ("Latin", "José Ñúñez-Çelik"),
 ];
 
+/// A job of rendering.rs's learner, in `template`, with `lang`.
 fn job(name: &str, template: &str, lang: Option<&str>) -> JobCertificate {
-    let course_id = CourseId::parse("course-v1:TestX+T1+2026").unwrap();
-    let user = Username::parse("learner").unwrap();
     JobCertificate {
-        cert_id: CertId::for_pair(&course_id, &user),
-        course_id,
-        username: user,
-        name: Some(name.into()),
-        course_name: Some("Introduction to Typography".into()),
-        org: Some("TestX University".into()),
-        grade: None,
-        designation: None,
-        issued_date: "2026-11-23".into(),
-        template: Some(template.into()),
         lang: lang.map(str::to_owned),
-        download_uuid: Some(PublicUuid::parse("9f1a0d42-ef42-4dab-ac9f-1b12c197066b").unwrap()),
-        verify_uuid: Some(PublicUuid::parse("25daeae4-5d47-4404-99cb-6c9a703aa14c").unwrap()),
-        previous: None,
+        ..crate::rendering::job(name, "Introduction to Typography", Some(template))
     }
 }
 

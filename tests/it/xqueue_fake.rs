@@ -318,17 +318,28 @@ async fn login(State(s): State<Shared>, headers: HeaderMap, body: String) -> Res
         .into_response()
 }
 
+/// [`gate`], then the queue name xqueue checks on the queue endpoints.
+fn gate_queue(f: &mut Fake, headers: &HeaderMap, q: &HashMap<String, String>) -> Option<Response> {
+    if let Some(r) = gate(f, headers) {
+        return Some(r);
+    }
+    if q.get("queue_name").map(String::as_str) != Some(QUEUE) {
+        return Some(reply(
+            false,
+            json!(format!("Valid queue names are: {QUEUE}")),
+        ));
+    }
+    None
+}
+
 async fn queuelen(
     State(s): State<Shared>,
     headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     let mut f = s.lock().unwrap();
-    if let Some(r) = gate(&mut f, &headers) {
+    if let Some(r) = gate_queue(&mut f, &headers, &q) {
         return r;
-    }
-    if q.get("queue_name").map(String::as_str) != Some(QUEUE) {
-        return reply(false, json!(format!("Valid queue names are: {QUEUE}")));
     }
     reply(true, json!(f.available()))
 }
@@ -339,11 +350,8 @@ async fn get_submission(
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     let mut f = s.lock().unwrap();
-    if let Some(r) = gate(&mut f, &headers) {
+    if let Some(r) = gate_queue(&mut f, &headers, &q) {
         return r;
-    }
-    if q.get("queue_name").map(String::as_str) != Some(QUEUE) {
-        return reply(false, json!(format!("Valid queue names are: {QUEUE}")));
     }
     let Some((header, body)) = f.pull() else {
         return reply(false, json!(format!("Queue '{QUEUE}' is empty")));
