@@ -7,10 +7,9 @@ local P, alive_ms = ARGV[1], tonumber(ARGV[2])
 local now = now_ms()
 local live = {}
 for _, ws in ipairs(redis.call('SMEMBERS', P .. 'workservers')) do
-  local h = redis.call('HMGET', P .. 'ws:' .. ws, 'catalog', 'draining', 'registered_ms')
-  local beat = redis.call('ZSCORE', P .. 'wsbeat', ws)
-  if h[1] and h[1] ~= '' and h[2] ~= '1' and beat and now - tonumber(beat) <= alive_ms then
-    live[#live + 1] = {digest = h[1], at = tonumber(h[3] or '0') or 0}
+  local h = redis.call('HMGET', P .. 'ws:' .. ws, 'catalog', 'registered_ms')
+  if h[1] and h[1] ~= '' and serving(P, ws, now, alive_ms) then
+    live[#live + 1] = {digest = h[1], at = tonumber(h[2] or '0') or 0}
   end
 end
 table.sort(live, function(a, b) return a.at > b.at end)

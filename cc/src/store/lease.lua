@@ -24,10 +24,7 @@ if n <= 0 then return out end
 -- Does a live workserver that is not draining have this template version?
 local function served(tq)
   for _, other in ipairs(redis.call('SMEMBERS', P .. 'tplws:' .. tq)) do
-    local beat = redis.call('ZSCORE', P .. 'wsbeat', other)
-    if beat and now - tonumber(beat) <= alive_ms and redis.call('HGET', P .. 'ws:' .. other, 'draining') ~= '1' then
-      return true
-    end
+    if serving(P, other, now, alive_ms) then return true end
   end
   return false
 end

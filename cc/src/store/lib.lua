@@ -26,6 +26,14 @@ local function job_queue(P, jk)
   return P .. 'queue'
 end
 
+-- Whether workserver `ws` takes jobs: heard from within alive_ms (on Redis's clock,
+-- `now`) and not draining. The one rule for "live" of the catalogue and queue scripts.
+local function serving(P, ws, now, alive_ms)
+  local beat = redis.call('ZSCORE', P .. 'wsbeat', ws)
+  return beat and now - tonumber(beat) <= alive_ms
+    and redis.call('HGET', P .. 'ws:' .. ws, 'draining') ~= '1'
+end
+
 local function history(P, cid, state, at, detail)
   local e = {state = state, at = at}
   if detail and detail ~= '' then e.detail = detail end

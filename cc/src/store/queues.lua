@@ -20,12 +20,9 @@ for i, k in ipairs(keys) do
     if at and (not oldest or at < oldest) then oldest = at end
   end
 end
-local serving = {}
+local live = {}
 for _, ws in ipairs(redis.call('SMEMBERS', P .. 'workservers')) do
-  local beat = redis.call('ZSCORE', P .. 'wsbeat', ws)
-  if beat and now - tonumber(beat) <= alive_ms and redis.call('HGET', P .. 'ws:' .. ws, 'draining') ~= '1' then
-    serving[#serving + 1] = ws
-  end
+  if serving(P, ws, now, alive_ms) then live[#live + 1] = ws end
 end
 local out = {depth, oldest and tostring(oldest) or ''}
 for i, tq in ipairs(tqs) do
@@ -33,7 +30,7 @@ for i, tq in ipairs(tqs) do
   if n > 0 then
     local template = string.match(tq, '^(.*)@[^@]*$') or tq
     local can = false
-    for _, ws in ipairs(serving) do
+    for _, ws in ipairs(live) do
       if redis.call('HEXISTS', P .. 'ws:' .. ws .. ':tpl', template) == 1 then can = true; break end
     end
     if not can then
