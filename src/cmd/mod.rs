@@ -7,6 +7,7 @@ pub mod certs;
 pub mod demo;
 pub mod drain;
 pub mod keygen;
+pub mod migrate;
 pub mod preview;
 pub mod serve;
 pub mod status;

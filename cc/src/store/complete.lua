@@ -19,11 +19,13 @@ if action ~= 'delete' then
   local du, vu = j[3] or '', j[4] or ''
   if du == '' or ARGV[8] ~= du or ARGV[9] ~= vu then return {'mismatch', du, vu} end
 end
-local ck = P .. 'cert:' .. cid
-local cur = hget(ck, 'state')
+local rec = load(P, cid)
+if not rec then
+  return redis.error_reply('certificate ' .. tostring(cid) .. ' of job ' .. jid .. ' has no record')
+end
+local cur = rec.s
 local replaced = j[5] or ''
 local cb_url, cb_key, cb_host = j[6] or nil, j[7] or nil, j[8] or nil
-local versions = ck .. ':versions'
 -- The version of the template that drew it (set at lease; '' when unpinned).
 local drawn_version = j[9] or ''
 redis.call('ZREM', P .. 'leases', jid)
@@ -34,37 +36,36 @@ local detail
 -- The public verification record of every version (GET /verify/{verify_uuid}):
 -- valid when published, superseded when a regen replaces it, revoked on delete.
 if action == 'delete' then
-  redis.call('HDEL', ck, 'download_url', 'verify_url', 'signature_url', 'sha256', 'drawn_template', 'drawn_template_version')
-  detail = 'removed download_uuid=' .. (hget(ck, 'download_uuid') or '-')
-  for _, v in ipairs(redis.call('SMEMBERS', versions)) do
-    redis.call('HSET', P .. 'verify:' .. v, 'status', 'revoked', 'revoked_at', at, 'updated_at', at)
-  end
+  local cv = current_version(rec)
+  detail = 'removed download_uuid=' .. ((cv and cv.d ~= '' and cv.d) or '-')
+  if rec.c then rec.g = 1 end
+  rec.sha, rec.t, rec.tv = nil, nil, nil
+  for _, v in ipairs(rec.vs or {}) do v.st, v.ra, v.u = 'r', at, at end
 else
-  local c = redis.call('HMGET', ck, 'template', 'name', 'course_id', 'course_name', 'org', 'issued_date')
-  -- With the template this version was drawn with (the job's, pinned at submit),
-  -- and the version the workserver that leased it has.
-  redis.call('HSET', ck, 'download_uuid', ARGV[8], 'verify_uuid', ARGV[9], 'download_url', ARGV[10],
-    'verify_url', ARGV[11], 'signature_url', ARGV[12], 'sha256', ARGV[13],
-    'drawn_template', c[1] or '', 'drawn_template_version', drawn_version)
-  detail = 'published download_uuid=' .. ARGV[8] .. ' verify_uuid=' .. ARGV[9]
-  if ARGV[9] ~= '' then
-    local vk = P .. 'verify:' .. ARGV[9]
-    redis.call('HSET', vk, 'cert_id', cid, 'status', 'valid', 'published_at', at, 'updated_at', at,
-      'verify_url', ARGV[11], 'download_url', ARGV[10], 'signature_url', ARGV[12],
-      'key_fingerprint', ARGV[16] or '', 'name', c[2] or '', 'course_id', c[3] or '',
-      'course_name', c[4] or '', 'org', c[5] or '', 'issued_date', c[6] or '')
-    redis.call('SADD', versions, ARGV[9])
-  end
+  rec.vs = rec.vs or {}
   if replaced ~= '' and replaced ~= ARGV[9] then
-    redis.call('HSET', P .. 'verify:' .. replaced, 'status', 'superseded', 'superseded_at', at,
-      'superseded_by', ARGV[9], 'updated_at', at)
+    for _, v in ipairs(rec.vs) do
+      if v.v == replaced then v.st, v.sa, v.u = 's', at, at end
+    end
   end
+  -- With the template this version was drawn with (the job's, pinned at submit),
+  -- and the version the workserver that leased it has. What it printed is the
+  -- learner fields as they are now.
+  local ver = {v = ARGV[9], d = ARGV[8], p = at, k = key_ref(P, ARGV[16])}
+  set_urls(P, ver, ARGV[10], ARGV[11], ARGV[12])
+  rec.vs[#rec.vs + 1] = ver
+  rec.c, rec.g = #rec.vs, nil
+  rec.sha = (ARGV[13] ~= '' and ARGV[13]) or nil
+  rec.t = (rec.f.template ~= '' and rec.f.template) or nil
+  rec.tv = (drawn_version ~= '' and drawn_version) or nil
+  detail = #rec.vs
+  if ARGV[9] ~= '' then redis.call('SET', P .. 'v:' .. ARGV[9], cid) end
 end
-redis.call('HSET', ck, 'state', target, 'updated_at', at)
-redis.call('HDEL', ck, 'job_id', 'error_reason', 'error_code', 'error_detail')
-history(P, cid, target, at, detail)
+rec.s, rec.u, rec.j, rec.e = target, at, nil, nil
+hist(rec, target, at, detail)
 move_state(P, cid, cur, target)
-queue_callback(P, jid, cb_url, cb_key, cb_host, cid, action, target, now_ms, at)
+save(P, rec)
+queue_callback(P, jid, cb_url, cb_key, cb_host, rec, action, target, now_ms, at)
 redis.call('INCR', ARGV[14])
 redis.call('EXPIRE', ARGV[14], tonumber(ARGV[15]))
 return {'ok', target, hget(P .. 'ws:' .. ws, 'name') or ws}

@@ -2,7 +2,7 @@
 -- capacity minus what it already holds.
 -- ARGV: P, ws, n, ttl_ms, alive_ms, then n lease secrets.
 -- Returns {'ok', exp_ms, job...} where each job is {jid, lease_id, attempt, action, du, vu,
--- previous du, previous vu, cert hash as flat field/value pairs...}, or {'unknown_ws'}. A
+-- previous du, previous vu, cert_id and the learner fields as flat field/value pairs...}, or {'unknown_ws'}. A
 -- draining workserver gets no jobs. Expiry is on Redis's clock.
 --
 -- Which jobs a workserver may take: those of the plain queue, and of each template
@@ -89,11 +89,18 @@ while leased < n do
     redis.call('SADD', wk .. ':jobs', jid)
     local j = redis.call('HMGET', jk, 'cert_id', 'action', 'download_uuid', 'verify_uuid',
       'previous_download_uuid', 'previous_verify_uuid')
-    local ck = P .. 'cert:' .. j[1]
-    redis.call('HSET', ck, 'attempts', attempt)
     local job = {jid, lease, tostring(attempt), j[2], j[3] or '', j[4] or '', j[5] or '', j[6] or ''}
-    local fields = redis.call('HGETALL', ck)
-    for _, v in ipairs(fields) do job[#job + 1] = v end
+    local rec = load(P, j[1])
+    if rec then
+      rec.a = attempt
+      save(P, rec)
+      job[#job + 1] = 'cert_id'
+      job[#job + 1] = rec.id
+      for k, v in pairs(rec.f) do
+        job[#job + 1] = k
+        job[#job + 1] = v
+      end
+    end
     out[#out + 1] = job
   end
 end

@@ -2,8 +2,8 @@
 -- score 0, walked in lexical order so a cursor - the last id returned - resumes
 -- exactly after it even while certificates are added).
 -- ARGV: P, index key (without P), cursor ('' = start), limit, state filter ('' = any),
--- scan budget (ids examined at most). Returns {next_cursor or '', HGETALL of each
--- certificate...}.
+-- scan budget (ids examined at most). Returns {next_cursor or '', the record (JSON,
+-- record.lua) of each certificate...}.
 local P, idx, cursor, limit, state, budget = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5], tonumber(ARGV[6])
 local key = P .. idx
 local min = '-'
@@ -16,9 +16,13 @@ while found < limit and scanned < budget do
   for _, id in ipairs(ids) do
     scanned = scanned + 1
     last = id
-    local h = redis.call('HGETALL', P .. 'cert:' .. id)
-    if #h > 0 and (state == '' or hget(P .. 'cert:' .. id, 'state') == state) then
-      table.insert(out, h)
+    local raw = redis.call('GET', P .. 'c:' .. id)
+    local rec
+    if not raw then rec = migrate_cert(P, id)
+    elseif state ~= '' then rec = cjson.decode(raw)
+    else rec = true end
+    if rec and (state == '' or rec.s == state) then
+      table.insert(out, raw or cjson.encode(rec))
       found = found + 1
       if found >= limit then break end
     end
