@@ -377,6 +377,21 @@ async fn a_redis_written_by_the_previous_release_answers_the_same_migrates_and_g
     let first = get_json(&c, &format!("/verify/{}", old_versions[0])).await;
     assert_eq!(first["name"], "Ana María García", "{first}");
     let now = get_json(&c, &format!("/verify/{newest}")).await;
+    // Times the new record derives rather than stores: the new version's publication
+    // is the old one's supersession, and each one's last change.
+    let published = now["published_at"].as_str().unwrap();
+    assert!(published.starts_with("20"), "{now}");
+    assert_eq!(now["updated_at"], published);
+    assert_eq!(last["superseded_at"], published, "{last}");
+    assert_eq!(last["updated_at"], published, "{last}");
+    let history = a.history.unwrap();
+    let entry = history.last().unwrap();
+    assert_eq!(entry.at, published);
+    assert_eq!(a.updated_at, published);
+    assert!(
+        entry.detail.as_deref().unwrap().ends_with(&newest),
+        "{entry:?}"
+    );
     assert_eq!(
         (now["status"].as_str(), now["name"].as_str()),
         (Some("valid"), Some("Ana M. García López"))

@@ -40,18 +40,19 @@ if action == 'delete' then
   detail = 'removed download_uuid=' .. ((cv and cv.d ~= '' and cv.d) or '-')
   if rec.c then rec.g = 1 end
   rec.sha, rec.t, rec.tv = nil, nil, nil
-  for _, v in ipairs(rec.vs or {}) do v.st, v.ra, v.u = 'r', at, at end
+  for _, v in ipairs(rec.vs or {}) do v.st, v.ra, v.u = 'r', at, nil end
 else
   rec.vs = rec.vs or {}
   if replaced ~= '' and replaced ~= ARGV[9] then
     for _, v in ipairs(rec.vs) do
-      if v.v == replaced then v.st, v.sa, v.u = 's', at, at end
+      if v.v == replaced then v.st, v.sa, v.u = 's', at, (v.ra and at) or nil end
     end
   end
   -- With the template this version was drawn with (the job's, pinned at submit),
   -- and the version the workserver that leased it has. What it printed is the
   -- learner fields as they are now.
-  local ver = {v = ARGV[9], d = ARGV[8], p = at, k = key_ref(P, ARGV[16])}
+  -- Its publication time is the history entry's that names it (record.lua hist).
+  local ver = {v = ARGV[9], d = ARGV[8], k = key_ref(P, ARGV[16])}
   set_urls(P, ver, ARGV[10], ARGV[11], ARGV[12])
   rec.vs[#rec.vs + 1] = ver
   rec.c, rec.g = #rec.vs, nil

@@ -22,7 +22,7 @@ while found < limit and scanned < budget do
     elseif state ~= '' then rec = cjson.decode(raw)
     else rec = true end
     if rec and (state == '' or rec.s == state) then
-      table.insert(out, raw or cjson.encode(rec))
+      if raw then table.insert(out, with_id(id, raw)) else table.insert(out, cjson.encode(rec)) end
       found = found + 1
       if found >= limit then break end
     end

@@ -7,8 +7,9 @@
 -- when they changed.
 --
 -- Record fields (short names, the record is kept for every certificate forever):
---   id cert_id; f the learner fields as submitted (course_id, username, name, ...);
---   s state; u updated_at; j job_id while a job is pending; a attempts;
+--   f the learner fields as submitted (course_id, username, name, ...);
+--   s state; u updated_at (left out when it is the newest history entry's time);
+--   j job_id while a job is pending; a attempts;
 --   e {r = error_reason, c = error_code, d = error_detail} in `error`;
 --   c index in vs of the current version; g = 1 once its files were removed (delete);
 --   sha, t, tv: the current version's sha256, drawing template and template version;
@@ -16,9 +17,10 @@
 --     "published download_uuid=.. verify_uuid=.." of version k;
 --   vs versions [{v = verify uuid, d = download uuid, b = base URL id | U = {d, v, s} full
 --     URLs, nv = 1 without a verification page, k = signing key id (or the
---     fingerprint), p = published_at, st = 's' superseded | 'r' revoked (absent: valid),
---     sa = superseded_at, ra = revoked_at, u = updated_at when not p (the status
---     changed), x = printed fields that differ from the
+--     fingerprint), p = published_at (left out while the history entry naming the
+--     version holds it), st = 's' superseded | 'r' revoked (absent: valid),
+--     sa = superseded_at, ra = revoked_at, u = updated_at when it is not the
+--     newest of ra, sa, p, x = printed fields that differ from the
 --     next version's (the newest's: from f)}].
 --
 -- Records written before this format (`cert:{id}` hash, `:hist`, `:versions`,
@@ -102,16 +104,36 @@ local function key_ref(P, fp)
   return intern(P, 'key', fp) or fp
 end
 
+-- The stored record leaves out what it can recompute: its id (the key names it)
+-- and `u` when it is the time of the newest history entry (nearly always).
+local function last_at(rec)
+  local h = rec.h
+  if h and #h > 0 then return h[#h][2] end
+  return nil
+end
+
 local function load_raw(P, cid)
   local s = redis.call('GET', cert_key(P, cid))
   if s == false then return nil end
-  return cjson.decode(s)
+  local rec = cjson.decode(s)
+  rec.id = cid
+  if rec.u == nil then rec.u = last_at(rec) end
+  return rec
 end
 
 local function save(P, rec)
   -- cjson writes an empty table as an object; the readers take absent for empty.
   if rec.vs and #rec.vs == 0 then rec.vs = nil end
-  redis.call('SET', cert_key(P, rec.id), cjson.encode(rec))
+  local id, u = rec.id, rec.u
+  rec.id = nil
+  if u == last_at(rec) then rec.u = nil end
+  redis.call('SET', cert_key(P, id), cjson.encode(rec))
+  rec.id, rec.u = id, u
+end
+
+-- A stored record (JSON) with its id put back, for the readers (record.rs).
+local function with_id(cid, json)
+  return '{"id":' .. cjson.encode(cid) .. ',' .. string.sub(json, 2)
 end
 
 local function fval(t, k)
@@ -152,8 +174,13 @@ local function hist(rec, state, at, detail)
   local e = {state, at}
   if detail ~= nil and detail ~= '' then e[3] = detail end
   rec.h[#rec.h + 1] = e
-  -- Capped: the first entry (how the certificate began) and the newest 199.
-  if #rec.h > 200 then table.remove(rec.h, 2) end
+  -- Capped: the first entry (how the certificate began) and the newest 199. A
+  -- publication's entry is its version's time (`p` left out): kept in the version.
+  if #rec.h > 200 then
+    local gone = table.remove(rec.h, 2)
+    local ver = type(gone[3]) == 'number' and rec.vs and rec.vs[gone[3]]
+    if ver and not ver.p then ver.p = gone[2] end
+  end
 end
 
 local function current_version(rec)
@@ -207,7 +234,8 @@ local function migrate_cert(P, cid)
     local ver = {v = r.uuid, d = du or '', p = r.published_at, k = key_ref(P, r.key_fingerprint)}
     if r.status == 'superseded' then ver.st = 's' elseif r.status == 'revoked' then ver.st = 'r' end
     ver.sa, ver.ra = r.superseded_at, r.revoked_at
-    if r.updated_at and r.updated_at ~= r.published_at then ver.u = r.updated_at end
+    local latest = r.revoked_at or r.superseded_at or r.published_at
+    if r.updated_at and r.updated_at ~= latest then ver.u = r.updated_at end
     set_urls(P, ver, r.download_url, r.verify_url, r.signature_url)
     ver.printed = {}
     for _, name in ipairs(PRINTED) do ver.printed[name] = r[name] or '' end

@@ -20,6 +20,8 @@ use super::{corrupt, parse_state, Result, Store, StoreError, P};
 /// A certificate record as record.lua writes it.
 #[derive(Debug, Deserialize)]
 pub(super) struct Record {
+    /// Not stored (the key names it): put back by the scripts, or by the reader.
+    #[serde(default)]
     id: String,
     #[serde(default, deserialize_with = "map_or_empty")]
     f: BTreeMap<String, String>,
@@ -140,9 +142,22 @@ fn nonempty(s: &str) -> Option<String> {
 }
 
 impl Record {
-    fn parse(json: &str) -> Result<Self> {
-        serde_json::from_str(json)
-            .map_err(|e| StoreError::Corrupt(format!("certificate record: {e}")))
+    /// `id`: the certificate's, when the JSON is as stored (without it).
+    fn parse(json: &str, id: Option<&str>) -> Result<Self> {
+        let mut r: Self = serde_json::from_str(json)
+            .map_err(|e| StoreError::Corrupt(format!("certificate record: {e}")))?;
+        if let Some(id) = id {
+            r.id = id.to_owned();
+        }
+        // `u` is left out when it is the newest history entry's time.
+        if r.u.is_none() {
+            r.u =
+                r.h.last()
+                    .and_then(|e| e.get(1))
+                    .and_then(Json::as_str)
+                    .map(str::to_owned);
+        }
+        Ok(r)
     }
 
     fn field(&self, k: &str) -> Option<String> {
@@ -233,13 +248,13 @@ impl Store {
         })
     }
 
-    /// The record of `id` as JSON, migrating it first if it is in the earlier
-    /// format; `None` if there is none.
-    async fn record_json(&self, mode: &str, id: &str) -> Result<Option<String>> {
+    /// The record of `id` (a cert id, or with mode "verify" a verify uuid),
+    /// migrating it first if it is in the earlier format; `None` if there is none.
+    async fn record(&self, mode: &str, id: &str) -> Result<Option<Record>> {
         let mut c = self.conn.clone();
         if mode == "cert" {
             if let Some(json) = c.get::<_, Option<String>>(format!("{P}c:{id}")).await? {
-                return Ok(Some(json));
+                return Record::parse(&json, Some(id)).map(Some);
             }
         }
         let reply: Vec<String> = self
@@ -251,20 +266,23 @@ impl Store {
             .arg(id)
             .invoke_async(&mut c)
             .await?;
-        Ok(reply.into_iter().next().filter(|j| !j.is_empty()))
+        match reply.into_iter().next().filter(|j| !j.is_empty()) {
+            Some(json) => Record::parse(&json, None).map(Some),
+            None => Ok(None),
+        }
     }
 
     /// A certificate with its full history; `None` if it was never added.
     pub async fn certificate(&self, id: &CertId) -> Result<Option<CertificateView>> {
-        match self.record_json("cert", id.as_str()).await? {
-            Some(json) => Ok(Some(self.cert_view(&Record::parse(&json)?, true).await?)),
+        match self.record("cert", id.as_str()).await? {
+            Some(r) => Ok(Some(self.cert_view(&r, true).await?)),
             None => Ok(None),
         }
     }
 
     /// A certificate record (a list script's entry) as the API shows it.
     pub(super) async fn listed_view(&self, json: &str) -> Result<CertificateView> {
-        self.cert_view(&Record::parse(json)?, false).await
+        self.cert_view(&Record::parse(json, None)?, false).await
     }
 
     async fn cert_view(&self, r: &Record, with_history: bool) -> Result<CertificateView> {
@@ -350,12 +368,11 @@ impl Store {
     pub async fn verification(&self, verify: &PublicUuid) -> Result<Option<Verification>> {
         let mut c = self.conn.clone();
         let cid: Option<String> = c.get(format!("{P}v:{verify}")).await?;
-        let json = match cid {
-            Some(cid) => self.record_json("cert", &cid).await?,
-            None => self.record_json("verify", verify.as_str()).await?,
+        let r = match cid {
+            Some(cid) => self.record("cert", &cid).await?,
+            None => self.record("verify", verify.as_str()).await?,
         };
-        let Some(json) = json else { return Ok(None) };
-        let r = Record::parse(&json)?;
+        let Some(r) = r else { return Ok(None) };
         let Some(k) = r.vs.iter().position(|v| v.v == verify.as_str()) else {
             return Ok(None);
         };
@@ -382,7 +399,18 @@ impl Store {
         let printed = r.printed(k);
         let get = |n: &str| printed.get(n).cloned().unwrap_or_default();
         let (download_url, _, signature_url) = self.urls(v).await?;
-        let published_at = v.p.clone().unwrap_or_default();
+        // Left out of the version while the history entry naming it holds it.
+        let published_at = v.p.clone().or_else(|| {
+            r.h.iter()
+                .find(|e| e.get(2).and_then(Json::as_u64) == Some(k as u64 + 1))
+                .and_then(|e| e.get(1)?.as_str().map(str::to_owned))
+        });
+        let published_at = published_at.unwrap_or_default();
+        let updated_at =
+            v.u.clone()
+                .or_else(|| v.ra.clone())
+                .or_else(|| v.sa.clone())
+                .unwrap_or_else(|| published_at.clone());
         Ok(Some(Verification {
             status,
             name: nonempty(&get("name")),
@@ -393,7 +421,7 @@ impl Store {
             download_url: nonempty(&download_url),
             signature_url: nonempty(&signature_url),
             key_fingerprint: self.key_fingerprint(v).await?,
-            updated_at: v.u.clone().unwrap_or_else(|| published_at.clone()),
+            updated_at,
             verify_uuid: verify.clone(),
             published_at,
             superseded_at: v.sa.clone().filter(|s| !s.is_empty()),
