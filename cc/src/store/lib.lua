@@ -125,7 +125,7 @@ local function attempt_failed(P, jid, f, retryable, max_attempts, now_ms, at)
   local action, cb_url, cb_key = hget(jk, 'action'), hget(jk, 'callback_url'), hget(jk, 'callback_key')
   local cb_host = hget(jk, 'callback_host')
   redis.call('DEL', jk)
-  rec.s, rec.u, rec.j = 'error', at, nil
+  rec.s, rec.u, rec.j, rec.a = 'error', at, nil, attempt
   rec.e = {r = f.public, c = f.code, d = f.detail}
   hist(rec, 'error', at, f.public)
   move_state(P, cid, state, 'error')

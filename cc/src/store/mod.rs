@@ -497,58 +497,75 @@ impl Store {
         ws: &WsId,
         result: &JobResult,
     ) -> Result<Fenced<(CertState, String)>> {
+        self.complete_many(ws, &[(lease, result)])
+            .await?
+            .pop()
+            .ok_or_else(|| StoreError::Corrupt("complete script answered nothing".into()))?
+    }
+
+    /// Complete several of `ws`'s leases in one script call, each on its own (a
+    /// lost or mismatched one changes nothing and does not stop the others); the
+    /// answers in order, each the new state and the workserver's name, or what is
+    /// wrong with that one job's data.
+    pub async fn complete_many(
+        &self,
+        ws: &WsId,
+        items: &[(&LeaseId, &JobResult)],
+    ) -> Result<Vec<Result<Fenced<(CertState, String)>>>> {
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
         let now = now_ms();
         let map: Vec<String> = [Action::Add, Action::Regen, Action::Delete]
             .iter()
             .map(|a| format!("{}:{}", a.as_str(), a.success_state().as_str()))
             .collect();
         let opt = |s: &Option<String>| s.clone().unwrap_or_default();
+        let uuid = |u: &Option<PublicUuid>| {
+            u.as_ref()
+                .map(|u| u.as_str().to_owned())
+                .unwrap_or_default()
+        };
         let bucket = format!("{P}done:{}", now / 1000 / BUCKET_S);
-        let reply: Vec<String> = self
-            .scripts
-            .complete
-            .prepare_invoke()
-            .arg(P)
-            .arg(lease.job_id().as_str())
-            .arg(lease.as_str())
-            .arg(ws.as_str())
+        let mut inv = self.scripts.complete.prepare_invoke();
+        inv.arg(P)
             .arg(now)
             .arg(rfc3339_ms(now))
             .arg(map.join(","))
-            .arg(
-                result
-                    .download_uuid
-                    .as_ref()
-                    .map(|u| u.as_str())
-                    .unwrap_or(""),
-            )
-            .arg(
-                result
-                    .verify_uuid
-                    .as_ref()
-                    .map(|u| u.as_str())
-                    .unwrap_or(""),
-            )
-            .arg(opt(&result.download_url))
-            .arg(opt(&result.verify_url))
-            .arg(opt(&result.signature_url))
-            .arg(opt(&result.sha256))
             .arg(bucket)
-            .arg(7200)
-            .arg(opt(&result.key_fingerprint))
-            .invoke_async(&mut self.conn.clone())
-            .await?;
-        match reply.first().map(String::as_str) {
-            Some("ok") => Ok(Fenced::Ok((
-                parse_state(reply.get(1).map(String::as_str).unwrap_or(""))?,
-                reply.get(2).cloned().unwrap_or_default(),
-            ))),
-            Some("lost") => Ok(Fenced::Lost),
-            Some("mismatch") => Ok(Fenced::Mismatch),
-            other => Err(StoreError::Corrupt(format!(
-                "complete script answered {other:?}"
-            ))),
+            .arg(7200);
+        for (lease, result) in items {
+            inv.arg(lease.job_id().as_str())
+                .arg(lease.as_str())
+                .arg(ws.as_str())
+                .arg(uuid(&result.download_uuid))
+                .arg(uuid(&result.verify_uuid))
+                .arg(opt(&result.download_url))
+                .arg(opt(&result.verify_url))
+                .arg(opt(&result.signature_url))
+                .arg(opt(&result.sha256))
+                .arg(opt(&result.key_fingerprint));
         }
+        let reply: Vec<String> = inv.invoke_async(&mut self.conn.clone()).await?;
+        if reply.len() != items.len() * 3 {
+            return Err(StoreError::Corrupt(format!(
+                "complete script answered {} values for {} jobs",
+                reply.len(),
+                items.len()
+            )));
+        }
+        Ok(reply
+            .chunks(3)
+            .map(|r| match r[0].as_str() {
+                "ok" => Ok(Fenced::Ok((parse_state(&r[1])?, r[2].clone()))),
+                "lost" => Ok(Fenced::Lost),
+                "mismatch" => Ok(Fenced::Mismatch),
+                "corrupt" => Err(StoreError::Corrupt(r[1].clone())),
+                other => Err(StoreError::Corrupt(format!(
+                    "complete script answered {other:?}"
+                ))),
+            })
+            .collect())
     }
 
     /// A workserver's failed attempt: `detail` for operators (recent errors),
@@ -929,7 +946,7 @@ fn corrupt(e: impl std::fmt::Display) -> StoreError {
 }
 
 fn leased_job(parts: Vec<String>, exp: i64) -> Result<LeasedJob> {
-    if parts.len() < 6 || !parts.len().is_multiple_of(2) {
+    if parts.len() != 10 {
         return Err(StoreError::Corrupt(format!(
             "lease entry has {} parts",
             parts.len()
@@ -944,14 +961,15 @@ fn leased_job(parts: Vec<String>, exp: i64) -> Result<LeasedJob> {
     let du = next();
     let vu = next();
     let (pdu, pvu) = (next(), next());
-    let mut cert = HashMap::new();
-    loop {
-        let k = next();
-        if k.is_empty() {
-            break;
-        }
-        cert.insert(k, next());
+    let cert_id = next();
+    let record = next();
+    if record.is_empty() {
+        return Err(StoreError::Corrupt(format!(
+            "certificate {cert_id} of job {job_id} has no record"
+        )));
     }
+    let mut cert = record::learner_fields(&record)?;
+    cert.insert("cert_id".into(), cert_id);
     let get = |k: &str| cert.get(k).cloned().filter(|v| !v.is_empty());
     let req = |k: &str| {
         get(k).ok_or_else(|| StoreError::Corrupt(format!("certificate of job {job_id} lacks {k}")))

@@ -9,7 +9,8 @@
 -- Record fields (short names, the record is kept for every certificate forever):
 --   f the learner fields as submitted (course_id, username, name, ...);
 --   s state; u updated_at (left out when it is the newest history entry's time);
---   j job_id while a job is pending; a attempts;
+--   j job_id while a job is pending; a attempts of the last job that ended (while
+--   one is pending its attempts are the job's `attempt`);
 --   e {r = error_reason, c = error_code, d = error_detail} in `error`;
 --   c index in vs of the current version; g = 1 once its files were removed (delete);
 --   sha, t, tv: the current version's sha256, drawing template and template version;
@@ -38,10 +39,16 @@ local function cert_key(P, cid) return P .. 'c:' .. cid end
 
 -- A short id for `value` of `kind` ('base' | 'key'), shared by every certificate;
 -- nil when the table is full.
+local interned_here = {}
 local function intern(P, kind, value)
+  local memo = kind .. '\0' .. value
+  if interned_here[memo] then return interned_here[memo] end
   local ik = P .. 'intern:' .. kind
   local id = redis.call('HGET', ik .. ':id', value)
-  if id then return tonumber(id) end
+  if id then
+    interned_here[memo] = tonumber(id)
+    return tonumber(id)
+  end
   if redis.call('HLEN', ik) >= INTERN_MAX then return nil end
   id = redis.call('HINCRBY', P .. 'intern:next', kind, 1)
   redis.call('HSET', ik, id, value)

@@ -28,6 +28,9 @@ pub(super) struct Record {
     s: String,
     #[serde(default)]
     u: Option<String>,
+    /// The pending job, whose `attempt` counts while it is pending.
+    #[serde(default)]
+    j: Option<String>,
     #[serde(default)]
     a: Option<u32>,
     #[serde(default)]
@@ -127,6 +130,18 @@ fn map_or_empty<'de, D: Deserializer<'de>>(
         Either::Map(m) => m,
         Either::Seq(_) => BTreeMap::new(),
     })
+}
+
+/// The learner fields of a stored record (what a leased job draws).
+pub(super) fn learner_fields(json: &str) -> Result<BTreeMap<String, String>> {
+    #[derive(Deserialize)]
+    struct Fields {
+        #[serde(default, deserialize_with = "map_or_empty")]
+        f: BTreeMap<String, String>,
+    }
+    serde_json::from_str::<Fields>(json)
+        .map(|r| r.f)
+        .map_err(|e| StoreError::Corrupt(format!("certificate record: {e}")))
 }
 
 /// The fields a verification shows as printed (record.lua's PRINTED).
@@ -303,6 +318,19 @@ impl Store {
                 .then(|| PublicUuid::parse(s).map_err(corrupt))
                 .transpose()
         };
+        // While a job is pending its attempts are the job's (the lease counts them
+        // there; the record takes them when the job ends).
+        let attempts = match r.j.as_deref().filter(|j| !j.is_empty()) {
+            Some(j) => {
+                let a: Option<u32> = self
+                    .conn
+                    .clone()
+                    .hget(format!("{P}job:{j}"), "attempt")
+                    .await?;
+                a.or(r.a).unwrap_or(0)
+            }
+            None => r.a.unwrap_or(0),
+        };
         let history = if with_history {
             let mut out = Vec::with_capacity(r.h.len());
             for e in &r.h {
@@ -333,7 +361,7 @@ impl Store {
                 .as_ref()
                 .and_then(|e| e.c.clone())
                 .filter(|s| !s.is_empty()),
-            attempts: r.a.unwrap_or(0),
+            attempts,
             updated_at: r.u.clone().unwrap_or_default(),
             template: r.t.clone().filter(|s| !s.is_empty()),
             template_version: r.tv.clone().filter(|s| !s.is_empty()),
