@@ -13,6 +13,7 @@ cargo test --workspace --locked --bench '*' "$@"
 bin="${CARGO_TARGET_DIR:-target}/debug/testamur"
 qdir=$(mktemp -d)
 "$bin" bench queue --n 300 --dir "$qdir/bench-queue"
+"$bin" bench redis --n 300 --dir "$qdir/bench-redis"
 rm -rf "$qdir"
 if command -v node >/dev/null && command -v npm >/dev/null; then
   TESTAMUR="$bin" bash bench/bullmq.sh 300

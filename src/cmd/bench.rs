@@ -3,6 +3,7 @@
 //! - `e2e`: a local cluster with two workservers; time from the first submit until
 //!   N certificates are downloadable.
 //! - `queue`: the queue path alone, with no-op workservers (`bench_queue.rs`).
+//! - `redis`: the queue path's scripts alone, straight to Redis (`bench_redis.rs`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -21,6 +22,7 @@ pub enum Kind {
     Render,
     E2e,
     Queue,
+    Redis,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -77,6 +79,11 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
     match a.kind {
         Kind::Render => render(&a),
         Kind::E2e => e2e(&a).await,
+        Kind::Redis => {
+            crate::logging::init(false);
+            let dir = a.dir.clone().unwrap_or_else(|| "target/bench-redis".into());
+            super::bench_redis::run(a.n, a.capacity.unwrap_or(50), &dir).await
+        }
         Kind::Queue => {
             crate::logging::init(false);
             let dir = a.dir.clone().unwrap_or_else(|| "target/bench-queue".into());

@@ -54,7 +54,7 @@ fn redis_memory(cluster: &Cluster) -> anyhow::Result<f64> {
 
 /// What a workserver reports for a job it "published": URLs in the layout under a
 /// public base, a signing key, a digest, as a real workserver's.
-fn result_for(job: &LeasedJob) -> JobResult {
+pub(crate) fn result_for(job: &LeasedJob) -> JobResult {
     let (du, vu) = (&job.certificate.download_uuid, &job.certificate.verify_uuid);
     let url = |p: String| Some(format!("https://certificates.example.org/{p}"));
     JobResult {

@@ -3,6 +3,7 @@
 
 pub mod bench;
 pub mod bench_queue;
+pub mod bench_redis;
 pub mod certs;
 pub mod demo;
 pub mod drain;
