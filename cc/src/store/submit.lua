@@ -56,11 +56,21 @@ local function submit_one(cid, jid, action, pending, allowed, allowed_absent, du
   move_state(P, cid, cur, pending)
   save(P, rec)
   local jk = P .. 'job:' .. jid
-  redis.call('HSET', jk, 'job_id', jid, 'cert_id', cid, 'action', action, 'attempt', 0,
-    'status', 'queued', 'enqueued_at', now_ms, 'download_uuid', du, 'verify_uuid', vu,
-    'previous_download_uuid', pdu, 'previous_verify_uuid', pvu,
-    'callback_url', cb_url, 'callback_key', cb_key, 'callback_host', cb_host, 'tq', tq)
-  redis.call('LPUSH', job_queue(P, jk), jid)
+  -- Empty fields are left out (the scripts read a missing field as empty).
+  redis.call('HSET', jk, 'cert_id', cid, 'action', action, 'attempt', 0, 'status', 'queued',
+    'enqueued_at', now_ms)
+  if du ~= '' then redis.call('HSET', jk, 'download_uuid', du, 'verify_uuid', vu) end
+  if pdu ~= '' then redis.call('HSET', jk, 'previous_download_uuid', pdu, 'previous_verify_uuid', pvu) end
+  if cb_url ~= '' then
+    redis.call('HSET', jk, 'callback_url', cb_url, 'callback_key', cb_key, 'callback_host', cb_host)
+  end
+  if tq ~= '' then redis.call('HSET', jk, 'tq', tq) end
+  local queue = P .. 'queue'
+  if tq ~= '' then
+    redis.call('SADD', P .. 'tqueues', tq)
+    queue = P .. 'queue:' .. tq
+  end
+  redis.call('LPUSH', queue, jid)
   return 'ok', pending
 end
 
