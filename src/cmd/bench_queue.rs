@@ -32,8 +32,8 @@ pub struct QueueBench<'a> {
 }
 
 /// Redis's CPU seconds so far (user + system), from `INFO cpu`.
-fn redis_cpu(cluster: &Cluster) -> anyhow::Result<f64> {
-    let info = cluster.redis.cli(&["INFO", "cpu"])?;
+pub(crate) fn redis_cpu(redis: &crate::redis_proc::RedisServer) -> anyhow::Result<f64> {
+    let info = redis.cli(&["INFO", "cpu"])?;
     let field = |name: &str| -> f64 {
         info.lines()
             .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
@@ -41,6 +41,21 @@ fn redis_cpu(cluster: &Cluster) -> anyhow::Result<f64> {
             .unwrap_or(0.0)
     };
     Ok(field("used_cpu_user") + field("used_cpu_sys"))
+}
+
+/// The enqueue and drain lines both queue benches print.
+pub(crate) fn print_rates(n: usize, enqueue: (Duration, f64), drain: (Duration, f64), calls: &str) {
+    for (what, (t, cpu)) in [
+        (format!("enqueue ({calls})"), enqueue),
+        ("drain (lease + complete)".into(), drain),
+    ] {
+        println!(
+            "  {what}: {:.2}s -> {:.0} jobs/s, Redis CPU {:.1} µs/job",
+            t.as_secs_f64(),
+            n as f64 / t.as_secs_f64(),
+            cpu
+        );
+    }
 }
 
 /// Redis's `used_memory` (bytes), from `INFO memory`.
@@ -156,7 +171,7 @@ async fn phase(
 ) -> anyhow::Result<(Duration, f64, Duration, f64)> {
     let lms = cluster.lms()?;
     let cc_url = cluster.info.cc_url.clone();
-    let cpu0 = redis_cpu(cluster)?;
+    let cpu0 = redis_cpu(&cluster.redis)?;
     let start = Instant::now();
     for chunk in requests.chunks(MAX_BATCH) {
         let resp = lms.submit_batch(chunk).await??;
@@ -168,7 +183,7 @@ async fn phase(
         anyhow::ensure!(refused == 0, "{refused} requests of the batch were refused");
     }
     let enqueued = start.elapsed();
-    let cpu1 = redis_cpu(cluster)?;
+    let cpu1 = redis_cpu(&cluster.redis)?;
 
     let mut sessions = Vec::new();
     for i in 1..=b.workers {
@@ -195,7 +210,7 @@ async fn phase(
         r??;
     }
     let drained = start.elapsed();
-    let cpu2 = redis_cpu(cluster)?;
+    let cpu2 = redis_cpu(&cluster.redis)?;
     Ok((enqueued, cpu1 - cpu0, drained, cpu2 - cpu1))
 }
 
@@ -273,17 +288,11 @@ pub async fn run(b: QueueBench<'_>) -> anyhow::Result<ExitCode> {
         "queue path: {} no-op jobs, {} workservers x capacity {}, through HTTPS",
         f.n, b.workers, b.capacity
     );
-    println!(
-        "  enqueue (batches of {MAX_BATCH}): {:.2}s -> {:.0} jobs/s, Redis CPU {:.1} µs/job",
-        f.enqueue.as_secs_f64(),
-        f.n as f64 / f.enqueue.as_secs_f64(),
-        f.enqueue_cpu_us
-    );
-    println!(
-        "  drain (lease + complete): {:.2}s -> {:.0} jobs/s, Redis CPU {:.1} µs/job",
-        f.drain.as_secs_f64(),
-        f.n as f64 / f.drain.as_secs_f64(),
-        f.drain_cpu_us
+    print_rates(
+        f.n,
+        (f.enqueue, f.enqueue_cpu_us),
+        (f.drain, f.drain_cpu_us),
+        &format!("batches of {MAX_BATCH}"),
     );
     println!(
         "  Redis memory: {:.0} bytes per downloadable certificate, {:.0} bytes per further \

@@ -28,17 +28,6 @@ pub struct Figures {
     pub drain_cpu_us: f64,
 }
 
-fn redis_cpu(redis: &RedisServer) -> anyhow::Result<f64> {
-    let info = redis.cli(&["INFO", "cpu"])?;
-    let field = |name: &str| -> f64 {
-        info.lines()
-            .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(0.0)
-    };
-    Ok(field("used_cpu_user") + field("used_cpu_sys"))
-}
-
 fn new_job(i: usize) -> anyhow::Result<NewJob> {
     let r = super::demo::sample_request(i);
     let course = CourseId::parse(r.course_id.clone().unwrap_or_default())?;
@@ -87,11 +76,11 @@ pub async fn measure(n: usize, batch: u32, dir: &std::path::Path) -> anyhow::Res
         })
         .await?;
     let jobs = (0..n).map(new_job).collect::<anyhow::Result<Vec<_>>>()?;
-    let cpu0 = redis_cpu(&redis)?;
+    let cpu0 = super::bench_queue::redis_cpu(&redis)?;
     let start = Instant::now();
     store.submit_many(jobs, IDEMPOTENCY_TTL).await?;
     let enqueue = start.elapsed();
-    let cpu1 = redis_cpu(&redis)?;
+    let cpu1 = super::bench_queue::redis_cpu(&redis)?;
 
     let done = Arc::new(AtomicUsize::new(0));
     let start = Instant::now();
@@ -133,7 +122,7 @@ pub async fn measure(n: usize, batch: u32, dir: &std::path::Path) -> anyhow::Res
         r??;
     }
     let drain = start.elapsed();
-    let cpu2 = redis_cpu(&redis)?;
+    let cpu2 = super::bench_queue::redis_cpu(&redis)?;
     anyhow::ensure!(
         done.load(Ordering::Relaxed) == n,
         "drained {} of {n}",
@@ -155,17 +144,11 @@ pub async fn run(n: usize, batch: u32, dir: &std::path::Path) -> anyhow::Result<
         "queue path inside Redis (the CC's scripts, no HTTPS): {} jobs, lease and complete {} per call, {IN_FLIGHT} calls in flight",
         f.n, batch
     );
-    println!(
-        "  enqueue (calls of 500): {:.2}s -> {:.0} jobs/s, Redis CPU {:.1} µs/job",
-        f.enqueue.as_secs_f64(),
-        f.n as f64 / f.enqueue.as_secs_f64(),
-        f.enqueue_cpu_us
-    );
-    println!(
-        "  drain (lease + complete): {:.2}s -> {:.0} jobs/s, Redis CPU {:.1} µs/job",
-        f.drain.as_secs_f64(),
-        f.n as f64 / f.drain.as_secs_f64(),
-        f.drain_cpu_us
+    super::bench_queue::print_rates(
+        f.n,
+        (f.enqueue, f.enqueue_cpu_us),
+        (f.drain, f.drain_cpu_us),
+        "calls of 500",
     );
     Ok(ExitCode::SUCCESS)
 }

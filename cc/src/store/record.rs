@@ -458,29 +458,37 @@ impl Store {
         }))
     }
 
+    /// One `SCAN` step over the keys of certificates in the earlier format:
+    /// the next cursor (0 at the end) and the cert ids found.
+    async fn scan_old(&self, cursor: u64, count: usize) -> Result<(u64, Vec<String>)> {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(format!("{P}cert:*"))
+            .arg("COUNT")
+            .arg(count)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        let ids = keys
+            .iter()
+            .filter_map(|k| k.strip_prefix(P)?.strip_prefix("cert:"))
+            .filter(|id| !id.contains(':'))
+            .map(str::to_owned)
+            .collect();
+        Ok((next, ids))
+    }
+
     /// Move every certificate still in the earlier format into records, `chunk`
     /// per script call; resumable (what moved is not seen again) and safe while
     /// CCs run. Also drops the listing index no longer kept (`bystate:downloadable`).
     /// Returns how many moved.
     pub async fn migrate_all(&self, chunk: usize, mut progress: impl FnMut(u64)) -> Result<u64> {
-        let mut c = self.conn.clone();
+        let chunk = chunk.max(1);
         let mut moved = 0u64;
         let mut cursor: u64 = 0;
         loop {
-            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(format!("{P}cert:*"))
-                .arg("COUNT")
-                .arg(chunk.max(1) * 4)
-                .query_async(&mut c)
-                .await?;
-            let ids: Vec<&str> = keys
-                .iter()
-                .filter_map(|k| k.strip_prefix(P)?.strip_prefix("cert:"))
-                .filter(|id| !id.contains(':'))
-                .collect();
-            for part in ids.chunks(chunk.max(1)) {
+            let (next, ids) = self.scan_old(cursor, chunk * 4).await?;
+            for part in ids.chunks(chunk) {
                 let n: u64 = self
                     .scripts
                     .migrate
@@ -488,7 +496,7 @@ impl Store {
                     .arg(P)
                     .arg("bulk")
                     .arg(part)
-                    .invoke_async(&mut c)
+                    .invoke_async(&mut self.conn.clone())
                     .await?;
                 moved += n;
                 progress(moved);
@@ -500,25 +508,17 @@ impl Store {
         }
         let _: i64 = redis::cmd("UNLINK")
             .arg(format!("{P}bystate:downloadable"))
-            .query_async(&mut c)
+            .query_async(&mut self.conn.clone())
             .await?;
         Ok(moved)
     }
 
     /// Whether any certificate is still in the earlier format.
     pub async fn unmigrated(&self) -> Result<bool> {
-        let mut c = self.conn.clone();
         let mut cursor: u64 = 0;
         loop {
-            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(format!("{P}cert:*"))
-                .arg("COUNT")
-                .arg(1000)
-                .query_async(&mut c)
-                .await?;
-            if !keys.is_empty() {
+            let (next, ids) = self.scan_old(cursor, 1000).await?;
+            if !ids.is_empty() {
                 return Ok(true);
             }
             cursor = next;
