@@ -55,8 +55,12 @@ fn new_job(i: usize) -> anyhow::Result<NewJob> {
 }
 
 pub async fn measure(n: usize, batch: u32, dir: &std::path::Path) -> anyhow::Result<Figures> {
-    crate::devcluster::clear_dir(dir)?;
-    let redis = RedisServer::start(dir)?;
+    // A directory of its own under `dir` (its Redis's socket and files), removed
+    // afterwards.
+    let work = dir.join(format!("run-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
+    let redis = RedisServer::start(&work)?;
     let store = Store::connect(&redis.url(), None)
         .await
         .context("connecting to the throwaway redis-server")?;
@@ -128,6 +132,9 @@ pub async fn measure(n: usize, batch: u32, dir: &std::path::Path) -> anyhow::Res
         "drained {} of {n}",
         done.load(Ordering::Relaxed)
     );
+    drop(store);
+    drop(redis);
+    let _ = std::fs::remove_dir_all(&work);
     let per = |d: f64| d * 1e6 / n as f64;
     Ok(Figures {
         n,
