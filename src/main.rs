@@ -56,6 +56,9 @@ enum Command {
     /// Move certificates stored by releases before compact records into records
     /// (CCs also do it on first touch); resumable, safe while CCs run.
     Migrate(cmd::migrate::MigrateArgs),
+    /// Compare what storage holds with what Redis says is published (after a
+    /// restore from backup); --apply repairs what it can.
+    Reconcile(cmd::reconcile::ReconcileArgs),
     /// Check a certificate's detached signature offline.
     Verify(cmd::verify::VerifyArgs),
     /// Run a local cluster and generate sample certificates.
@@ -116,6 +119,7 @@ fn main() -> std::process::ExitCode {
             Command::Status(a) => cmd::status::run(a).await,
             Command::Drain(a) => cmd::drain::run(a).await,
             Command::Migrate(a) => cmd::migrate::run(a).await,
+            Command::Reconcile(a) => cmd::reconcile::run(a).await,
             Command::Verify(a) => cmd::verify::run(a),
             Command::Demo(a) => cmd::demo::run(a, cli.log_json).await,
             Command::Bench(a) => cmd::bench::run(a).await,

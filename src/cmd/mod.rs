@@ -10,6 +10,7 @@ pub mod drain;
 pub mod keygen;
 pub mod migrate;
 pub mod preview;
+pub mod reconcile;
 pub mod serve;
 pub mod status;
 pub mod submit;

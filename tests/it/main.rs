@@ -20,6 +20,7 @@ mod memory;
 mod migration;
 mod operations;
 mod publishing;
+mod reconcile;
 mod registration;
 mod rendering;
 mod retention;

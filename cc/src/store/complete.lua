@@ -58,14 +58,24 @@ local function complete_one(jid, lease, ws, rdu, rvu, durl, vurl, surl, sha, fp)
     -- and the version the workserver that leased it has. What it printed is the
     -- learner fields as they are now. Its publication time is the history entry's
     -- that names it (record.lua hist).
-    local ver = {v = rvu, d = rdu, k = key_ref(P, fp)}
+    -- A version published again under its own uuids (a republish) stays one
+    -- version; its publication time stays its first history entry's.
+    local k
+    for i, v in ipairs(rec.vs) do
+      if v.v == rvu and v.d == rdu then k = i end
+    end
+    local ver = (k and rec.vs[k]) or {v = rvu, d = rdu}
+    ver.k = key_ref(P, fp)
     set_urls(P, ver, durl, vurl, surl)
-    rec.vs[#rec.vs + 1] = ver
-    rec.c, rec.g = #rec.vs, nil
+    if not k then
+      rec.vs[#rec.vs + 1] = ver
+      k = #rec.vs
+    end
+    rec.c, rec.g = k, nil
     rec.sha = (sha ~= '' and sha) or nil
     rec.t = (rec.f.template ~= '' and rec.f.template) or nil
     rec.tv = (drawn_version ~= '' and drawn_version) or nil
-    detail = #rec.vs
+    detail = k
     if rvu ~= '' then redis.call('SET', P .. 'v:' .. rvu, cid) end
   end
   rec.s, rec.u, rec.j, rec.e = target, at, nil, nil

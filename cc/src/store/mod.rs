@@ -53,6 +53,7 @@
 mod callbacks;
 mod idempotency;
 mod listing;
+mod reconcile;
 mod record;
 mod scripts;
 mod sessions;
@@ -60,6 +61,7 @@ mod sessions;
 pub use callbacks::{CallbackAttempt, Claim, ClaimedCallback};
 pub use idempotency::IdemBegin;
 pub use listing::ListIndex;
+pub use reconcile::{Published, RecordCheck};
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;

@@ -158,7 +158,7 @@ fn nonempty(s: &str) -> Option<String> {
 
 impl Record {
     /// `id`: the certificate's, when the JSON is as stored (without it).
-    fn parse(json: &str, id: Option<&str>) -> Result<Self> {
+    pub(super) fn parse(json: &str, id: Option<&str>) -> Result<Self> {
         let mut r: Self = serde_json::from_str(json)
             .map_err(|e| StoreError::Corrupt(format!("certificate record: {e}")))?;
         if let Some(id) = id {
@@ -173,6 +173,35 @@ impl Record {
                     .map(str::to_owned);
         }
         Ok(r)
+    }
+
+    pub(super) fn state(&self) -> &str {
+        &self.s
+    }
+
+    /// The verify uuid of every published version, oldest first.
+    pub(super) fn version_uuids(&self) -> impl Iterator<Item = &str> {
+        self.vs.iter().map(|v| v.v.as_str())
+    }
+
+    /// The current version whose files should be published (none once a delete
+    /// removed them): download uuid, verify uuid, whether it has a verification
+    /// page, and the `{template}@{version}` that drew it.
+    pub(super) fn published_files(&self) -> Option<(&str, &str, bool, Option<String>)> {
+        if self.g.is_some() {
+            return None;
+        }
+        let v = self.current()?;
+        let tq = match (&self.t, &self.tv) {
+            (Some(t), Some(tv)) if !t.is_empty() && !tv.is_empty() => Some(format!("{t}@{tv}")),
+            _ => None,
+        };
+        Some((
+            &v.d,
+            &v.v,
+            v.nv.is_none() && v.urls.as_ref().is_none_or(|u| !u.v.is_empty()),
+            tq,
+        ))
     }
 
     fn field(&self, k: &str) -> Option<String> {

@@ -31,7 +31,11 @@ local function submit_one(cid, jid, action, pending, allowed, allowed_absent, du
   if action == 'delete' then
     du = (cv and cv.d) or ''
     vu = (cv and cv.v) or ''
-  elseif action == 'regen' then
+  end
+  -- A regen under the published version's own uuids republishes that version (as
+  -- `testamur reconcile --apply` asks when its files are gone): nothing to remove.
+  local republish = action == 'regen' and cv and cv.d == du and cv.v == vu
+  if action == 'regen' and not republish then
     pdu = (cv and cv.d) or ''
     pvu = (cv and cv.v) or ''
   end
@@ -52,7 +56,11 @@ local function submit_one(cid, jid, action, pending, allowed, allowed_absent, du
     redis.call('ZADD', P .. 'certs', 0, cid)
     redis.call('ZADD', P .. 'course:' .. fval(rec.f, 'course_id'), 0, cid)
   end
-  hist(rec, pending, at, action .. ' requested')
+  if republish then
+    hist(rec, pending, at, 'republish requested (the published files were missing)')
+  else
+    hist(rec, pending, at, action .. ' requested')
+  end
   move_state(P, cid, cur, pending)
   save(P, rec)
   local jk = P .. 'job:' .. jid

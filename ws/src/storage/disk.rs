@@ -101,6 +101,15 @@ impl DiskStorage {
 }
 
 impl Storage for DiskStorage {
+    fn exists(&self, rel: &str) -> Result<bool, StorageError> {
+        let path = self.dir.join(rel);
+        match std::fs::metadata(&path) {
+            Ok(m) => Ok(m.is_file()),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(io_error("look up", &path, e)),
+        }
+    }
+
     fn keeps_old_versions(&self) -> bool {
         self.keep_old_versions
     }

@@ -30,6 +30,8 @@ pub struct StorageError {
 /// Where certificates are published. Blocking calls: jobs run on the blocking
 /// pool (the S3 backend waits on the async SDK there).
 pub trait Storage: Send + Sync {
+    /// Whether a file is published at `rel` (`testamur reconcile`).
+    fn exists(&self, rel: &str) -> Result<bool, StorageError>;
     /// Writes `bytes` at `rel` (a path from the layout functions below), whole.
     fn put(&self, rel: &str, bytes: &[u8], content_type: &str) -> Result<(), StorageError>;
     /// Removes `rel`; removing what is not there is not an error.

@@ -151,6 +151,19 @@ impl S3Storage {
 }
 
 impl Storage for S3Storage {
+    fn exists(&self, rel: &str) -> Result<bool, StorageError> {
+        let req = self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(self.key(rel));
+        match self.handle.block_on(req.send()) {
+            Ok(_) => Ok(true),
+            Err(SdkError::ServiceError(e)) if e.err().is_not_found() => Ok(false),
+            Err(e) => Err(self.classify("look up", rel, e)),
+        }
+    }
+
     fn keeps_old_versions(&self) -> bool {
         self.keep_old_versions
     }
