@@ -302,7 +302,8 @@ impl S3Server {
         std::fs::create_dir_all(root.join(S3_BUCKET))?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
-        let fs = s3s_fs::FileSystem::new(root)?;
+        let fs = s3s_fs::FileSystem::new(root)
+            .map_err(|e| anyhow::anyhow!("s3s-fs over {}: {e:?}", root.display()))?;
         let mut b = s3s::service::S3ServiceBuilder::new(fs);
         b.set_auth(s3s::auth::SimpleAuth::from_single(
             S3_ACCESS_KEY,
