@@ -107,11 +107,12 @@ fn create_dirs_durably(dir: &Path) -> std::io::Result<()> {
 impl DiskStorage {
     pub fn new(dir: &Path, cfg: &StorageConfig) -> Result<Self, StorageError> {
         create_dirs_durably(dir).map_err(|e| io_error("create directory", dir, e))?;
+        let root = std::fs::File::open(dir).map_err(|e| io_error("open directory", dir, e))?;
         Ok(Self {
             dir: dir.to_owned(),
             base_url: cfg.base_url.clone(),
             keep_old_versions: cfg.keep_old_versions,
-            commit: GroupCommit::default(),
+            commit: GroupCommit::new(root),
         })
     }
 

@@ -1,7 +1,11 @@
 //! Group commit for the directory backend: files and directory entries written by
-//! several jobs are made durable together, by one of them, with one round of
-//! fsyncs (on ext4 the first fsync commits the journal for all of them; the others
-//! find nothing left to do).
+//! several jobs are made durable together, by one of them, in one round: on Linux
+//! one `syncfs(2)` of the storage's filesystem (every dirty file, directory and
+//! inode table block written in one batch of I/O) followed by an fsync of the
+//! storage directory (a cache flush after that last metadata: ext4 without a
+//! journal flushes before it); elsewhere an fsync of each file and directory.
+//! An fsync per file costs one synchronous write per inode (and, on ext4 without a
+//! journal, per new parent directory), each a VM exit on a virtual disk.
 //!
 //! A round collects what is written while the previous round is being synced.
 //! A job waits for the rounds its writes went into; the first to wait when no
@@ -34,13 +38,23 @@ struct State {
     syncing: bool,
 }
 
-#[derive(Default)]
 pub(super) struct GroupCommit {
     state: Mutex<State>,
     synced: Condvar,
+    /// The storage directory, open for the whole process: `syncfs` reports the
+    /// writeback errors of the filesystem since the last call on this handle.
+    root: File,
 }
 
 impl GroupCommit {
+    pub(super) fn new(root: File) -> Self {
+        Self {
+            state: Mutex::default(),
+            synced: Condvar::new(),
+            root,
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -77,7 +91,7 @@ impl GroupCommit {
                 let dirs = std::mem::take(&mut s.dirs);
                 let taken = std::mem::take(&mut s.round);
                 drop(s);
-                let result = sync(files, dirs);
+                let result = sync(&self.root, files, dirs);
                 let _ = taken.result.set(result);
                 s = self.lock();
                 s.syncing = false;
@@ -92,8 +106,30 @@ impl GroupCommit {
 #[cfg(test)]
 pub(super) static SYNCED: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 
+/// Makes the files and directories durable: after this a crash keeps them all.
+#[cfg(target_os = "linux")]
+fn sync(root: &File, files: Vec<(PathBuf, File)>, dirs: BTreeSet<PathBuf>) -> Result<(), String> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: syncfs only reads the descriptor, which `root` keeps open.
+    if unsafe { libc::syncfs(root.as_raw_fd()) } != 0 {
+        return Err(format!("syncfs: {}", std::io::Error::last_os_error()));
+    }
+    root.sync_all()
+        .map_err(|e| format!("fsync of the storage directory: {e}"))?;
+    #[cfg(test)]
+    {
+        let mut synced = SYNCED.lock().unwrap_or_else(|p| p.into_inner());
+        synced.extend(files.into_iter().map(|(p, _)| p));
+        synced.extend(dirs);
+    }
+    #[cfg(not(test))]
+    drop((files, dirs));
+    Ok(())
+}
+
 /// fsyncs the files, then the directories: after this a crash keeps them all.
-fn sync(files: Vec<(PathBuf, File)>, dirs: BTreeSet<PathBuf>) -> Result<(), String> {
+#[cfg(not(target_os = "linux"))]
+fn sync(_root: &File, files: Vec<(PathBuf, File)>, dirs: BTreeSet<PathBuf>) -> Result<(), String> {
     for (path, f) in files {
         f.sync_all()
             .map_err(|e| format!("fsync {}: {e}", path.display()))?;
