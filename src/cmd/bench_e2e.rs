@@ -97,6 +97,7 @@ async fn measure(
     capacity: Option<f64>,
 ) -> anyhow::Result<ExitCode> {
     let lms = cluster.lms()?;
+    let cpu_before = cpu_times(cluster);
     let start = Instant::now();
     // Single requests one at a time while the run goes on. `probes` counts them
     // (before each is submitted) so the run's own certificates can be told apart.
@@ -116,6 +117,7 @@ async fn measure(
     let accepted = submit_all(b, &lms).await?;
     wait_downloadable(cluster, b.n, start, &probes).await?;
     let total = start.elapsed();
+    let cpu_after = cpu_times(cluster);
     stop.store(true, Ordering::SeqCst);
     let loaded = match probe {
         Some(p) => Some(p.await??),
@@ -146,6 +148,19 @@ async fn measure(
             rate / cap * 100.0
         );
     }
+    // CPU time per certificate of each process: steadier than rates on a
+    // machine shared with other work.
+    let per_cert: Vec<String> = cpu_after
+        .iter()
+        .filter_map(|(name, after)| {
+            let before = cpu_before.iter().find(|(n, _)| n == name)?.1;
+            Some(format!(
+                "{name} {:.2}",
+                (after - before) * 1000.0 / b.n as f64
+            ))
+        })
+        .collect();
+    println!("  CPU ms per certificate (user+system): {}", per_cert.join(", "));
     if let Some(loaded) = loaded {
         print_latency("latency under the run's load (single requests, one at a time)", loaded);
         let mut idle = Vec::with_capacity(b.latency);
@@ -216,6 +231,24 @@ async fn wait_downloadable(
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// CPU seconds (user + system) each process of the cluster has used so far.
+fn cpu_times(cluster: &Cluster) -> Vec<(String, f64)> {
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    cluster
+        .pids()
+        .into_iter()
+        .filter_map(|(name, pid)| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            // Fields after the command (which may hold spaces) in parentheses.
+            let rest = &stat[stat.rfind(')')? + 2..];
+            let f: Vec<&str> = rest.split(' ').collect();
+            let (utime, stime): (f64, f64) = (f.get(11)?.parse().ok()?, f.get(12)?.parse().ok()?);
+            Some((name, (utime + stime) / ticks))
+        })
+        .collect()
 }
 
 /// One request from submit until `GET /v1/certificates/{id}` says downloadable,
