@@ -17,6 +17,7 @@ use tracing::Instrument;
 use crate::client::{CcClient, ClientError, Session};
 use crate::fence::{LeaseGuard, Liveness};
 use crate::job::{JobError, Pipeline};
+use crate::report::Reporter;
 use crate::render::Renderer;
 use crate::sign::SigningKey;
 use crate::storage::{self, Storage, CONTENT_KEY, PUBLIC_KEY_PATH};
@@ -28,6 +29,8 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
 struct Shared {
     client: CcClient,
+    /// Sends completions, several per call when they pile up.
+    reporter: Reporter,
     config: WsConfig,
     session: RwLock<Session>,
     pipeline: Arc<Pipeline>,
@@ -111,6 +114,7 @@ pub async fn run(
     };
     let liveness = Liveness::new(session.heartbeat_interval);
     let shared = Arc::new(Shared {
+        reporter: Reporter::spawn(client.clone()),
         client,
         config,
         liveness,
@@ -381,7 +385,7 @@ async fn run_job(
         let sent = match &outcome {
             Ok(result) => {
                 shared
-                    .client
+                    .reporter
                     .complete(session, &job.lease_id, result.clone())
                     .await
             }
