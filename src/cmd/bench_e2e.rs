@@ -161,6 +161,20 @@ async fn measure(
         })
         .collect();
     println!("  CPU ms per certificate (user+system): {}", per_cert.join(", "));
+    let cluster_ms: f64 = cpu_after
+        .iter()
+        .filter_map(|(name, after)| Some(after - cpu_before.iter().find(|(n, _)| n == name)?.1))
+        .sum::<f64>()
+        * 1000.0
+        / b.n as f64;
+    if let Some(cap) = capacity {
+        let cores = std::thread::available_parallelism().map_or(1, |c| c.get()) as f64;
+        let render_ms = 1000.0 * cores / cap;
+        println!(
+            "  cluster CPU {cluster_ms:.2} ms per certificate, of which render+sign {render_ms:.2} ms -> {:.0} % of the CPU makes certificates",
+            render_ms / cluster_ms * 100.0
+        );
+    }
     if let Some(loaded) = loaded {
         print_latency("latency under the run's load (single requests, one at a time)", loaded);
         let mut idle = Vec::with_capacity(b.latency);

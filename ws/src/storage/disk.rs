@@ -74,13 +74,11 @@ fn create_dirs(
     dir: &Path,
     created: &mut dyn FnMut(&Path) -> std::io::Result<()>,
 ) -> std::io::Result<()> {
-    if dir.is_dir() {
-        return Ok(());
-    }
     let parent = dir.parent().filter(|p| !p.as_os_str().is_empty());
+    // mkdir first: a certificate's directory is new, and one stat fewer.
     match std::fs::create_dir(dir) {
         Ok(()) => {}
-        // Another job created it meanwhile: its creator syncs it.
+        // There already (or just made by another job): its creator syncs its entry.
         Err(e) if e.kind() == ErrorKind::AlreadyExists && dir.is_dir() => return Ok(()),
         Err(e) if e.kind() == ErrorKind::NotFound => {
             let Some(parent) = parent else { return Err(e) };

@@ -3,7 +3,8 @@
 //! one `syncfs(2)` of the storage's filesystem (every dirty file, directory and
 //! inode table block written in one batch of I/O) followed by an fsync of the
 //! storage directory (a cache flush after that last metadata: ext4 without a
-//! journal flushes before it); elsewhere an fsync of each file and directory.
+//! journal flushes before it); elsewhere, and for a round of one job's files, an
+//! fsync of each file and directory.
 //! An fsync per file costs one synchronous write per inode (and, on ext4 without a
 //! journal, per new parent directory), each a VM exit on a virtual disk.
 //!
@@ -106,9 +107,26 @@ impl GroupCommit {
 #[cfg(test)]
 pub(super) static SYNCED: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 
+/// A round of at most this many files (one job's) is synced file by file: a
+/// `syncfs` also waits for whatever else is dirty on the filesystem (other
+/// programs' writes), which a lone job need not pay for.
+const SMALL_ROUND: usize = 3;
+
 /// Makes the files and directories durable: after this a crash keeps them all.
-#[cfg(target_os = "linux")]
 fn sync(root: &File, files: Vec<(PathBuf, File)>, dirs: BTreeSet<PathBuf>) -> Result<(), String> {
+    if files.len() <= SMALL_ROUND {
+        return sync_each(files, dirs);
+    }
+    sync_all(root, files, dirs)
+}
+
+/// One `syncfs`, then a cache flush.
+#[cfg(target_os = "linux")]
+fn sync_all(
+    root: &File,
+    files: Vec<(PathBuf, File)>,
+    dirs: BTreeSet<PathBuf>,
+) -> Result<(), String> {
     use std::os::fd::AsRawFd;
     // SAFETY: syncfs only reads the descriptor, which `root` keeps open.
     if unsafe { libc::syncfs(root.as_raw_fd()) } != 0 {
@@ -127,9 +145,17 @@ fn sync(root: &File, files: Vec<(PathBuf, File)>, dirs: BTreeSet<PathBuf>) -> Re
     Ok(())
 }
 
-/// fsyncs the files, then the directories: after this a crash keeps them all.
 #[cfg(not(target_os = "linux"))]
-fn sync(_root: &File, files: Vec<(PathBuf, File)>, dirs: BTreeSet<PathBuf>) -> Result<(), String> {
+fn sync_all(
+    _root: &File,
+    files: Vec<(PathBuf, File)>,
+    dirs: BTreeSet<PathBuf>,
+) -> Result<(), String> {
+    sync_each(files, dirs)
+}
+
+/// fsyncs the files, then the directories.
+fn sync_each(files: Vec<(PathBuf, File)>, dirs: BTreeSet<PathBuf>) -> Result<(), String> {
     for (path, f) in files {
         f.sync_all()
             .map_err(|e| format!("fsync {}: {e}", path.display()))?;
