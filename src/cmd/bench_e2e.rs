@@ -175,6 +175,17 @@ async fn measure(
             render_ms / cluster_ms * 100.0
         );
     }
+    if let Ok(calls) = calls_per_route(cluster).await {
+        let per = |route: &str| {
+            calls.iter().filter(|(r, _)| r == route).map(|(_, n)| n).sum::<f64>() / b.n as f64 + 0.0
+        };
+        println!(
+            "  workserver calls per certificate: lease {:.2}, complete {:.2}, batch complete {:.2}",
+            per("/v1/leases"),
+            per("/v1/leases/{lease_id}/complete"),
+            per("/v1/leases/complete")
+        );
+    }
     if let Some(loaded) = loaded {
         print_latency("latency under the run's load (single requests, one at a time)", loaded);
         let mut idle = Vec::with_capacity(b.latency);
@@ -245,6 +256,28 @@ async fn wait_downloadable(
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// `testamur_http_requests_total` of CC 1 by route, from its `/metrics`.
+async fn calls_per_route(cluster: &Cluster) -> anyhow::Result<Vec<(String, f64)>> {
+    let op = cluster.operator()?;
+    let text = op
+        .http()
+        .get(op.url("/metrics"))
+        .bearer_auth(op.key())
+        .send()
+        .await?
+        .text()
+        .await?;
+    Ok(text
+        .lines()
+        .filter(|l| l.starts_with("testamur_http_requests_total{"))
+        .filter_map(|l| {
+            let route = l.split("route=\"").nth(1)?.split('"').next()?;
+            let n: f64 = l.rsplit(' ').next()?.parse().ok()?;
+            Some((route.to_owned(), n))
+        })
+        .collect())
 }
 
 /// CPU seconds (user + system) each process of the cluster has used so far.
