@@ -14,7 +14,6 @@ use clap::{Args, ValueEnum};
 use testamur_ws::render::RenderContext;
 use testamur_ws::sample;
 
-
 #[derive(Clone, Copy, ValueEnum)]
 pub enum Kind {
     Render,

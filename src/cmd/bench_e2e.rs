@@ -160,7 +160,10 @@ async fn measure(
             ))
         })
         .collect();
-    println!("  CPU ms per certificate (user+system): {}", per_cert.join(", "));
+    println!(
+        "  CPU ms per certificate (user+system): {}",
+        per_cert.join(", ")
+    );
     let cluster_ms: f64 = cpu_after
         .iter()
         .filter_map(|(name, after)| Some(after - cpu_before.iter().find(|(n, _)| n == name)?.1))
@@ -177,7 +180,13 @@ async fn measure(
     }
     if let Ok(calls) = calls_per_route(cluster).await {
         let per = |route: &str| {
-            calls.iter().filter(|(r, _)| r == route).map(|(_, n)| n).sum::<f64>() / b.n as f64 + 0.0
+            calls
+                .iter()
+                .filter(|(r, _)| r == route)
+                .map(|(_, n)| n)
+                .sum::<f64>()
+                / b.n as f64
+                + 0.0
         };
         println!(
             "  workserver calls per certificate: lease {:.2}, complete {:.2}, batch complete {:.2}",
@@ -187,12 +196,18 @@ async fn measure(
         );
     }
     if let Some(loaded) = loaded {
-        print_latency("latency under the run's load (single requests, one at a time)", loaded);
+        print_latency(
+            "latency under the run's load (single requests, one at a time)",
+            loaded,
+        );
         let mut idle = Vec::with_capacity(b.latency);
         for i in 0..b.latency {
             idle.push(one_request(&lms, &request("idle", i), POLL_IDLE).await?);
         }
-        print_latency("latency on the idle cluster (single requests, one at a time)", idle);
+        print_latency(
+            "latency on the idle cluster (single requests, one at a time)",
+            idle,
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -386,9 +401,7 @@ fn render_capacity(n: usize) -> anyhow::Result<f64> {
     }
     let one = n as f64 / start.elapsed().as_secs_f64();
     let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
-    println!(
-        "render+sign+check of the run's certificates, one thread: {one:.1}/s x {cores} cores"
-    );
+    println!("render+sign+check of the run's certificates, one thread: {one:.1}/s x {cores} cores");
     Ok(one * cores as f64)
 }
 

@@ -35,7 +35,13 @@ fn completion(job: &Value) -> Value {
 
 async fn state(c: &TestCluster, job: &Value) -> CertState {
     let id = job["certificate"]["cert_id"].as_str().unwrap();
-    c.lms().unwrap().certificate(id).await.unwrap().unwrap().state
+    c.lms()
+        .unwrap()
+        .certificate(id)
+        .await
+        .unwrap()
+        .unwrap()
+        .state
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -15,9 +15,8 @@ use testamur_common::error_chain;
 use testamur_common::ids::{JobId, LeaseId, WsId};
 use testamur_common::wire::{
     Capabilities, CompleteManyRequest, CompleteManyResponse, CompleteRequest, Completion,
-    CompletionOutcome, ErrorBody, ExtendResponse, FailRequest, HeartbeatRequest,
-    HeartbeatResponse, JobResult, LeaseRequest, LeaseResponse, LeasedJob, RegisterRequest,
-    RegisterResponse,
+    CompletionOutcome, ErrorBody, ExtendResponse, FailRequest, HeartbeatRequest, HeartbeatResponse,
+    JobResult, LeaseRequest, LeaseResponse, LeasedJob, RegisterRequest, RegisterResponse,
 };
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -307,11 +306,7 @@ impl CcClient {
         if r.results.len() != items.len() {
             return Err(ClientError::Api {
                 status: 200,
-                message: format!(
-                    "{} answers to {} completions",
-                    r.results.len(),
-                    items.len()
-                ),
+                message: format!("{} answers to {} completions", r.results.len(), items.len()),
             });
         }
         Ok(r.results)

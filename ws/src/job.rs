@@ -476,7 +476,8 @@ mod tests {
     fn pipeline(storage: Arc<Recording>) -> Pipeline {
         let templates = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../templates"));
         let (secret, _, _) = crate::sign::generate_key("test <t@example.org>").unwrap();
-        let key = SigningKey::from_cert(crate::sign::parse_cert(secret.as_bytes()).unwrap()).unwrap();
+        let key =
+            SigningKey::from_cert(crate::sign::parse_cert(secret.as_bytes()).unwrap()).unwrap();
         Pipeline {
             renderer: Renderer::load(templates).unwrap(),
             key,
@@ -493,7 +494,10 @@ mod tests {
         let storage = Arc::new(Recording::default());
         let p = pipeline(storage.clone());
         let cert = crate::sample::job(crate::sample::Script::Latin, 1, None);
-        let (du, vu) = (cert.download_uuid.clone().unwrap(), cert.verify_uuid.clone().unwrap());
+        let (du, vu) = (
+            cert.download_uuid.clone().unwrap(),
+            cert.verify_uuid.clone().unwrap(),
+        );
         p.run(Action::Add, &cert).unwrap();
         let events = storage.events();
         assert_eq!(
@@ -518,7 +522,9 @@ mod tests {
         let commit = events.iter().position(|e| e == "commit").expect("a commit");
         assert_eq!(commit, 3, "{events:?}");
         assert!(
-            events[commit + 1..].iter().all(|e| e.starts_with("remove ")),
+            events[commit + 1..]
+                .iter()
+                .all(|e| e.starts_with("remove ")),
             "the old version goes only once the new one is durable: {events:?}"
         );
         assert_eq!(events.len(), commit + 1 + 4, "{events:?}");
@@ -535,11 +541,23 @@ mod tests {
         let p = pipeline(storage.clone());
         let cert = crate::sample::job(crate::sample::Script::Latin, 3, None);
         let e = p.run(Action::Add, &cert).unwrap_err();
-        assert_eq!((e.code, e.retryable), (FailCode::Storage, true), "{}", e.reason);
+        assert_eq!(
+            (e.code, e.retryable),
+            (FailCode::Storage, true),
+            "{}",
+            e.reason
+        );
         assert!(e.reason.contains("Input/output error"), "{}", e.reason);
         let events = storage.events();
-        assert_eq!(events.last().map(String::as_str), Some("commit"), "{events:?}");
-        assert!(!events.iter().any(|e| e.starts_with("remove ")), "{events:?}");
+        assert_eq!(
+            events.last().map(String::as_str),
+            Some("commit"),
+            "{events:?}"
+        );
+        assert!(
+            !events.iter().any(|e| e.starts_with("remove ")),
+            "{events:?}"
+        );
     }
 
     /// Text that does not fit its box at the smallest size ends the job as

@@ -101,7 +101,9 @@ async fn run(client: CcClient, mut rx: mpsc::UnboundedReceiver<Pending>) {
                     continue;
                 }
                 Err(ClientError::Api { status: 404, .. }) => {
-                    tracing::info!("the CC has no batch completion endpoint; completing one lease per call");
+                    tracing::info!(
+                        "the CC has no batch completion endpoint; completing one lease per call"
+                    );
                     batch_endpoint = false;
                 }
                 Err(e) => {

@@ -17,8 +17,8 @@ use tracing::Instrument;
 use crate::client::{CcClient, ClientError, Session};
 use crate::fence::{LeaseGuard, Liveness};
 use crate::job::{JobError, Pipeline};
-use crate::report::Reporter;
 use crate::render::Renderer;
+use crate::report::Reporter;
 use crate::sign::SigningKey;
 use crate::storage::{self, Storage, CONTENT_KEY, PUBLIC_KEY_PATH};
 

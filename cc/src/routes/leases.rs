@@ -6,8 +6,8 @@ use std::time::Duration;
 use axum::extract::{Path, State};
 use axum::Json;
 use testamur_common::ids::{LeaseId, WsId};
-use testamur_common::state::CertState;
 use testamur_common::layout::check_urls;
+use testamur_common::state::CertState;
 use testamur_common::time_fmt::rfc3339_ms;
 use testamur_common::wire::{
     CompleteManyRequest, CompleteManyResponse, CompleteRequest, CompletionOutcome,

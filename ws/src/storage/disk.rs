@@ -357,7 +357,10 @@ mod tests {
                             let path = root.join(f);
                             let dir = path.parent().unwrap();
                             assert!(synced.contains(&path), "{f} not fsynced at its commit");
-                            assert!(synced.contains(&dir.to_owned()), "{f}'s directory not fsynced");
+                            assert!(
+                                synced.contains(&dir.to_owned()),
+                                "{f}'s directory not fsynced"
+                            );
                             assert!(
                                 synced.contains(&dir.parent().unwrap().to_owned()),
                                 "{f}'s directory's parent not fsynced"
