@@ -229,7 +229,7 @@ pub struct CompleteManyRequest {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Completion {
-    /// Read as text so that a malformed id gets its own answer.
+    /// Read as text so that a malformed id is refused naming its place.
     pub lease_id: String,
     pub result: JobResult,
 }
@@ -254,15 +254,13 @@ pub struct CompletionOutcome {
 
 /// How one completion of a batch went: recorded (`ok`); the lease is not the
 /// caller's any more, the result is discarded (`lost`, the single endpoint's
-/// 409); the result names other uuids than the job's (`mismatch`, its 422); the
-/// lease id or result is malformed (`invalid`, its 404 or 422).
+/// 409); the result names other uuids than the job's (`mismatch`, its 422).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CompletionStatus {
     Ok,
     Lost,
     Mismatch,
-    Invalid,
 }
 
 /// What a workserver reports for a finished job. For a delete every field is

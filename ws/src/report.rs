@@ -5,8 +5,9 @@
 //! wait: it only happens when results arrive faster than calls return.
 //!
 //! Each completion is answered on its own, with the single endpoint's meaning:
-//! a lost lease discards that result only. A CC without the batch endpoint
-//! (older release; 404) gets single calls from then on.
+//! a lost lease discards that result only. A batch refused for a malformed
+//! result (422) is sent again one by one, so only that result is refused; a CC
+//! without the batch endpoint (older release; 404) gets single calls from then on.
 
 use std::collections::VecDeque;
 
@@ -106,6 +107,9 @@ async fn run(client: CcClient, mut rx: mpsc::UnboundedReceiver<Pending>) {
                     );
                     batch_endpoint = false;
                 }
+                // One malformed result refuses the batch: each on its own then,
+                // so only that one is refused.
+                Err(ClientError::Api { status: 422, .. }) => {}
                 Err(e) => {
                     for p in batch {
                         let _ = p.reply.send(Err(e.clone()));
@@ -127,7 +131,7 @@ fn outcome(o: CompletionOutcome) -> Result<(), ClientError> {
     match o.status {
         CompletionStatus::Ok => Ok(()),
         CompletionStatus::Lost => Err(ClientError::LeaseLost(message)),
-        CompletionStatus::Mismatch | CompletionStatus::Invalid => Err(ClientError::Api {
+        CompletionStatus::Mismatch => Err(ClientError::Api {
             status: 422,
             message,
         }),

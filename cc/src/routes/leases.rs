@@ -105,6 +105,8 @@ pub async fn complete(
     Path(lease): Path<String>,
     JsonBody(body): JsonBody<CompleteRequest>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    let lease = lease_id(&lease)?;
+    check_result(&body.result)?;
     let new_state = complete_one(&state, &caller.0, &lease, &body.result)
         .await?
         .map_err(|(_, refusal)| refusal)?;
@@ -114,7 +116,8 @@ pub async fn complete(
 /// `POST /v1/leases/complete` (extension): several completions, each checked and
 /// recorded exactly as the single endpoint does (fenced by its own lease and the
 /// caller), run concurrently so their scripts share round trips to Redis, and
-/// answered one by one. A lost lease discards that result only.
+/// answered one by one (ok, lost, mismatch). A lost lease discards that result
+/// only; a malformed completion refuses the call (422 naming it).
 pub async fn complete_many(
     State(state): State<AppState>,
     caller: WsCaller,
@@ -127,12 +130,29 @@ pub async fn complete_many(
             format!("completions must hold between 1 and {MAX_COMPLETIONS} results; split them"),
         ));
     }
-    let mut set = tokio::task::JoinSet::new();
+    // A malformed completion (a bug of the workserver, not a race) refuses the
+    // whole call before anything is recorded, as a malformed body would; what
+    // depends on the lease is answered per completion.
+    let mut checked = Vec::with_capacity(n);
     for (i, c) in body.completions.into_iter().enumerate() {
+        let lease = LeaseId::parse(&c.lease_id).map_err(|_| {
+            ApiError::invalid(
+                &format!("completions[{i}].lease_id"),
+                "not a lease id (`{job_id}.{secret}` as leased)",
+            )
+        })?;
+        check_result(&c.result).map_err(|e| {
+            let field = e.field.clone().unwrap_or_default();
+            e.with_field(format!("completions[{i}].{field}"))
+        })?;
+        checked.push((lease, c.result));
+    }
+    let mut set = tokio::task::JoinSet::new();
+    for (i, (lease, result)) in checked.into_iter().enumerate() {
         let (state, ws) = (state.clone(), caller.0.clone());
         set.spawn(async move {
-            let out = complete_one(&state, &ws, &c.lease_id, &c.result).await;
-            (i, c.lease_id, out)
+            let out = complete_one(&state, &ws, &lease, &result).await;
+            (i, lease.to_string(), out)
         });
     }
     let mut results: Vec<Option<CompletionOutcome>> = vec![None; n];
@@ -163,22 +183,15 @@ pub async fn complete_many(
     }))
 }
 
-/// One completion: the new state, or what the single endpoint refuses it with;
-/// `Err` for what fails the whole request (Redis).
+/// One checked completion, recorded: the new state, or what the single endpoint
+/// refuses it with; `Err` for what fails the whole request (Redis).
 async fn complete_one(
     state: &AppState,
     ws: &WsId,
-    lease: &str,
+    lease: &LeaseId,
     result: &JobResult,
 ) -> Result<Result<CertState, (CompletionStatus, ApiError)>, ApiError> {
-    let lease = match lease_id(lease) {
-        Ok(l) => l,
-        Err(e) => return Ok(Err((CompletionStatus::Invalid, e))),
-    };
-    if let Err(e) = check_result(result) {
-        return Ok(Err((CompletionStatus::Invalid, e)));
-    }
-    match state.store.complete(&lease, ws, result).await? {
+    match state.store.complete(lease, ws, result).await? {
         Fenced::Ok((new_state, ws_name)) => {
             tracing::info!(job_id = %lease.job_id(), lease_id = %lease, ws_id = %ws, state = %new_state, "job completed");
             state.callbacks_due.notify_one();
@@ -264,11 +277,29 @@ pub async fn fail(
     }
 }
 
+/// Stage timings are milliseconds: finite and not negative.
+fn check_timings(r: &JobResult) -> Result<(), ApiError> {
+    match &r.timings {
+        Some(t)
+            if [t.render_ms, t.sign_ms, t.store_ms]
+                .iter()
+                .any(|ms| !ms.is_finite() || *ms < 0.0) =>
+        {
+            Err(ApiError::invalid(
+                "result.timings",
+                "timings are milliseconds: finite and not negative",
+            ))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// A workserver's report, checked before anything is written: the digest and key
 /// fingerprint are hex, and the URLs are http(s) URLs of the layout paths of the
 /// uuids reported (which the complete script then checks are the job's own).
 /// Public for the fuzz targets (fuzz/).
 pub fn check_result(r: &JobResult) -> Result<(), ApiError> {
+    check_timings(r)?;
     let hex = |s: &str, lens: &[usize]| {
         lens.contains(&s.len()) && s.bytes().all(|b| b.is_ascii_hexdigit())
     };
