@@ -2,7 +2,8 @@
 # The queue path side by side (issue 15, docs/PERFORMANCE.md): BullMQ 5 (from the
 # npm registry, installed into $BULLMQ_DIR, default ~/.cache/testamur-bullmq) on a
 # throwaway redis-server of its own, then `testamur bench queue` on the same
-# machine, each with N no-op jobs (default 20000). Needs node and npm.
+# machine, each with N no-op jobs (default 20000), then `testamur bench redis` (the
+# same scripts called straight, no HTTPS: the ceiling). Needs node and npm.
 #   bench/bullmq.sh [N]       (TESTAMUR: the testamur binary to use)
 set -euo pipefail
 N="${1:-20000}"
@@ -24,3 +25,4 @@ for _ in $(seq 50); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep
 echo "bullmq $(cd "$dir" && node -e 'console.log(require("bullmq/package.json").version)'), $(redis-server --version | cut -d' ' -f3)"
 (cd "$dir" && REDIS_PORT="$port" N="$N" timeout 600 node bullmq.mjs)
 "$bin" bench queue --n "$N" --dir "$work/testamur"
+"$bin" bench redis --n "$N" --dir "$work/testamur-redis"

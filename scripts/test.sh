@@ -13,6 +13,7 @@ cargo test --workspace --locked --bench '*' "$@"
 bin="${CARGO_TARGET_DIR:-target}/debug/testamur"
 qdir=$(mktemp -d)
 "$bin" bench queue --n 300 --dir "$qdir/bench-queue"
+"$bin" bench redis --n 300 --dir "$qdir/bench-redis"
 # The end-to-end bench, short: directory storage with the latency probes, then
 # S3 (s3s-fs in process) with batch submission.
 "$bin" bench e2e --n 200 --latency 20 --capacity-n 50 --dir "$qdir/bench-e2e"

@@ -53,6 +53,9 @@ enum Command {
     Status(cmd::target::TargetArgs),
     /// Ask a workserver to finish its jobs, take no more and leave.
     Drain(cmd::drain::DrainArgs),
+    /// Move certificates stored by releases before compact records into records
+    /// (CCs also do it on first touch); resumable, safe while CCs run.
+    Migrate(cmd::migrate::MigrateArgs),
     /// Check a certificate's detached signature offline.
     Verify(cmd::verify::VerifyArgs),
     /// Run a local cluster and generate sample certificates.
@@ -112,6 +115,7 @@ fn main() -> std::process::ExitCode {
             Command::Submit(a) => cmd::submit::run(a).await,
             Command::Status(a) => cmd::status::run(a).await,
             Command::Drain(a) => cmd::drain::run(a).await,
+            Command::Migrate(a) => cmd::migrate::run(a).await,
             Command::Verify(a) => cmd::verify::run(a),
             Command::Demo(a) => cmd::demo::run(a, cli.log_json).await,
             Command::Bench(a) => cmd::bench::run(a).await,

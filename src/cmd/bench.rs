@@ -4,6 +4,7 @@
 //!   N certificates are downloadable, against the render+sign capacity measured
 //!   in the same run; latency of single requests (`bench_e2e.rs`).
 //! - `queue`: the queue path alone, with no-op workservers (`bench_queue.rs`).
+//! - `redis`: the queue path's scripts alone, straight to Redis (`bench_redis.rs`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -19,6 +20,7 @@ pub enum Kind {
     Render,
     E2e,
     Queue,
+    Redis,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -100,6 +102,11 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
                 dir: &dir,
             })
             .await
+        }
+        Kind::Redis => {
+            crate::logging::init(false);
+            let dir = a.dir.clone().unwrap_or_else(|| "target/bench-redis".into());
+            super::bench_redis::run(a.n, a.capacity.unwrap_or(50), &dir).await
         }
         Kind::Queue => {
             crate::logging::init(false);

@@ -2,7 +2,8 @@
 //! queued with the batch API (like BullMQ's addBulk), then drained by no-op
 //! workservers that lease and complete through the real HTTPS API without
 //! rendering anything. Reports the enqueue and drain rates, Redis's CPU per job
-//! (`INFO cpu` before and after) and its memory per certificate (`INFO memory`),
+//! (`INFO cpu` before and after) and its memory per certificate and per further
+//! version (`INFO memory` after the adds, then after a regen of each),
 //! the figures of docs/PERFORMANCE.md.
 
 use std::collections::HashSet;
@@ -31,8 +32,8 @@ pub struct QueueBench<'a> {
 }
 
 /// Redis's CPU seconds so far (user + system), from `INFO cpu`.
-fn redis_cpu(cluster: &Cluster) -> anyhow::Result<f64> {
-    let info = cluster.redis.cli(&["INFO", "cpu"])?;
+pub(crate) fn redis_cpu(redis: &crate::redis_proc::RedisServer) -> anyhow::Result<f64> {
+    let info = redis.cli(&["INFO", "cpu"])?;
     let field = |name: &str| -> f64 {
         info.lines()
             .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
@@ -40,6 +41,21 @@ fn redis_cpu(cluster: &Cluster) -> anyhow::Result<f64> {
             .unwrap_or(0.0)
     };
     Ok(field("used_cpu_user") + field("used_cpu_sys"))
+}
+
+/// The enqueue and drain lines both queue benches print.
+pub(crate) fn print_rates(n: usize, enqueue: (Duration, f64), drain: (Duration, f64), calls: &str) {
+    for (what, (t, cpu)) in [
+        (format!("enqueue ({calls})"), enqueue),
+        ("drain (lease + complete)".into(), drain),
+    ] {
+        println!(
+            "  {what}: {:.2}s -> {:.0} jobs/s, Redis CPU {:.1} µs/job",
+            t.as_secs_f64(),
+            n as f64 / t.as_secs_f64(),
+            cpu
+        );
+    }
 }
 
 /// Redis's `used_memory` (bytes), from `INFO memory`.
@@ -51,18 +67,19 @@ fn redis_memory(cluster: &Cluster) -> anyhow::Result<f64> {
         .context("INFO memory has no used_memory")
 }
 
-/// What a workserver reports for a job it "published" (URLs in the layout).
-fn result_for(job: &LeasedJob) -> JobResult {
+/// What a workserver reports for a job it "published": URLs in the layout under a
+/// public base, a signing key, a digest, as a real workserver's.
+pub(crate) fn result_for(job: &LeasedJob) -> JobResult {
     let (du, vu) = (&job.certificate.download_uuid, &job.certificate.verify_uuid);
-    let url = |p: String| Some(format!("file:///bench/{p}"));
+    let url = |p: String| Some(format!("https://certificates.example.org/{p}"));
     JobResult {
         download_uuid: du.clone(),
         verify_uuid: vu.clone(),
         download_url: du.as_ref().map(layout::pdf_path).and_then(url),
         verify_url: vu.as_ref().map(layout::verify_dir).and_then(url),
         signature_url: vu.as_ref().map(layout::sig_path).and_then(url),
-        sha256: Some("0".repeat(64)),
-        key_fingerprint: None,
+        sha256: Some(job.job_id.as_str().repeat(2)),
+        key_fingerprint: Some("0123456789ABCDEF0123456789ABCDEF01234567".into()),
         timings: None,
     }
 }
@@ -130,25 +147,31 @@ async fn worker(
     Ok(())
 }
 
-pub async fn run(b: QueueBench<'_>) -> anyhow::Result<ExitCode> {
-    let bin = std::env::current_exe()?;
-    crate::devcluster::clear_dir(b.dir)?;
-    let mut spec = ClusterSpec::new(b.dir, bin);
-    spec.workservers = 0;
-    spec.log_level = "warn".into();
-    let mut cluster = Cluster::start(spec).await?;
+/// What one run measured.
+pub struct Figures {
+    pub n: usize,
+    pub enqueue: Duration,
+    pub enqueue_cpu_us: f64,
+    pub drain: Duration,
+    pub drain_cpu_us: f64,
+    /// Redis `used_memory` growth per certificate once each is downloadable (one
+    /// version), and per certificate again after a regen of each (its second version).
+    pub bytes_per_cert: f64,
+    pub bytes_per_version: f64,
+    /// Redis's command statistics after the run, by total time (`--verbose`).
+    pub commandstats: Vec<String>,
+}
+
+/// Queue `requests` with the batch API, then drain them with `workers` no-op
+/// workservers; returns (enqueue time, its Redis CPU s, drain time, its Redis CPU s).
+async fn phase(
+    cluster: &Cluster,
+    b: &QueueBench<'_>,
+    requests: &[testamur_common::wire::SubmitRequest],
+) -> anyhow::Result<(Duration, f64, Duration, f64)> {
     let lms = cluster.lms()?;
     let cc_url = cluster.info.cc_url.clone();
-
-    let requests: Vec<_> = (0..b.n)
-        .map(|i| {
-            let mut r = super::demo::sample_request(i);
-            r.username = Some(format!("queue{i:07}"));
-            r
-        })
-        .collect();
-    let cpu0 = redis_cpu(&cluster)?;
-    let mem0 = redis_memory(&cluster)?;
+    let cpu0 = redis_cpu(&cluster.redis)?;
     let start = Instant::now();
     for chunk in requests.chunks(MAX_BATCH) {
         let resp = lms.submit_batch(chunk).await??;
@@ -160,7 +183,7 @@ pub async fn run(b: QueueBench<'_>) -> anyhow::Result<ExitCode> {
         anyhow::ensure!(refused == 0, "{refused} requests of the batch were refused");
     }
     let enqueued = start.elapsed();
-    let cpu1 = redis_cpu(&cluster)?;
+    let cpu1 = redis_cpu(&cluster.redis)?;
 
     let mut sessions = Vec::new();
     for i in 1..=b.workers {
@@ -175,42 +198,63 @@ pub async fn run(b: QueueBench<'_>) -> anyhow::Result<ExitCode> {
     let start = Instant::now();
     let mut set = tokio::task::JoinSet::new();
     for (client, session) in sessions {
-        set.spawn(worker(client, session, b.capacity, b.n, done.clone()));
+        set.spawn(worker(
+            client,
+            session,
+            b.capacity,
+            requests.len(),
+            done.clone(),
+        ));
     }
     while let Some(r) = set.join_next().await {
         r??;
     }
     let drained = start.elapsed();
-    let cpu2 = redis_cpu(&cluster)?;
-    let mem2 = redis_memory(&cluster)?;
-    let s = cluster.operator()?.status().await??;
-    let downloadable = s.certificates.get("downloadable").copied().unwrap_or(0);
-    anyhow::ensure!(
-        downloadable as usize == b.n,
-        "{downloadable} of {} certificates downloadable",
-        b.n
-    );
-    println!(
-        "queue path: {} no-op jobs, {} workservers x capacity {}, through HTTPS",
-        b.n, b.workers, b.capacity
-    );
-    println!(
-        "  enqueue (batches of {MAX_BATCH}): {:.2}s -> {:.0} jobs/s, Redis CPU {:.1} µs/job",
-        enqueued.as_secs_f64(),
-        b.n as f64 / enqueued.as_secs_f64(),
-        (cpu1 - cpu0) * 1e6 / b.n as f64
-    );
-    println!(
-        "  drain (lease + complete): {:.2}s -> {:.0} jobs/s, Redis CPU {:.1} µs/job",
-        drained.as_secs_f64(),
-        b.n as f64 / drained.as_secs_f64(),
-        (cpu2 - cpu1) * 1e6 / b.n as f64
-    );
-    println!(
-        "  Redis memory: {:.0} bytes per downloadable certificate (used_memory after the drain, \
-         less before the first submit; idempotency answers and completion counters included)",
-        (mem2 - mem0) / b.n as f64
-    );
+    let cpu2 = redis_cpu(&cluster.redis)?;
+    Ok((enqueued, cpu1 - cpu0, drained, cpu2 - cpu1))
+}
+
+/// The whole measurement: `b.n` adds queued and drained, then a regen of each, on
+/// a local cluster whose CC runs `bin` (the testamur binary).
+pub async fn measure(b: &QueueBench<'_>, bin: std::path::PathBuf) -> anyhow::Result<Figures> {
+    crate::devcluster::clear_dir(b.dir)?;
+    let mut spec = ClusterSpec::new(b.dir, bin);
+    spec.workservers = 0;
+    spec.log_level = "warn".into();
+    let mut cluster = Cluster::start(spec).await?;
+    let result = measure_on(&cluster, b).await;
+    cluster.stop();
+    result
+}
+
+async fn measure_on(cluster: &Cluster, b: &QueueBench<'_>) -> anyhow::Result<Figures> {
+    let mut requests: Vec<_> = (0..b.n)
+        .map(|i| {
+            let mut r = super::demo::sample_request(i);
+            r.username = Some(format!("queue{i:07}"));
+            r
+        })
+        .collect();
+    let mem0 = redis_memory(cluster)?;
+    let (enqueue, enqueue_cpu, drain, drain_cpu) = phase(cluster, b, &requests).await?;
+    let mem1 = redis_memory(cluster)?;
+    let downloadable = |want: usize| async move {
+        let s = cluster.operator()?.status().await??;
+        let got = s.certificates.get("downloadable").copied().unwrap_or(0);
+        anyhow::ensure!(
+            got as usize == want,
+            "{got} of {want} certificates downloadable"
+        );
+        anyhow::Ok(())
+    };
+    downloadable(b.n).await?;
+    for r in &mut requests {
+        r.action = Some("regen".into());
+    }
+    phase(cluster, b, &requests).await?;
+    let mem2 = redis_memory(cluster)?;
+    downloadable(b.n).await?;
+    let mut commandstats = Vec::new();
     if b.verbose {
         // Where Redis's time went: the commands (scripts and what they call) by
         // total time.
@@ -223,10 +267,41 @@ pub async fn run(b: QueueBench<'_>) -> anyhow::Result<ExitCode> {
             })
             .collect();
         rows.sort_by(|a, b| b.0.total_cmp(&a.0));
-        for (_, l) in rows.iter().take(12) {
-            println!("  {l}");
-        }
+        commandstats = rows.iter().take(12).map(|(_, l)| l.to_string()).collect();
     }
-    cluster.stop();
+    let per = |d: f64| d * 1e6 / b.n as f64;
+    Ok(Figures {
+        n: b.n,
+        enqueue,
+        enqueue_cpu_us: per(enqueue_cpu),
+        drain,
+        drain_cpu_us: per(drain_cpu),
+        bytes_per_cert: (mem1 - mem0) / b.n as f64,
+        bytes_per_version: (mem2 - mem1) / b.n as f64,
+        commandstats,
+    })
+}
+
+pub async fn run(b: QueueBench<'_>) -> anyhow::Result<ExitCode> {
+    let f = measure(&b, std::env::current_exe()?).await?;
+    println!(
+        "queue path: {} no-op jobs, {} workservers x capacity {}, through HTTPS",
+        f.n, b.workers, b.capacity
+    );
+    print_rates(
+        f.n,
+        (f.enqueue, f.enqueue_cpu_us),
+        (f.drain, f.drain_cpu_us),
+        &format!("batches of {MAX_BATCH}"),
+    );
+    println!(
+        "  Redis memory: {:.0} bytes per downloadable certificate, {:.0} bytes per further \
+         version (used_memory growth after the adds, then after a regen of each; \
+         completion counters included)",
+        f.bytes_per_cert, f.bytes_per_version
+    );
+    for l in &f.commandstats {
+        println!("  {l}");
+    }
     Ok(ExitCode::SUCCESS)
 }

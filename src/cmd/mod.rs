@@ -4,10 +4,12 @@
 pub mod bench;
 pub mod bench_e2e;
 pub mod bench_queue;
+pub mod bench_redis;
 pub mod certs;
 pub mod demo;
 pub mod drain;
 pub mod keygen;
+pub mod migrate;
 pub mod preview;
 pub mod serve;
 pub mod status;

@@ -17,6 +17,8 @@ mod hardening;
 mod helpers;
 mod lifecycle;
 mod lms_api;
+mod memory;
+mod migration;
 mod operations;
 mod publishing;
 mod registration;

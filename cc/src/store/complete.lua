@@ -1,70 +1,103 @@
--- Complete a leased job. ARGV: P, jid, lease, ws, now_ms, at, success map
--- ("add:downloadable,regen:downloadable,delete:deleted"), du, vu, download_url,
--- verify_url, signature_url, sha256, bucket key, bucket ttl, key fingerprint.
--- Returns {'ok', new_state, workserver name}, {'lost', ''}, or {'mismatch', du, vu} when an
--- add or regen reports other uuids than the job's own (nothing changes then): a
--- workserver publishes where the job says, never where it likes.
-local P, jid, lease, ws, now_ms, at, map = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
-if not fenced(P, jid, lease, ws) then return {'lost', ''} end
-local jk = P .. 'job:' .. jid
--- Everything of the job this script needs, in one read.
-local j = redis.call('HMGET', jk, 'cert_id', 'action', 'download_uuid', 'verify_uuid',
-  'previous_verify_uuid', 'callback_url', 'callback_key', 'callback_host', 'drawn_version')
-local cid, action = j[1], j[2]
-local target
-for a, s in string.gmatch(map, '(%w+):(%w+)') do
-  if a == action then target = s end
-end
-if action ~= 'delete' then
-  local du, vu = j[3] or '', j[4] or ''
-  if du == '' or ARGV[8] ~= du or ARGV[9] ~= vu then return {'mismatch', du, vu} end
-end
-local ck = P .. 'cert:' .. cid
-local cur = hget(ck, 'state')
-local replaced = j[5] or ''
-local cb_url, cb_key, cb_host = j[6] or nil, j[7] or nil, j[8] or nil
-local versions = ck .. ':versions'
--- The version of the template that drew it (set at lease; '' when unpinned).
-local drawn_version = j[9] or ''
-redis.call('ZREM', P .. 'leases', jid)
-redis.call('SREM', P .. 'ws:' .. ws .. ':jobs', jid)
-redis.call('HINCRBY', P .. 'ws:' .. ws, 'completed', 1)
-redis.call('DEL', jk)
-local detail
--- The public verification record of every version (GET /verify/{verify_uuid}):
--- valid when published, superseded when a regen replaces it, revoked on delete.
-if action == 'delete' then
-  redis.call('HDEL', ck, 'download_url', 'verify_url', 'signature_url', 'sha256', 'drawn_template', 'drawn_template_version')
-  detail = 'removed download_uuid=' .. (hget(ck, 'download_uuid') or '-')
-  for _, v in ipairs(redis.call('SMEMBERS', versions)) do
-    redis.call('HSET', P .. 'verify:' .. v, 'status', 'revoked', 'revoked_at', at, 'updated_at', at)
+-- Complete leased jobs, one or many per call (each on its own: one that is lost or
+-- mismatched changes nothing and does not stop the others).
+-- ARGV: P, now_ms, at, success map ("add:downloadable,regen:downloadable,delete:deleted"),
+-- bucket key, bucket ttl, then per job: jid, lease, ws, du, vu, download_url,
+-- verify_url, signature_url, sha256, key fingerprint.
+-- Returns three strings per job: 'ok', the new state, the workserver's name; or 'lost',
+-- '', ''; or 'corrupt', what is wrong, ''; or 'mismatch', du, vu when an add or regen reports other uuids than the
+-- job's own (nothing changes then): a workserver publishes where the job says,
+-- never where it likes.
+local P, now_ms, at, map, bucket, bucket_ttl = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+local targets = {}
+for a, s in string.gmatch(map, '(%w+):(%w+)') do targets[a] = s end
+
+local done_by = {}
+
+local function complete_one(jid, lease, ws, rdu, rvu, durl, vurl, surl, sha, fp)
+  if not fenced(P, jid, lease, ws) then return 'lost', '', '' end
+  local jk = P .. 'job:' .. jid
+  -- Everything of the job this script needs, in one read.
+  local j = redis.call('HMGET', jk, 'cert_id', 'action', 'download_uuid', 'verify_uuid',
+    'previous_verify_uuid', 'callback_url', 'callback_key', 'callback_host', 'drawn_version', 'attempt')
+  local cid, action = j[1], j[2]
+  local target = targets[action]
+  if action ~= 'delete' then
+    local du, vu = j[3] or '', j[4] or ''
+    if du == '' or rdu ~= du or rvu ~= vu then return 'mismatch', du, vu end
   end
-else
-  local c = redis.call('HMGET', ck, 'template', 'name', 'course_id', 'course_name', 'org', 'issued_date')
-  -- With the template this version was drawn with (the job's, pinned at submit),
-  -- and the version the workserver that leased it has.
-  redis.call('HSET', ck, 'download_uuid', ARGV[8], 'verify_uuid', ARGV[9], 'download_url', ARGV[10],
-    'verify_url', ARGV[11], 'signature_url', ARGV[12], 'sha256', ARGV[13],
-    'drawn_template', c[1] or '', 'drawn_template_version', drawn_version)
-  detail = 'published download_uuid=' .. ARGV[8] .. ' verify_uuid=' .. ARGV[9]
-  if ARGV[9] ~= '' then
-    local vk = P .. 'verify:' .. ARGV[9]
-    redis.call('HSET', vk, 'cert_id', cid, 'status', 'valid', 'published_at', at, 'updated_at', at,
-      'verify_url', ARGV[11], 'download_url', ARGV[10], 'signature_url', ARGV[12],
-      'key_fingerprint', ARGV[16] or '', 'name', c[2] or '', 'course_id', c[3] or '',
-      'course_name', c[4] or '', 'org', c[5] or '', 'issued_date', c[6] or '')
-    redis.call('SADD', versions, ARGV[9])
+  local rec = load(P, cid)
+  if not rec then
+    return 'corrupt', 'certificate ' .. tostring(cid) .. ' of job ' .. jid .. ' has no record', ''
   end
-  if replaced ~= '' and replaced ~= ARGV[9] then
-    redis.call('HSET', P .. 'verify:' .. replaced, 'status', 'superseded', 'superseded_at', at,
-      'superseded_by', ARGV[9], 'updated_at', at)
+  local cur = rec.s
+  local replaced = j[5] or ''
+  local cb_url, cb_key, cb_host = j[6] or nil, j[7] or nil, j[8] or nil
+  -- The version of the template that drew it (set at lease; '' when unpinned).
+  local drawn_version = j[9] or ''
+  redis.call('ZREM', P .. 'leases', jid)
+  redis.call('SREM', P .. 'ws:' .. ws .. ':jobs', jid)
+  done_by[ws] = (done_by[ws] or 0) + 1
+  redis.call('DEL', jk)
+  local detail
+  -- The public verification record of every version (GET /verify/{verify_uuid}):
+  -- valid when published, superseded when a regen replaces it, revoked on delete.
+  if action == 'delete' then
+    local cv = current_version(rec)
+    detail = 'removed download_uuid=' .. ((cv and cv.d ~= '' and cv.d) or '-')
+    if rec.c then rec.g = 1 end
+    rec.sha, rec.t, rec.tv = nil, nil, nil
+    for _, v in ipairs(rec.vs or {}) do v.st, v.ra, v.u = 'r', at, nil end
+  else
+    rec.vs = rec.vs or {}
+    if replaced ~= '' and replaced ~= rvu then
+      for _, v in ipairs(rec.vs) do
+        if v.v == replaced then v.st, v.sa, v.u = 's', at, (v.ra and at) or nil end
+      end
+    end
+    -- With the template this version was drawn with (the job's, pinned at submit),
+    -- and the version the workserver that leased it has. What it printed is the
+    -- learner fields as they are now. Its publication time is the history entry's
+    -- that names it (record.lua hist).
+    local ver = {v = rvu, d = rdu, k = key_ref(P, fp)}
+    set_urls(P, ver, durl, vurl, surl)
+    rec.vs[#rec.vs + 1] = ver
+    rec.c, rec.g = #rec.vs, nil
+    rec.sha = (sha ~= '' and sha) or nil
+    rec.t = (rec.f.template ~= '' and rec.f.template) or nil
+    rec.tv = (drawn_version ~= '' and drawn_version) or nil
+    detail = #rec.vs
+    if rvu ~= '' then redis.call('SET', P .. 'v:' .. rvu, cid) end
   end
+  rec.s, rec.u, rec.j, rec.e = target, at, nil, nil
+  rec.a = tonumber(j[10] or '0') or 0
+  hist(rec, target, at, detail)
+  move_state(P, cid, cur, target)
+  save(P, rec)
+  queue_callback(P, jid, cb_url, cb_key, cb_host, rec, action, target, now_ms, at)
+  return 'ok', target, ws
 end
-redis.call('HSET', ck, 'state', target, 'updated_at', at)
-redis.call('HDEL', ck, 'job_id', 'error_reason', 'error_code', 'error_detail')
-history(P, cid, target, at, detail)
-move_state(P, cid, cur, target)
-queue_callback(P, jid, cb_url, cb_key, cb_host, cid, action, target, now_ms, at)
-redis.call('INCR', ARGV[14])
-redis.call('EXPIRE', ARGV[14], tonumber(ARGV[15]))
-return {'ok', target, hget(P .. 'ws:' .. ws, 'name') or ws}
+
+local out = {}
+local n = 0
+for i = 7, #ARGV, 10 do
+  local a, b, c = complete_one(ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4],
+    ARGV[i + 5], ARGV[i + 6], ARGV[i + 7], ARGV[i + 8], ARGV[i + 9])
+  if a == 'ok' then n = n + 1 end
+  table.insert(out, a)
+  table.insert(out, b)
+  table.insert(out, c)
+end
+-- Per workserver and per bucket once per call, not per job.
+local names = {}
+for ws, k in pairs(done_by) do
+  redis.call('HINCRBY', P .. 'ws:' .. ws, 'completed', k)
+  names[ws] = hget(P .. 'ws:' .. ws, 'name') or ws
+end
+for i = 1, #out, 3 do
+  if out[i] == 'ok' then out[i + 2] = names[out[i + 2]] end
+end
+if n > 0 then
+  redis.call('INCRBY', bucket, n)
+  redis.call('EXPIRE', bucket, tonumber(bucket_ttl))
+end
+return out

@@ -22,9 +22,12 @@ if reported then
       redis.call('HINCRBY', jk, 'attempt', -1)
       redis.call('HSET', jk, 'enqueued_at', now)
       redis.call('RPUSH', job_queue(P, jk), jid)
-      local cid = hget(jk, 'cert_id')
-      history(P, cid, hget(P .. 'cert:' .. cid, 'state'), ARGV[5],
-        'lease of job ' .. jid .. ' never reached workserver ' .. (hget(wk, 'name') or ws) .. '; queued again')
+      local rec = load(P, hget(jk, 'cert_id') or '')
+      if rec then
+        hist(rec, rec.s, ARGV[5],
+          'lease of job ' .. jid .. ' never reached workserver ' .. (hget(wk, 'name') or ws) .. '; queued again')
+        save(P, rec)
+      end
       released = released + 1
     end
   end

@@ -2,7 +2,8 @@
 -- capacity minus what it already holds.
 -- ARGV: P, ws, n, ttl_ms, alive_ms, then n lease secrets.
 -- Returns {'ok', exp_ms, job...} where each job is {jid, lease_id, attempt, action, du, vu,
--- previous du, previous vu, cert hash as flat field/value pairs...}, or {'unknown_ws'}. A
+-- previous du, previous vu, cert_id, the certificate's record (JSON, record.lua)}, or
+-- {'unknown_ws'}. A
 -- draining workserver gets no jobs. Expiry is on Redis's clock.
 --
 -- Which jobs a workserver may take: those of the plain queue, and of each template
@@ -89,12 +90,14 @@ while leased < n do
     redis.call('SADD', wk .. ':jobs', jid)
     local j = redis.call('HMGET', jk, 'cert_id', 'action', 'download_uuid', 'verify_uuid',
       'previous_download_uuid', 'previous_verify_uuid')
-    local ck = P .. 'cert:' .. j[1]
-    redis.call('HSET', ck, 'attempts', attempt)
-    local job = {jid, lease, tostring(attempt), j[2], j[3] or '', j[4] or '', j[5] or '', j[6] or ''}
-    local fields = redis.call('HGETALL', ck)
-    for _, v in ipairs(fields) do job[#job + 1] = v end
-    out[#out + 1] = job
+    -- The certificate's record as stored (the CC takes the learner fields from
+    -- it): read, not decoded here. Its attempts are the job's while it is pending.
+    local raw = redis.call('GET', cert_key(P, j[1]))
+    if not raw then
+      local rec = migrate_cert(P, j[1])
+      raw = (rec and cjson.encode(rec)) or ''
+    end
+    out[#out + 1] = {jid, lease, tostring(attempt), j[2], j[3] or '', j[4] or '', j[5] or '', j[6] or '', j[1], raw}
   end
 end
 return out

@@ -34,43 +34,42 @@ local function serving(P, ws, now, alive_ms)
     and redis.call('HGET', P .. 'ws:' .. ws, 'draining') ~= '1'
 end
 
-local function history(P, cid, state, at, detail)
-  local e = {state = state, at = at}
-  if detail and detail ~= '' then e.detail = detail end
-  local hk = P .. 'cert:' .. cid .. ':hist'
-  -- Capped: the first entry (how the certificate began) and the newest 199.
-  if redis.call('RPUSH', hk, cjson.encode(e)) > 200 then
-    redis.call('LREM', hk, 1, redis.call('LINDEX', hk, 1))
-  end
-end
-
 -- Count the certificate in its new state (status counters and the per-state
--- listing index).
+-- listing index). `downloadable`, the state nearly every certificate ends in, has
+-- no index of its own: listing it walks every certificate with a filter, which
+-- finds one on nearly every step (store/listing.rs).
+local UNINDEXED = {downloadable = true}
 local function move_state(P, cid, from, to)
   if from then
     redis.call('HINCRBY', P .. 'states', from, -1)
-    redis.call('ZREM', P .. 'bystate:' .. from, cid)
+    if not UNINDEXED[from] then redis.call('ZREM', P .. 'bystate:' .. from, cid) end
   end
   redis.call('HINCRBY', P .. 'states', to, 1)
-  redis.call('ZADD', P .. 'bystate:' .. to, 0, cid)
+  if not UNINDEXED[to] then redis.call('ZADD', P .. 'bystate:' .. to, 0, cid) end
 end
 
--- A certificate reached a final state through job `jid`: when its request named a
--- callback_url, schedule the callback (its id is the job id) with what the
--- certificate now says.
+-- A certificate (its record `rec`) reached a final state through job `jid`: when
+-- its request named a callback_url, schedule the callback (its id is the job id)
+-- with what the certificate now says.
 -- `host` names the destination for the per-host delivery limit (jobs queued before
 -- it was recorded have none: their URL stands in for it).
-local function queue_callback(P, jid, url, key, host, cid, action, state, now_ms, at)
+local function queue_callback(P, jid, url, key, host, rec, action, state, now_ms, at)
   if not url or url == '' then return end
-  local ck = P .. 'cert:' .. cid
   local cb = P .. 'cb:' .. jid
   if not host or host == '' then host = url end
-  redis.call('HSET', cb, 'callback_id', jid, 'url', url, 'key', key or '', 'host', host, 'cert_id', cid,
-    'course_id', hget(ck, 'course_id') or '', 'username', hget(ck, 'username') or '',
+  redis.call('HSET', cb, 'callback_id', jid, 'url', url, 'key', key or '', 'host', host, 'cert_id', rec.id,
+    'course_id', fval(rec.f, 'course_id'), 'username', fval(rec.f, 'username'),
     'action', action, 'state', state, 'at', at, 'attempts', 0, 'created_at', now_ms)
+  local cv = current_version(rec)
+  local extra = {}
+  if cv then
+    extra.download_uuid, extra.verify_uuid = cv.d, cv.v
+    if not rec.g then extra.download_url, extra.verify_url = version_urls(P, cv) end
+  end
+  if rec.e then extra.error_reason, extra.error_code = rec.e.r, rec.e.c end
   for _, f in ipairs({'download_url', 'verify_url', 'download_uuid', 'verify_uuid', 'error_reason', 'error_code'}) do
-    local v = hget(ck, f)
-    if v and v ~= '' then redis.call('HSET', cb, f, v) end
+    local v = extra[f]
+    if v and v ~= '' and v ~= cjson.null then redis.call('HSET', cb, f, v) end
   end
   redis.call('ZADD', P .. 'callbacks', now_ms, jid)
 end
@@ -106,25 +105,32 @@ local function attempt_failed(P, jid, f, retryable, max_attempts, now_ms, at)
   local attempt = tonumber(hget(jk, 'attempt') or '0')
   local ws = unlease(P, jid, jk)
   if ws then redis.call('HINCRBY', P .. 'ws:' .. ws, 'failed', 1) end
-  local ck = P .. 'cert:' .. cid
-  local state = hget(ck, 'state')
+  local rec = load(P, cid)
+  if not rec then
+    -- The certificate's record is gone (removed behind our back): nothing to retry for.
+    redis.call('DEL', jk)
+    record_error(P, at, cid, jid, f.detail)
+    return 'error'
+  end
+  local state = rec.s
   record_error(P, at, cid, jid, f.detail)
   if retryable and attempt < max_attempts then
     redis.call('HSET', jk, 'enqueued_at', now_ms)
     redis.call('LPUSH', job_queue(P, jk), jid)
-    history(P, cid, state, at, 'attempt ' .. attempt .. ' failed, retrying: ' .. f.public)
-    redis.call('HSET', ck, 'updated_at', at)
+    hist(rec, state, at, 'attempt ' .. attempt .. ' failed, retrying: ' .. f.public)
+    rec.u = at
+    save(P, rec)
     return 'requeued'
   end
   local action, cb_url, cb_key = hget(jk, 'action'), hget(jk, 'callback_url'), hget(jk, 'callback_key')
   local cb_host = hget(jk, 'callback_host')
   redis.call('DEL', jk)
-  redis.call('HSET', ck, 'state', 'error', 'error_reason', f.public, 'error_code', f.code,
-    'error_detail', f.detail, 'updated_at', at)
-  redis.call('HDEL', ck, 'job_id')
-  history(P, cid, 'error', at, f.public)
+  rec.s, rec.u, rec.j, rec.a = 'error', at, nil, attempt
+  rec.e = {r = f.public, c = f.code, d = f.detail}
+  hist(rec, 'error', at, f.public)
   move_state(P, cid, state, 'error')
-  queue_callback(P, jid, cb_url, cb_key, cb_host, cid, action, 'error', now_ms, at)
+  save(P, rec)
+  queue_callback(P, jid, cb_url, cb_key, cb_host, rec, action, 'error', now_ms, at)
   return 'error'
 end
 

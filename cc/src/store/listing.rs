@@ -6,7 +6,7 @@ use testamur_common::ids::{CertId, CourseId};
 use testamur_common::state::CertState;
 use testamur_common::wire::CertificateView;
 
-use super::{cert_view, hash_reply, value_string, Result, Store, StoreError, P};
+use super::{value_string, Result, Store, StoreError, P};
 
 /// Which index to walk.
 pub enum ListIndex<'a> {
@@ -33,6 +33,11 @@ impl Store {
         let (key, state) = match index {
             ListIndex::All => ("certs".to_owned(), state),
             ListIndex::Course(c) => (format!("course:{c}"), state),
+            // Nearly every certificate ends downloadable: that state has no index
+            // of its own (lib.lua's move_state), every certificate is walked.
+            ListIndex::State(CertState::Downloadable) => {
+                ("certs".to_owned(), Some(CertState::Downloadable))
+            }
             // The index holds exactly that state: no filter needed.
             ListIndex::State(s) => (format!("bystate:{}", s.as_str()), None),
         };
@@ -66,7 +71,7 @@ impl Store {
         };
         let mut out = Vec::new();
         for item in items {
-            out.push(cert_view(&hash_reply(item, "a list entry")?, None)?);
+            out.push(self.listed_view(&value_string(item)?).await?);
         }
         Ok((out, next))
     }

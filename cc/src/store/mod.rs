@@ -2,14 +2,16 @@
 //! Lua scripts, and is the only code that talks to Redis.
 //!
 //! Key schema (every key starts with the prefix `tm:`):
-//! - `cert:{cert_id}` hash: the certificate (state, learner data, published uuids/urls;
-//!   in `error`: `error_reason` and `error_code` for the LMS, `error_detail` for
-//!   operators, see common/src/failure.rs)
-//! - `cert:{cert_id}:hist` list of JSON history entries
-//! - `cert:{cert_id}:versions` set of every verify uuid the certificate was published under
-//! - `verify:{verify_uuid}` hash: the public verification record of one published version
-//!   (cert_id, status valid|superseded|revoked, the learner and course as printed, its URLs
-//!   and signing key, published_at, updated_at, superseded_at, superseded_by, revoked_at)
+//! - `c:{cert_id}` string: the certificate record, compact JSON (layout in record.lua):
+//!   learner fields, state, attempts, error, history, and every published version
+//!   (its uuids, URL base, signing key, status and times, and what it printed where
+//!   that differs from its successor). Read by record.rs.
+//! - `v:{verify_uuid}` -> cert_id: which certificate published that version
+//! - `intern:base`, `intern:key` hashes id -> public URL base / signing key fingerprint
+//!   (`intern:*:id` the reverse, `intern:next` the counters): shared by every record
+//! - before compact records (an older release): `cert:{cert_id}` hash, `cert:{cert_id}:hist`,
+//!   `cert:{cert_id}:versions`, `verify:{verify_uuid}` hashes; moved into records on first
+//!   touch (record.lua `migrate_cert`) or by `testamur migrate`
 //! - `job:{job_id}` hash: action, attempt, status (queued|leased), lease_id, lease_exp, ws_id,
 //!   target uuids, and for a regen the uuids of the version it replaces
 //! - `queue` list of job ids (LPUSH to enqueue, RPOP to lease; re-released jobs go to the
@@ -31,6 +33,7 @@
 //! - `session:{sha256(token)}` -> operator key name: a dashboard login (12 h)
 //! - `certs`, `course:{course_id}`, `bystate:{state}` sorted sets of cert ids (all
 //!   score 0, walked in lexical order): the listing indexes of `GET /v1/certificates`
+//!   (no `bystate:downloadable`: listing that state filters `certs`)
 //! - `idem:{api key name}:{sha256(Idempotency-Key)}` hash: a submission's request hash
 //!   and answer, kept 24 h; `idem:batch:{api key name}:{sha256(key)}` the same for a
 //!   batch (state pending for 5 min while it is queued, then its whole answer)
@@ -50,6 +53,7 @@
 mod callbacks;
 mod idempotency;
 mod listing;
+mod record;
 mod scripts;
 mod sessions;
 
@@ -67,8 +71,7 @@ use testamur_common::ids::{CertId, CourseId, JobId, LeaseId, PublicUuid, Usernam
 use testamur_common::state::{Action, CertState};
 use testamur_common::time_fmt::{now_ms, rfc3339_ms};
 use testamur_common::wire::{
-    CertificateView, HistoryEntry, JobCertificate, JobResult, LeasedJob, PublishedVersion,
-    RecentError, Verification, VerificationStatus, WorkserverStatus,
+    JobCertificate, JobResult, LeasedJob, PublishedVersion, RecentError, WorkserverStatus,
 };
 
 use scripts::Scripts;
@@ -163,6 +166,7 @@ type Result<T> = std::result::Result<T, StoreError>;
 pub struct Store {
     conn: ConnectionManager,
     scripts: std::sync::Arc<Scripts>,
+    interned: std::sync::Arc<record::Interned>,
 }
 
 /// How long an Idempotency-Key is remembered.
@@ -303,6 +307,7 @@ impl Store {
         Ok(Self {
             conn,
             scripts: std::sync::Arc::new(Scripts::new()),
+            interned: Default::default(),
         })
     }
 
@@ -492,58 +497,75 @@ impl Store {
         ws: &WsId,
         result: &JobResult,
     ) -> Result<Fenced<(CertState, String)>> {
+        self.complete_many(ws, &[(lease, result)])
+            .await?
+            .pop()
+            .ok_or_else(|| StoreError::Corrupt("complete script answered nothing".into()))?
+    }
+
+    /// Complete several of `ws`'s leases in one script call, each on its own (a
+    /// lost or mismatched one changes nothing and does not stop the others); the
+    /// answers in order, each the new state and the workserver's name, or what is
+    /// wrong with that one job's data.
+    pub async fn complete_many(
+        &self,
+        ws: &WsId,
+        items: &[(&LeaseId, &JobResult)],
+    ) -> Result<Vec<Result<Fenced<(CertState, String)>>>> {
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
         let now = now_ms();
         let map: Vec<String> = [Action::Add, Action::Regen, Action::Delete]
             .iter()
             .map(|a| format!("{}:{}", a.as_str(), a.success_state().as_str()))
             .collect();
         let opt = |s: &Option<String>| s.clone().unwrap_or_default();
+        let uuid = |u: &Option<PublicUuid>| {
+            u.as_ref()
+                .map(|u| u.as_str().to_owned())
+                .unwrap_or_default()
+        };
         let bucket = format!("{P}done:{}", now / 1000 / BUCKET_S);
-        let reply: Vec<String> = self
-            .scripts
-            .complete
-            .prepare_invoke()
-            .arg(P)
-            .arg(lease.job_id().as_str())
-            .arg(lease.as_str())
-            .arg(ws.as_str())
+        let mut inv = self.scripts.complete.prepare_invoke();
+        inv.arg(P)
             .arg(now)
             .arg(rfc3339_ms(now))
             .arg(map.join(","))
-            .arg(
-                result
-                    .download_uuid
-                    .as_ref()
-                    .map(|u| u.as_str())
-                    .unwrap_or(""),
-            )
-            .arg(
-                result
-                    .verify_uuid
-                    .as_ref()
-                    .map(|u| u.as_str())
-                    .unwrap_or(""),
-            )
-            .arg(opt(&result.download_url))
-            .arg(opt(&result.verify_url))
-            .arg(opt(&result.signature_url))
-            .arg(opt(&result.sha256))
             .arg(bucket)
-            .arg(7200)
-            .arg(opt(&result.key_fingerprint))
-            .invoke_async(&mut self.conn.clone())
-            .await?;
-        match reply.first().map(String::as_str) {
-            Some("ok") => Ok(Fenced::Ok((
-                parse_state(reply.get(1).map(String::as_str).unwrap_or(""))?,
-                reply.get(2).cloned().unwrap_or_default(),
-            ))),
-            Some("lost") => Ok(Fenced::Lost),
-            Some("mismatch") => Ok(Fenced::Mismatch),
-            other => Err(StoreError::Corrupt(format!(
-                "complete script answered {other:?}"
-            ))),
+            .arg(7200);
+        for (lease, result) in items {
+            inv.arg(lease.job_id().as_str())
+                .arg(lease.as_str())
+                .arg(ws.as_str())
+                .arg(uuid(&result.download_uuid))
+                .arg(uuid(&result.verify_uuid))
+                .arg(opt(&result.download_url))
+                .arg(opt(&result.verify_url))
+                .arg(opt(&result.signature_url))
+                .arg(opt(&result.sha256))
+                .arg(opt(&result.key_fingerprint));
         }
+        let reply: Vec<String> = inv.invoke_async(&mut self.conn.clone()).await?;
+        if reply.len() != items.len() * 3 {
+            return Err(StoreError::Corrupt(format!(
+                "complete script answered {} values for {} jobs",
+                reply.len(),
+                items.len()
+            )));
+        }
+        Ok(reply
+            .chunks(3)
+            .map(|r| match r[0].as_str() {
+                "ok" => Ok(Fenced::Ok((parse_state(&r[1])?, r[2].clone()))),
+                "lost" => Ok(Fenced::Lost),
+                "mismatch" => Ok(Fenced::Mismatch),
+                "corrupt" => Err(StoreError::Corrupt(r[1].clone())),
+                other => Err(StoreError::Corrupt(format!(
+                    "complete script answered {other:?}"
+                ))),
+            })
+            .collect())
     }
 
     /// A workserver's failed attempt: `detail` for operators (recent errors),
@@ -739,77 +761,6 @@ impl Store {
         }
     }
 
-    /// The public verification record of the version published under `verify`;
-    /// `None` if nothing was ever published under it.
-    pub async fn verification(&self, verify: &PublicUuid) -> Result<Option<Verification>> {
-        let mut c = self.conn.clone();
-        let h: HashMap<String, String> = c.hgetall(format!("{P}verify:{verify}")).await?;
-        if h.is_empty() {
-            return Ok(None);
-        }
-        let get = |k: &str| h.get(k).cloned().filter(|v| !v.is_empty());
-        let status = match get("status").as_deref() {
-            Some("valid") => VerificationStatus::Valid,
-            Some("superseded") => VerificationStatus::Superseded,
-            Some("revoked") => VerificationStatus::Revoked,
-            other => {
-                return Err(StoreError::Corrupt(format!(
-                    "verification record {verify} has status {other:?}"
-                )))
-            }
-        };
-        let current_verify_url = match (&status, get("superseded_by")) {
-            (VerificationStatus::Superseded, Some(newer)) => {
-                let newer: HashMap<String, String> =
-                    c.hgetall(format!("{P}verify:{newer}")).await?;
-                newer
-                    .get("verify_url")
-                    .filter(|u| {
-                        !u.is_empty() && newer.get("status").map(String::as_str) == Some("valid")
-                    })
-                    .cloned()
-            }
-            _ => None,
-        };
-        Ok(Some(Verification {
-            status,
-            name: get("name"),
-            course_id: get("course_id").unwrap_or_default(),
-            course_name: get("course_name"),
-            org: get("org"),
-            issued_date: get("issued_date").unwrap_or_default(),
-            download_url: get("download_url"),
-            signature_url: get("signature_url"),
-            key_fingerprint: get("key_fingerprint"),
-            updated_at: get("updated_at").unwrap_or_default(),
-            verify_uuid: verify.clone(),
-            published_at: get("published_at").unwrap_or_default(),
-            superseded_at: get("superseded_at"),
-            revoked_at: get("revoked_at"),
-            current_verify_url,
-        }))
-    }
-
-    /// A certificate with its full history; `None` if it was never added.
-    pub async fn certificate(&self, id: &CertId) -> Result<Option<CertificateView>> {
-        let mut c = self.conn.clone();
-        let key = format!("{P}cert:{id}");
-        let (fields, hist): (HashMap<String, String>, Vec<String>) = redis::pipe()
-            .hgetall(&key)
-            .lrange(format!("{key}:hist"), 0, -1)
-            .query_async(&mut c)
-            .await?;
-        if fields.is_empty() {
-            return Ok(None);
-        }
-        let history = hist
-            .iter()
-            .map(|h| serde_json::from_str::<HistoryEntry>(h))
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(|e| StoreError::Corrupt(format!("history of {id}: {e}")))?;
-        cert_view(&fields, Some(history)).map(Some)
-    }
-
     pub async fn workservers(&self, heartbeat_interval: Duration) -> Result<Vec<WorkserverStatus>> {
         let mut c = self.conn.clone();
         let ids: Vec<String> = c.smembers(format!("{P}workservers")).await?;
@@ -995,7 +946,7 @@ fn corrupt(e: impl std::fmt::Display) -> StoreError {
 }
 
 fn leased_job(parts: Vec<String>, exp: i64) -> Result<LeasedJob> {
-    if parts.len() < 6 || !parts.len().is_multiple_of(2) {
+    if parts.len() != 10 {
         return Err(StoreError::Corrupt(format!(
             "lease entry has {} parts",
             parts.len()
@@ -1010,14 +961,15 @@ fn leased_job(parts: Vec<String>, exp: i64) -> Result<LeasedJob> {
     let du = next();
     let vu = next();
     let (pdu, pvu) = (next(), next());
-    let mut cert = HashMap::new();
-    loop {
-        let k = next();
-        if k.is_empty() {
-            break;
-        }
-        cert.insert(k, next());
+    let cert_id = next();
+    let record = next();
+    if record.is_empty() {
+        return Err(StoreError::Corrupt(format!(
+            "certificate {cert_id} of job {job_id} has no record"
+        )));
     }
+    let mut cert = record::learner_fields(&record)?;
+    cert.insert("cert_id".into(), cert_id);
     let get = |k: &str| cert.get(k).cloned().filter(|v| !v.is_empty());
     let req = |k: &str| {
         get(k).ok_or_else(|| StoreError::Corrupt(format!("certificate of job {job_id} lacks {k}")))
@@ -1058,37 +1010,5 @@ fn leased_job(parts: Vec<String>, exp: i64) -> Result<LeasedJob> {
             previous,
         },
         job_id,
-    })
-}
-
-fn cert_view(
-    h: &HashMap<String, String>,
-    history: Option<Vec<HistoryEntry>>,
-) -> Result<CertificateView> {
-    let get = |k: &str| h.get(k).cloned().filter(|v| !v.is_empty());
-    let req = |k: &str| get(k).ok_or_else(|| StoreError::Corrupt(format!("certificate lacks {k}")));
-    let uuid = |k: &str| {
-        get(k)
-            .map(|s| PublicUuid::parse(&s).map_err(corrupt))
-            .transpose()
-    };
-    Ok(CertificateView {
-        cert_id: CertId::parse(&req("cert_id")?).map_err(corrupt)?,
-        course_id: CourseId::parse(req("course_id")?).map_err(corrupt)?,
-        username: Username::parse(req("username")?).map_err(corrupt)?,
-        state: parse_state(&req("state")?)?,
-        download_url: get("download_url"),
-        verify_url: get("verify_url"),
-        signature_url: get("signature_url"),
-        download_uuid: uuid("download_uuid")?,
-        verify_uuid: uuid("verify_uuid")?,
-        sha256: get("sha256"),
-        error_reason: get("error_reason"),
-        error_code: get("error_code"),
-        attempts: get("attempts").and_then(|a| a.parse().ok()).unwrap_or(0),
-        updated_at: get("updated_at").unwrap_or_default(),
-        template: get("drawn_template"),
-        template_version: get("drawn_template_version"),
-        history,
     })
 }

@@ -2,7 +2,8 @@
 
 use redis::Script;
 
-const LIB: &str = include_str!("lib.lua");
+/// The certificate record's helpers (record.lua) come first: lib.lua's use them.
+const LIB: &str = concat!(include_str!("record.lua"), "\n", include_str!("lib.lua"));
 
 pub(super) struct Scripts {
     pub submit: Script,
@@ -23,6 +24,7 @@ pub(super) struct Scripts {
     pub cb_expire: Script,
     pub catalogs: Script,
     pub queues: Script,
+    pub migrate: Script,
 }
 
 fn with_lib(body: &str) -> Script {
@@ -50,6 +52,7 @@ impl Scripts {
             cb_expire: with_lib(include_str!("cb_expire.lua")),
             catalogs: with_lib(include_str!("catalogs.lua")),
             queues: with_lib(include_str!("queues.lua")),
+            migrate: with_lib(include_str!("migrate.lua")),
         }
     }
 }

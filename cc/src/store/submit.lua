@@ -14,8 +14,8 @@ local P, now_ms, at, idem_ttl = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local out = {}
 
 local function submit_one(cid, jid, action, pending, allowed, allowed_absent, du, vu, cb_url, cb_key, cb_host, tq, f0, f1)
-  local ck = P .. 'cert:' .. cid
-  local cur = hget(ck, 'state')
+  local rec = load(P, cid)
+  local cur = rec and rec.s
   if cur == nil then
     if allowed_absent ~= '1' then return 'illegal', '' end
   else
@@ -27,35 +27,50 @@ local function submit_one(cid, jid, action, pending, allowed, allowed_absent, du
   end
   -- The published version: what a delete removes and what a regen replaces.
   local pdu, pvu = '', ''
+  local cv = rec and current_version(rec)
   if action == 'delete' then
-    du = hget(ck, 'download_uuid') or ''
-    vu = hget(ck, 'verify_uuid') or ''
+    du = (cv and cv.d) or ''
+    vu = (cv and cv.v) or ''
   elseif action == 'regen' then
-    pdu = hget(ck, 'download_uuid') or ''
-    pvu = hget(ck, 'verify_uuid') or ''
+    pdu = (cv and cv.d) or ''
+    pvu = (cv and cv.v) or ''
   end
-  for i = f0, f1, 2 do
-    if ARGV[i + 1] == '' then
-      redis.call('HDEL', ck, ARGV[i])
-    else
-      redis.call('HSET', ck, ARGV[i], ARGV[i + 1])
+  if not rec then rec = {id = cid, f = {}} end
+  if f1 >= f0 then
+    local nf = {}
+    for k, v in pairs(rec.f) do nf[k] = v end
+    for i = f0, f1, 2 do
+      if ARGV[i + 1] == '' then nf[ARGV[i]] = nil else nf[ARGV[i]] = ARGV[i + 1] end
     end
+    -- The published versions keep what they printed.
+    keep_printed(rec, nf)
+    rec.f = nf
   end
-  redis.call('HSET', ck, 'cert_id', cid, 'state', pending, 'updated_at', at, 'job_id', jid, 'attempts', 0)
-  redis.call('HDEL', ck, 'error_reason', 'error_code', 'error_detail')
+  rec.s, rec.u, rec.j, rec.a, rec.e = pending, at, jid, 0, nil
   if cur == nil then
     -- Listing indexes (GET /v1/certificates): every certificate, and per course.
     redis.call('ZADD', P .. 'certs', 0, cid)
-    redis.call('ZADD', P .. 'course:' .. (hget(ck, 'course_id') or ''), 0, cid)
+    redis.call('ZADD', P .. 'course:' .. fval(rec.f, 'course_id'), 0, cid)
   end
-  history(P, cid, pending, at, action .. ' requested')
+  hist(rec, pending, at, action .. ' requested')
   move_state(P, cid, cur, pending)
+  save(P, rec)
   local jk = P .. 'job:' .. jid
-  redis.call('HSET', jk, 'job_id', jid, 'cert_id', cid, 'action', action, 'attempt', 0,
-    'status', 'queued', 'enqueued_at', now_ms, 'download_uuid', du, 'verify_uuid', vu,
-    'previous_download_uuid', pdu, 'previous_verify_uuid', pvu,
-    'callback_url', cb_url, 'callback_key', cb_key, 'callback_host', cb_host, 'tq', tq)
-  redis.call('LPUSH', job_queue(P, jk), jid)
+  -- Empty fields are left out (the scripts read a missing field as empty).
+  redis.call('HSET', jk, 'cert_id', cid, 'action', action, 'attempt', 0, 'status', 'queued',
+    'enqueued_at', now_ms)
+  if du ~= '' then redis.call('HSET', jk, 'download_uuid', du, 'verify_uuid', vu) end
+  if pdu ~= '' then redis.call('HSET', jk, 'previous_download_uuid', pdu, 'previous_verify_uuid', pvu) end
+  if cb_url ~= '' then
+    redis.call('HSET', jk, 'callback_url', cb_url, 'callback_key', cb_key, 'callback_host', cb_host)
+  end
+  if tq ~= '' then redis.call('HSET', jk, 'tq', tq) end
+  local queue = P .. 'queue'
+  if tq ~= '' then
+    redis.call('SADD', P .. 'tqueues', tq)
+    queue = P .. 'queue:' .. tq
+  end
+  redis.call('LPUSH', queue, jid)
   return 'ok', pending
 end
 
