@@ -9,11 +9,15 @@ cargo test --workspace --locked "$@"
 # The criterion benches, each run once as a smoke test (`cargo bench` measures).
 cargo test --workspace --locked --bench '*' "$@"
 # The queue path bench, short (docs/PERFORMANCE.md has the long runs): testamur's
-# no-op drain, then BullMQ's beside it when node is installed.
+# no-op drain, then BullMQ's beside it when node is installed (after the e2e runs).
 bin="${CARGO_TARGET_DIR:-target}/debug/testamur"
 qdir=$(mktemp -d)
 "$bin" bench queue --n 300 --dir "$qdir/bench-queue"
 "$bin" bench redis --n 300 --dir "$qdir/bench-redis"
+# The end-to-end bench, short: directory storage with the latency probes, then
+# S3 (s3s-fs in process) with batch submission.
+"$bin" bench e2e --n 200 --latency 20 --capacity-n 50 --dir "$qdir/bench-e2e"
+"$bin" bench e2e --n 200 --batch --s3 --capacity-n 0 --dir "$qdir/bench-e2e-s3"
 rm -rf "$qdir"
 if command -v node >/dev/null && command -v npm >/dev/null; then
   TESTAMUR="$bin" bash bench/bullmq.sh 300

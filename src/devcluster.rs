@@ -507,6 +507,27 @@ log_format = "{log_format}"
     }
 
     /// Stop workservers then the CC with SIGTERM (graceful), waiting for each.
+    /// The running processes: ("redis", pid), ("cc-k", pid), ("ws-i", pid).
+    pub fn pids(&self) -> Vec<(String, u32)> {
+        let mut out: Vec<_> = self
+            .redis
+            .pid()
+            .map(|p| ("redis".to_owned(), p))
+            .into_iter()
+            .collect();
+        for (k, c) in self.ccs.iter().enumerate() {
+            if let Some(c) = c {
+                out.push((format!("cc-{}", k + 1), c.id()));
+            }
+        }
+        for (i, c) in self.ws.iter().enumerate() {
+            if let Some(c) = c {
+                out.push((format!("ws-{}", i + 1), c.id()));
+            }
+        }
+        out
+    }
+
     pub fn stop(&mut self) {
         for c in self.ws.iter_mut().flatten() {
             terminate(c);

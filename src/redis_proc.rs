@@ -115,6 +115,11 @@ impl RedisServer {
     }
 
     /// `redis+unix:///path/redis.sock`
+    /// The server's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
     pub fn url(&self) -> String {
         format!("redis+unix://{}", self.socket.display())
     }

@@ -59,6 +59,7 @@ pub fn router(state: AppState) -> Router {
             delete(routes::workservers::deregister),
         )
         .route("/v1/leases", post(routes::leases::lease))
+        .route("/v1/leases/complete", post(routes::leases::complete_many))
         .route("/v1/leases/{lease_id}/extend", post(routes::leases::extend))
         .route(
             "/v1/leases/{lease_id}/complete",

@@ -214,6 +214,55 @@ pub struct CompleteRequest {
     pub result: JobResult,
 }
 
+/// The most completions one `POST /v1/leases/complete` may carry.
+pub const MAX_COMPLETIONS: usize = 256;
+
+/// `POST /v1/leases/complete` (extension): the results of several leases in one
+/// call, each checked and recorded as `POST /v1/leases/{lease_id}/complete` would,
+/// and answered on its own.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompleteManyRequest {
+    pub completions: Vec<Completion>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Completion {
+    /// Read as text so that a malformed id is refused naming its place.
+    pub lease_id: String,
+    pub result: JobResult,
+}
+
+/// One answer per completion, in the request's order.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CompleteManyResponse {
+    pub results: Vec<CompletionOutcome>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CompletionOutcome {
+    pub lease_id: String,
+    pub status: CompletionStatus,
+    /// The certificate's new state (`ok` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<CertState>,
+    /// What the single endpoint would have answered (not `ok`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorDetail>,
+}
+
+/// How one completion of a batch went: recorded (`ok`); the lease is not the
+/// caller's any more, the result is discarded (`lost`, the single endpoint's
+/// 409); the result names other uuids than the job's (`mismatch`, its 422).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CompletionStatus {
+    Ok,
+    Lost,
+    Mismatch,
+}
+
 /// What a workserver reports for a finished job. For a delete every field is
 /// absent.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -1,7 +1,8 @@
 //! `testamur bench`: the figures in docs/PERFORMANCE.md.
 //! - `render`: render+sign(+verify) on one thread, in process.
 //! - `e2e`: a local cluster with two workservers; time from the first submit until
-//!   N certificates are downloadable.
+//!   N certificates are downloadable, against the render+sign capacity measured
+//!   in the same run; latency of single requests (`bench_e2e.rs`).
 //! - `queue`: the queue path alone, with no-op workservers (`bench_queue.rs`).
 //! - `redis`: the queue path's scripts alone, straight to Redis (`bench_redis.rs`).
 
@@ -11,11 +12,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
-use testamur_common::state::CertState;
 use testamur_ws::render::RenderContext;
 use testamur_ws::sample;
-
-use crate::devcluster::{Cluster, ClusterSpec};
 
 #[derive(Clone, Copy, ValueEnum)]
 pub enum Kind {
@@ -73,12 +71,38 @@ pub struct BenchArgs {
     /// of one request per certificate from 16 concurrent clients.
     #[arg(long)]
     batch: bool,
+    /// `e2e`: also measure submit-to-downloadable latency: this many single
+    /// requests one at a time on the idle cluster after the run, and single
+    /// requests one at a time during it (under load).
+    #[arg(long, default_value_t = 0)]
+    latency: usize,
+    /// `e2e`: publish to S3 (an s3s-fs server in this process, on 127.0.0.1)
+    /// instead of a directory.
+    #[arg(long)]
+    s3: bool,
+    /// `e2e`: certificates rendered on one thread to measure the render+sign
+    /// capacity (0: skip).
+    #[arg(long, default_value_t = 1000)]
+    capacity_n: usize,
 }
 
 pub async fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
     match a.kind {
         Kind::Render => render(&a),
-        Kind::E2e => e2e(&a).await,
+        Kind::E2e => {
+            crate::logging::init(false);
+            let dir = a.dir.clone().unwrap_or_else(|| "target/bench-e2e".into());
+            super::bench_e2e::run(super::bench_e2e::E2eBench {
+                n: a.n,
+                capacity: a.capacity.unwrap_or(4),
+                batch: a.batch,
+                latency: a.latency,
+                s3: a.s3,
+                capacity_n: a.capacity_n,
+                dir: &dir,
+            })
+            .await
+        }
         Kind::Redis => {
             crate::logging::init(false);
             let dir = a.dir.clone().unwrap_or_else(|| "target/bench-redis".into());
@@ -160,88 +184,6 @@ fn ms(d: Duration, n: usize) -> f64 {
     d.as_secs_f64() * 1000.0 / n as f64
 }
 
-fn sequoia_cert(armored: &str) -> anyhow::Result<testamur_ws::sign::Cert> {
+pub(super) fn sequoia_cert(armored: &str) -> anyhow::Result<testamur_ws::sign::Cert> {
     testamur_ws::sign::parse_cert(armored.as_bytes()).context("parsing the generated key")
-}
-
-async fn e2e(a: &BenchArgs) -> anyhow::Result<ExitCode> {
-    crate::logging::init(false);
-    let bin = std::env::current_exe()?;
-    let dir = a.dir.clone().unwrap_or_else(|| "target/bench-e2e".into());
-    crate::devcluster::clear_dir(&dir)?;
-    let mut spec = ClusterSpec::new(&dir, bin);
-    spec.ws_capacity = a.capacity.unwrap_or(4);
-    spec.log_level = "warn".into();
-    let mut cluster = Cluster::start(spec).await?;
-    let lms = cluster.lms()?;
-    let request = |i: usize| {
-        let mut r = super::demo::sample_request(i);
-        r.username = Some(format!("bench{i:06}"));
-        r
-    };
-    let start = Instant::now();
-    if a.batch {
-        let requests: Vec<_> = (0..a.n).map(request).collect();
-        for chunk in requests.chunks(testamur_common::wire::MAX_BATCH) {
-            let resp = lms.submit_batch(chunk).await??;
-            let refused = resp
-                .results
-                .iter()
-                .filter(|r| !matches!(r, testamur_common::wire::BatchResult::Accepted(_)))
-                .count();
-            anyhow::ensure!(refused == 0, "{refused} requests of the batch were refused");
-        }
-    } else {
-        let mut set = tokio::task::JoinSet::new();
-        let chunk = a.n.div_ceil(16);
-        for c in 0..16 {
-            let lms = lms.clone();
-            let range = (c * chunk)..((c + 1) * chunk).min(a.n);
-            set.spawn(async move {
-                for i in range {
-                    lms.submit(&request(i)).await??;
-                }
-                anyhow::Ok(())
-            });
-        }
-        while let Some(r) = set.join_next().await {
-            r??;
-        }
-    }
-    let accepted = start.elapsed();
-    let status = cluster.operator()?;
-    loop {
-        let s = status.status().await??;
-        let done = s
-            .certificates
-            .get(CertState::Downloadable.as_str())
-            .copied()
-            .unwrap_or(0);
-        if done as usize >= a.n {
-            break;
-        }
-        if start.elapsed() > Duration::from_secs(600) {
-            anyhow::bail!("only {done} of {} downloadable after 10 minutes", a.n);
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let total = start.elapsed();
-    println!(
-        "end to end: {} certificates, 2 workservers x capacity {}, submitted {}",
-        a.n,
-        a.capacity.unwrap_or(4),
-        if a.batch {
-            "in batches of up to 10,000"
-        } else {
-            "one by one from 16 clients"
-        }
-    );
-    println!("  all accepted after {:.2}s", accepted.as_secs_f64());
-    println!(
-        "  all downloadable after {:.2}s -> {:.1} certificates/s",
-        total.as_secs_f64(),
-        a.n as f64 / total.as_secs_f64()
-    );
-    cluster.stop();
-    Ok(ExitCode::SUCCESS)
 }

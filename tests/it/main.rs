@@ -9,6 +9,7 @@ mod callbacks;
 mod chaos;
 mod cleartext;
 mod client_addresses;
+mod completions;
 mod end_to_end;
 mod failover;
 mod haproxy;

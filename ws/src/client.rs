@@ -14,12 +14,12 @@ use testamur_common::config::WsConfig;
 use testamur_common::error_chain;
 use testamur_common::ids::{JobId, LeaseId, WsId};
 use testamur_common::wire::{
-    Capabilities, CompleteRequest, ErrorBody, ExtendResponse, FailRequest, HeartbeatRequest,
-    HeartbeatResponse, JobResult, LeaseRequest, LeaseResponse, LeasedJob, RegisterRequest,
-    RegisterResponse,
+    Capabilities, CompleteManyRequest, CompleteManyResponse, CompleteRequest, Completion,
+    CompletionOutcome, ErrorBody, ExtendResponse, FailRequest, HeartbeatRequest, HeartbeatResponse,
+    JobResult, LeaseRequest, LeaseResponse, LeasedJob, RegisterRequest, RegisterResponse,
 };
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum ClientError {
     #[error("no CC reachable at {url} ({cause})")]
     Unreachable { url: String, cause: String },
@@ -45,6 +45,7 @@ impl ClientError {
     }
 }
 
+#[derive(Clone)]
 pub struct CcClient {
     http: reqwest::Client,
     base: String,
@@ -271,6 +272,44 @@ impl CcClient {
         )
         .await
         .map(|_| ())
+    }
+
+    /// `POST /v1/leases/complete`: several results in one call, one answer each
+    /// (in the same order). A CC without the endpoint answers 404 `not_found`.
+    pub async fn complete_many(
+        &self,
+        s: &Session,
+        items: &[(LeaseId, JobResult)],
+    ) -> Result<Vec<CompletionOutcome>, ClientError> {
+        let body = CompleteManyRequest {
+            completions: items
+                .iter()
+                .map(|(lease, result)| Completion {
+                    lease_id: lease.to_string(),
+                    result: result.clone(),
+                })
+                .collect(),
+        };
+        let r: CompleteManyResponse = self
+            .call(
+                reqwest::Method::POST,
+                "/v1/leases/complete",
+                Some(&s.token),
+                Some(&body),
+                None,
+            )
+            .await?
+            .ok_or_else(|| ClientError::Api {
+                status: 204,
+                message: "empty answer to a batch of completions".into(),
+            })?;
+        if r.results.len() != items.len() {
+            return Err(ClientError::Api {
+                status: 200,
+                message: format!("{} answers to {} completions", r.results.len(), items.len()),
+            });
+        }
+        Ok(r.results)
     }
 
     /// Report a failed attempt: the operator's reason, its code and the LMS's

@@ -3,7 +3,8 @@
 //!
 //! Invariant: nothing is published before its signature has been verified in
 //! process, and the PDF is written before its signature, so a published signature
-//! always has its document. Every write and removal first asks the job's fence
+//! always has its document. A job's files are durable before it returns (and so
+//! before it is reported), and before a regen removes the version it replaces. Every write and removal first asks the job's fence
 //! ([`crate::fence`]): once its lease may be lost, the job touches nothing more.
 
 use sha2::{Digest, Sha256};
@@ -15,7 +16,7 @@ use testamur_common::wire::{JobCertificate, JobResult, JobTimings};
 use crate::fence::{LeaseCheck, Unfenced};
 use crate::render::{RenderContext, Renderer};
 use crate::sign::SigningKey;
-use crate::storage::{self, Storage, CONTENT_HTML, CONTENT_PDF, CONTENT_SIG};
+use crate::storage::{self, Batch, Storage, CONTENT_HTML, CONTENT_PDF, CONTENT_SIG};
 
 /// Why a job failed, phrased for the operator (`reason`) and, when it is about
 /// the request, for the LMS (`public`); its category; and whether another attempt
@@ -211,11 +212,15 @@ impl Fenced<'_> {
             true => storage::sig_path(vu),
             false => storage::pdf_sig_path(du),
         };
-        let stored = (|| {
-            self.store(&pdf_rel, &art.pdf, CONTENT_PDF)?;
-            self.store(&sig_rel, &art.signature, CONTENT_SIG)?;
-            self.store_page(cert, &art, vu, &pdf_rel, &sig_rel)
+        // Written one by one (the PDF first), durable together before the job
+        // goes on (with other jobs' files, on a directory).
+        let mut batch = self.storage.batch();
+        let written = (|| {
+            self.store(batch.as_mut(), &pdf_rel, &art.pdf, CONTENT_PDF)?;
+            self.store(batch.as_mut(), &sig_rel, &art.signature, CONTENT_SIG)?;
+            self.store_page(batch.as_mut(), cert, &art, vu, &pdf_rel, &sig_rel)
         })();
+        let stored = written.and_then(|()| self.commit(batch));
         if let Err(e) = stored {
             // Not after the lease is lost: the next attempt writes these same paths.
             if !e.retryable && self.fence.still_held().is_ok() {
@@ -253,6 +258,7 @@ impl Fenced<'_> {
     /// The public verification page of a version, when its template has one.
     fn store_page(
         &self,
+        batch: &mut dyn Batch,
         cert: &JobCertificate,
         art: &Artifacts,
         vu: &PublicUuid,
@@ -274,6 +280,7 @@ impl Fenced<'_> {
                 },
             );
             self.store(
+                batch,
                 &storage::verify_page_path(vu),
                 page.as_bytes(),
                 CONTENT_HTML,
@@ -282,9 +289,28 @@ impl Fenced<'_> {
         Ok(())
     }
 
-    /// Stores one file, retrying while that may help.
-    fn store(&self, rel: &str, bytes: &[u8], content_type: &str) -> Result<(), JobError> {
-        self.with_retries("store", || self.storage.put(rel, bytes, content_type))
+    /// Writes one file of `batch`, retrying while that may help.
+    fn store(
+        &self,
+        batch: &mut dyn Batch,
+        rel: &str,
+        bytes: &[u8],
+        content_type: &str,
+    ) -> Result<(), JobError> {
+        self.with_retries("store", || batch.put(rel, bytes, content_type))
+    }
+
+    /// Makes `batch`'s files durable. Not retried: after a failed fsync what is
+    /// on disk is unknown, so the job fails (retryable) and its next attempt
+    /// writes the files again.
+    fn commit(&self, batch: Box<dyn Batch + '_>) -> Result<(), JobError> {
+        batch.commit().map_err(|e| {
+            JobError::transient(
+                FailCode::Storage,
+                &format!("store on {}", self.workserver),
+                e,
+            )
+        })
     }
 
     /// A storage call, retried as [`Pipeline::retrying`] does, each try behind the fence.
@@ -386,6 +412,153 @@ impl Pipeline {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::{Arc, Mutex};
+    use testamur_common::wire::PublishedVersion;
+
+    /// Records what the pipeline asks of storage, in order.
+    #[derive(Default)]
+    struct Recording {
+        events: Mutex<Vec<String>>,
+        /// Whether `commit` fails.
+        commit_fails: bool,
+    }
+
+    impl Recording {
+        fn log(&self, e: String) {
+            self.events.lock().unwrap().push(e);
+        }
+        fn events(&self) -> Vec<String> {
+            self.events.lock().unwrap().clone()
+        }
+    }
+
+    struct RecordingBatch<'a>(&'a Recording);
+
+    impl Batch for RecordingBatch<'_> {
+        fn put(&mut self, rel: &str, _: &[u8], _: &str) -> Result<(), storage::StorageError> {
+            self.0.log(format!("write {rel}"));
+            Ok(())
+        }
+        fn commit(self: Box<Self>) -> Result<(), storage::StorageError> {
+            self.0.log("commit".into());
+            match self.0.commit_fails {
+                false => Ok(()),
+                true => Err(storage::StorageError {
+                    op: "sync",
+                    target: "public".into(),
+                    detail: "fsync: Input/output error".into(),
+                    retryable: true,
+                }),
+            }
+        }
+    }
+
+    impl Storage for Recording {
+        fn put(&self, rel: &str, _: &[u8], _: &str) -> Result<(), storage::StorageError> {
+            self.log(format!("put {rel}"));
+            Ok(())
+        }
+        fn remove(&self, rel: &str) -> Result<(), storage::StorageError> {
+            self.log(format!("remove {rel}"));
+            Ok(())
+        }
+        fn url(&self, rel: &str) -> String {
+            format!("https://certs.example.org/{rel}")
+        }
+        fn keeps_old_versions(&self) -> bool {
+            false
+        }
+        fn batch(&self) -> Box<dyn Batch + '_> {
+            Box::new(RecordingBatch(self))
+        }
+    }
+
+    fn pipeline(storage: Arc<Recording>) -> Pipeline {
+        let templates = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../templates"));
+        let (secret, _, _) = crate::sign::generate_key("test <t@example.org>").unwrap();
+        let key =
+            SigningKey::from_cert(crate::sign::parse_cert(secret.as_bytes()).unwrap()).unwrap();
+        Pipeline {
+            renderer: Renderer::load(templates).unwrap(),
+            key,
+            storage,
+            workserver: "ws-1".into(),
+        }
+    }
+
+    /// A job returns (and so is reported) only after its files' commit, and a
+    /// regen removes the version it replaces only after that commit: the group
+    /// commit never lets a job report files that are not durable yet.
+    #[test]
+    fn a_job_returns_only_after_its_files_are_committed() {
+        let storage = Arc::new(Recording::default());
+        let p = pipeline(storage.clone());
+        let cert = crate::sample::job(crate::sample::Script::Latin, 1, None);
+        let (du, vu) = (
+            cert.download_uuid.clone().unwrap(),
+            cert.verify_uuid.clone().unwrap(),
+        );
+        p.run(Action::Add, &cert).unwrap();
+        let events = storage.events();
+        assert_eq!(
+            events,
+            [
+                format!("write {}", storage::pdf_path(&du)),
+                format!("write {}", storage::sig_path(&vu)),
+                format!("write {}", storage::verify_page_path(&vu)),
+                "commit".into(),
+            ],
+            "every file written, then one commit, and nothing after it"
+        );
+
+        storage.events.lock().unwrap().clear();
+        let mut regen = crate::sample::job(crate::sample::Script::Latin, 2, None);
+        regen.previous = Some(PublishedVersion {
+            download_uuid: du.clone(),
+            verify_uuid: vu.clone(),
+        });
+        p.run(Action::Regen, &regen).unwrap();
+        let events = storage.events();
+        let commit = events.iter().position(|e| e == "commit").expect("a commit");
+        assert_eq!(commit, 3, "{events:?}");
+        assert!(
+            events[commit + 1..]
+                .iter()
+                .all(|e| e.starts_with("remove ")),
+            "the old version goes only once the new one is durable: {events:?}"
+        );
+        assert_eq!(events.len(), commit + 1 + 4, "{events:?}");
+    }
+
+    /// A commit that fails fails the job as retryable (its next attempt writes
+    /// the files again) and takes back nothing: the paths are the next attempt's.
+    #[test]
+    fn a_failed_commit_fails_the_job_for_another_attempt() {
+        let storage = Arc::new(Recording {
+            commit_fails: true,
+            ..Default::default()
+        });
+        let p = pipeline(storage.clone());
+        let cert = crate::sample::job(crate::sample::Script::Latin, 3, None);
+        let e = p.run(Action::Add, &cert).unwrap_err();
+        assert_eq!(
+            (e.code, e.retryable),
+            (FailCode::Storage, true),
+            "{}",
+            e.reason
+        );
+        assert!(e.reason.contains("Input/output error"), "{}", e.reason);
+        let events = storage.events();
+        assert_eq!(
+            events.last().map(String::as_str),
+            Some("commit"),
+            "{events:?}"
+        );
+        assert!(
+            !events.iter().any(|e| e.starts_with("remove ")),
+            "{events:?}"
+        );
+    }
 
     /// Text that does not fit its box at the smallest size ends the job as
     /// unprintable, at once (another attempt draws the same), and the LMS is told

@@ -4,6 +4,7 @@
 //! Layout:
 //! - [`worker`]: registration, heartbeats, the lease loop and per-job lease extension.
 //! - [`client`]: the HTTPS client for the CC API.
+//! - [`report`]: completions sent to the CC, several per call when they pile up.
 //! - [`job`]: one job end to end (render, sign, verify, publish or delete) — blocking code.
 //! - [`render`]: templates, text layout in every script, and the PDF.
 //! - [`verify_page`]: the public verification page of a certificate.
@@ -18,6 +19,7 @@ pub mod ed25519;
 pub mod fence;
 pub mod job;
 pub mod render;
+pub mod report;
 pub mod sample;
 pub mod sign;
 pub mod storage;

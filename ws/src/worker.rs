@@ -18,16 +18,22 @@ use crate::client::{CcClient, ClientError, Session};
 use crate::fence::{LeaseGuard, Liveness};
 use crate::job::{JobError, Pipeline};
 use crate::render::Renderer;
+use crate::report::Reporter;
 use crate::sign::SigningKey;
 use crate::storage::{self, Storage, CONTENT_KEY, PUBLIC_KEY_PATH};
 
 /// How long one lease request waits on the CC for work.
 const LEASE_WAIT: Duration = Duration::from_secs(10);
+/// How long the lease loop, while jobs are queued, waits for more of its
+/// permits to come free before leasing (so a lease call takes several jobs).
+const LEASE_GATHER: Duration = Duration::from_millis(2);
 /// How long in-flight jobs get to finish at shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
 struct Shared {
     client: CcClient,
+    /// Sends completions, several per call when they pile up.
+    reporter: Reporter,
     config: WsConfig,
     session: RwLock<Session>,
     pipeline: Arc<Pipeline>,
@@ -111,6 +117,7 @@ pub async fn run(
     };
     let liveness = Liveness::new(session.heartbeat_interval);
     let shared = Arc::new(Shared {
+        reporter: Reporter::spawn(client.clone()),
         client,
         config,
         liveness,
@@ -228,6 +235,8 @@ async fn lease_loop(
     mut stop: watch::Receiver<bool>,
 ) {
     let mut delay = Duration::from_millis(250);
+    // Whether the last lease call found work.
+    let mut busy = false;
     loop {
         if *stop.borrow() || shared.draining.load(Ordering::SeqCst) {
             return;
@@ -241,6 +250,22 @@ async fn lease_loop(
         while let Ok(p) = permits.clone().try_acquire_owned() {
             held.push(p);
         }
+        // While jobs are queued, permits come free one at a time as jobs finish:
+        // gather them for a moment so that one lease call takes several jobs,
+        // not one each. Only after a lease that found work, so an idle
+        // workserver's long poll (and a lone job's latency) never waits.
+        if busy {
+            let until = tokio::time::Instant::now() + LEASE_GATHER;
+            while held.len() < shared.config.capacity as usize {
+                tokio::select! {
+                    p = permits.clone().acquire_owned() => match p {
+                        Ok(p) => held.push(p),
+                        Err(_) => return,
+                    },
+                    _ = tokio::time::sleep_until(until) => break,
+                }
+            }
+        }
         let session = shared.session.read().await.clone();
         let sent = std::time::Instant::now();
         let leased = tokio::select! {
@@ -250,6 +275,7 @@ async fn lease_loop(
         match leased {
             Ok(jobs) => {
                 delay = Duration::from_millis(250);
+                busy = !jobs.is_empty();
                 for job in jobs {
                     let Some(permit) = held.pop() else {
                         tracing::error!(job_id = %job.job_id, "the CC sent more jobs than asked for; releasing it");
@@ -381,7 +407,7 @@ async fn run_job(
         let sent = match &outcome {
             Ok(result) => {
                 shared
-                    .client
+                    .reporter
                     .complete(session, &job.lease_id, result.clone())
                     .await
             }

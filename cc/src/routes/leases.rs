@@ -1,14 +1,18 @@
-//! Leasing jobs (long poll), extending, completing and failing leases.
+//! Leasing jobs (long poll), extending, completing (one lease or several per
+//! call) and failing leases.
 
 use std::time::Duration;
 
 use axum::extract::{Path, State};
 use axum::Json;
-use testamur_common::ids::LeaseId;
+use testamur_common::ids::{LeaseId, WsId};
 use testamur_common::layout::check_urls;
+use testamur_common::state::CertState;
 use testamur_common::time_fmt::rfc3339_ms;
 use testamur_common::wire::{
-    CompleteRequest, ExtendResponse, FailRequest, JobResult, LeaseRequest, LeaseResponse,
+    CompleteManyRequest, CompleteManyResponse, CompleteRequest, CompletionOutcome,
+    CompletionStatus, ExtendResponse, FailRequest, JobResult, LeaseRequest, LeaseResponse,
+    MAX_COMPLETIONS,
 };
 
 use crate::app::AppState;
@@ -103,17 +107,97 @@ pub async fn complete(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let lease = lease_id(&lease)?;
     check_result(&body.result)?;
-    match state
-        .store
-        .complete(&lease, &caller.0, &body.result)
+    let new_state = complete_one(&state, &caller.0, &lease, &body.result)
         .await?
-    {
+        .map_err(|(_, refusal)| refusal)?;
+    Ok(Json(serde_json::json!({ "state": new_state })))
+}
+
+/// `POST /v1/leases/complete` (extension): several completions, each checked and
+/// recorded exactly as the single endpoint does (fenced by its own lease and the
+/// caller), run concurrently so their scripts share round trips to Redis, and
+/// answered one by one (ok, lost, mismatch). A lost lease discards that result
+/// only; a malformed completion refuses the call (422 naming it).
+pub async fn complete_many(
+    State(state): State<AppState>,
+    caller: WsCaller,
+    JsonBody(body): JsonBody<CompleteManyRequest>,
+) -> Result<Json<CompleteManyResponse>, ApiError> {
+    let n = body.completions.len();
+    if n == 0 || n > MAX_COMPLETIONS {
+        return Err(ApiError::invalid(
+            "completions",
+            format!("completions must hold between 1 and {MAX_COMPLETIONS} results; split them"),
+        ));
+    }
+    // A malformed completion (a bug of the workserver, not a race) refuses the
+    // whole call before anything is recorded, as a malformed body would; what
+    // depends on the lease is answered per completion.
+    let mut checked = Vec::with_capacity(n);
+    for (i, c) in body.completions.into_iter().enumerate() {
+        let lease = LeaseId::parse(&c.lease_id).map_err(|_| {
+            ApiError::invalid(
+                &format!("completions[{i}].lease_id"),
+                "not a lease id (`{job_id}.{secret}` as leased)",
+            )
+        })?;
+        check_result(&c.result).map_err(|e| {
+            let field = e.field.clone().unwrap_or_default();
+            e.with_field(format!("completions[{i}].{field}"))
+        })?;
+        checked.push((lease, c.result));
+    }
+    let mut set = tokio::task::JoinSet::new();
+    for (i, (lease, result)) in checked.into_iter().enumerate() {
+        let (state, ws) = (state.clone(), caller.0.clone());
+        set.spawn(async move {
+            let out = complete_one(&state, &ws, &lease, &result).await;
+            (i, lease.to_string(), out)
+        });
+    }
+    let mut results: Vec<Option<CompletionOutcome>> = vec![None; n];
+    while let Some(joined) = set.join_next().await {
+        let (i, lease_id, out) = joined.map_err(|e| {
+            tracing::error!(error = %e, "a completion of a batch panicked");
+            ApiError::internal()
+        })?;
+        // Redis failing fails the call (503): the workserver sends it again, and
+        // what was recorded meanwhile answers `lost` then (its lease is gone).
+        results[i] = Some(match out? {
+            Ok(new_state) => CompletionOutcome {
+                lease_id,
+                status: CompletionStatus::Ok,
+                state: Some(new_state),
+                error: None,
+            },
+            Err((status, refusal)) => CompletionOutcome {
+                lease_id,
+                status,
+                state: None,
+                error: Some(refusal.detail()),
+            },
+        });
+    }
+    Ok(Json(CompleteManyResponse {
+        results: results.into_iter().flatten().collect(),
+    }))
+}
+
+/// One checked completion, recorded: the new state, or what the single endpoint
+/// refuses it with; `Err` for what fails the whole request (Redis).
+async fn complete_one(
+    state: &AppState,
+    ws: &WsId,
+    lease: &LeaseId,
+    result: &JobResult,
+) -> Result<Result<CertState, (CompletionStatus, ApiError)>, ApiError> {
+    match state.store.complete(lease, ws, result).await? {
         Fenced::Ok((new_state, ws_name)) => {
-            tracing::info!(job_id = %lease.job_id(), lease_id = %lease, ws_id = %caller.0, state = %new_state, "job completed");
+            tracing::info!(job_id = %lease.job_id(), lease_id = %lease, ws_id = %ws, state = %new_state, "job completed");
             state.callbacks_due.notify_one();
             let m = metrics();
             m.job("completed", 1);
-            if let Some(t) = &body.result.timings {
+            if let Some(t) = &result.timings {
                 let ws = WorkserverLabels {
                     workserver: ws_name,
                 };
@@ -127,18 +211,21 @@ pub async fn complete(
                     .get_or_create(&ws)
                     .observe(t.store_ms / 1000.0);
             }
-            Ok(Json(serde_json::json!({ "state": new_state })))
+            Ok(Ok(new_state))
         }
         Fenced::Lost => {
-            tracing::warn!(job_id = %lease.job_id(), lease_id = %lease, ws_id = %caller.0, "completion with a lost lease discarded");
-            Err(ApiError::lease_lost())
+            tracing::warn!(job_id = %lease.job_id(), lease_id = %lease, ws_id = %ws, "completion with a lost lease discarded");
+            Ok(Err((CompletionStatus::Lost, ApiError::lease_lost())))
         }
         Fenced::Mismatch => {
-            tracing::warn!(job_id = %lease.job_id(), lease_id = %lease, ws_id = %caller.0, "completion for other uuids than the job's refused");
-            Err(ApiError::invalid(
-                "result.download_uuid",
-                "these are not the uuids this job publishes under (the leased job's certificate.download_uuid and verify_uuid); report those",
-            ))
+            tracing::warn!(job_id = %lease.job_id(), lease_id = %lease, ws_id = %ws, "completion for other uuids than the job's refused");
+            Ok(Err((
+                CompletionStatus::Mismatch,
+                ApiError::invalid(
+                    "result.download_uuid",
+                    "these are not the uuids this job publishes under (the leased job's certificate.download_uuid and verify_uuid); report those",
+                ),
+            )))
         }
     }
 }
@@ -190,11 +277,29 @@ pub async fn fail(
     }
 }
 
+/// Stage timings are milliseconds: finite and not negative.
+fn check_timings(r: &JobResult) -> Result<(), ApiError> {
+    match &r.timings {
+        Some(t)
+            if [t.render_ms, t.sign_ms, t.store_ms]
+                .iter()
+                .any(|ms| !ms.is_finite() || *ms < 0.0) =>
+        {
+            Err(ApiError::invalid(
+                "result.timings",
+                "timings are milliseconds: finite and not negative",
+            ))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// A workserver's report, checked before anything is written: the digest and key
 /// fingerprint are hex, and the URLs are http(s) URLs of the layout paths of the
 /// uuids reported (which the complete script then checks are the job's own).
 /// Public for the fuzz targets (fuzz/).
 pub fn check_result(r: &JobResult) -> Result<(), ApiError> {
+    check_timings(r)?;
     let hex = |s: &str, lens: &[usize]| {
         lens.contains(&s.len()) && s.bytes().all(|b| b.is_ascii_hexdigit())
     };

@@ -10,6 +10,7 @@
 //! itself; a timeout or a 5xx may.
 
 pub mod disk;
+mod group_commit;
 pub mod s3;
 
 use testamur_common::config::{StorageBackend, StorageConfig};
@@ -40,6 +41,30 @@ pub trait Storage: Send + Sync {
     fn url(&self, rel: &str) -> String;
     /// Whether a regenerated certificate's previous files stay published.
     fn keeps_old_versions(&self) -> bool;
+    /// Writes made durable together: a job's files, fsynced with other jobs'
+    /// (the directory backend). By default each put is durable by itself.
+    fn batch(&self) -> Box<dyn Batch + '_> {
+        Box::new(EachDurable(self))
+    }
+}
+
+/// Several writes: each `put` is whole and visible at once, as [`Storage::put`];
+/// all are durable once `commit` returned `Ok` (and maybe some before).
+pub trait Batch {
+    fn put(&mut self, rel: &str, bytes: &[u8], content_type: &str) -> Result<(), StorageError>;
+    fn commit(self: Box<Self>) -> Result<(), StorageError>;
+}
+
+/// The batch of a backend whose every put is durable when it returns (S3).
+struct EachDurable<'a, S: Storage + ?Sized>(&'a S);
+
+impl<S: Storage + ?Sized> Batch for EachDurable<'_, S> {
+    fn put(&mut self, rel: &str, bytes: &[u8], content_type: &str) -> Result<(), StorageError> {
+        self.0.put(rel, bytes, content_type)
+    }
+    fn commit(self: Box<Self>) -> Result<(), StorageError> {
+        Ok(())
+    }
 }
 
 /// The backend `cfg` asks for (S3: its SDK runs on the calling tokio runtime).
