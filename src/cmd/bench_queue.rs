@@ -105,38 +105,65 @@ async fn worker(
             }
         })
     };
+    // Each lease answer is completed in one call (a lone job with the single
+    // endpoint), as the workserver's reporter sends what finished together.
     let mut inflight = tokio::task::JoinSet::new();
+    let mut held_n = 0u32;
     while done.load(Ordering::Relaxed) < n {
-        let free = capacity.saturating_sub(inflight.len() as u32);
+        let free = capacity.saturating_sub(held_n);
         if free > 0 {
             let wait = if inflight.is_empty() { 1000 } else { 0 };
             let jobs = client
                 .lease(&session, free, Duration::from_millis(wait))
                 .await
                 .context("lease")?;
-            for job in jobs {
-                held.lock().unwrap().insert(job.job_id.clone());
+            if !jobs.is_empty() {
+                held_n += jobs.len() as u32;
+                for job in &jobs {
+                    held.lock().unwrap().insert(job.job_id.clone());
+                }
                 let (client, session, held, done) =
                     (client.clone(), session.clone(), held.clone(), done.clone());
                 inflight.spawn(async move {
-                    client
-                        .complete(&session, &job.lease_id, result_for(&job))
-                        .await
-                        .context("complete")?;
-                    held.lock().unwrap().remove(&job.job_id);
-                    done.fetch_add(1, Ordering::Relaxed);
-                    anyhow::Ok(())
+                    if let [job] = jobs.as_slice() {
+                        client
+                            .complete(&session, &job.lease_id, result_for(job))
+                            .await
+                            .context("complete")?;
+                    } else {
+                        let items: Vec<_> = jobs
+                            .iter()
+                            .map(|j| (j.lease_id.clone(), result_for(j)))
+                            .collect();
+                        for r in client
+                            .complete_many(&session, &items)
+                            .await
+                            .context("complete")?
+                        {
+                            anyhow::ensure!(
+                                r.status == testamur_common::wire::CompletionStatus::Ok,
+                                "a completion was refused: {:?}",
+                                r.error
+                            );
+                        }
+                    }
+                    let mut h = held.lock().unwrap();
+                    for job in &jobs {
+                        h.remove(&job.job_id);
+                    }
+                    done.fetch_add(jobs.len(), Ordering::Relaxed);
+                    anyhow::Ok(jobs.len() as u32)
                 });
             }
         }
         // Reap finished completions; wait for one when full.
-        if inflight.len() as u32 >= capacity {
+        if held_n >= capacity {
             if let Some(r) = inflight.join_next().await {
-                r??;
+                held_n -= r??;
             }
         }
         while let Some(r) = inflight.try_join_next() {
-            r??;
+            held_n -= r??;
         }
     }
     while let Some(r) = inflight.join_next().await {

@@ -115,8 +115,7 @@ pub async fn complete(
 
 /// `POST /v1/leases/complete` (extension): several completions, each checked and
 /// recorded exactly as the single endpoint does (fenced by its own lease and the
-/// caller), run concurrently so their scripts share round trips to Redis, and
-/// answered one by one (ok, lost, mismatch). A lost lease discards that result
+/// caller), all in one complete script call, and answered one by one (ok, lost, mismatch). A lost lease discards that result
 /// only; a malformed completion refuses the call (422 naming it).
 pub async fn complete_many(
     State(state): State<AppState>,
@@ -147,40 +146,29 @@ pub async fn complete_many(
         })?;
         checked.push((lease, c.result));
     }
-    let mut set = tokio::task::JoinSet::new();
-    for (i, (lease, result)) in checked.into_iter().enumerate() {
-        let (state, ws) = (state.clone(), caller.0.clone());
-        set.spawn(async move {
-            let out = complete_one(&state, &ws, &lease, &result).await;
-            (i, lease.to_string(), out)
-        });
-    }
-    let mut results: Vec<Option<CompletionOutcome>> = vec![None; n];
-    while let Some(joined) = set.join_next().await {
-        let (i, lease_id, out) = joined.map_err(|e| {
-            tracing::error!(error = %e, "a completion of a batch panicked");
-            ApiError::internal()
-        })?;
-        // Redis failing fails the call (503): the workserver sends it again, and
-        // what was recorded meanwhile answers `lost` then (its lease is gone).
-        results[i] = Some(match out? {
+    // One script call for all of them (each fenced on its own inside it). Redis
+    // failing fails the call (503): the workserver sends it again, and what was
+    // recorded meanwhile answers `lost` then (its lease is gone).
+    let items: Vec<(&LeaseId, &JobResult)> = checked.iter().map(|(l, r)| (l, r)).collect();
+    let answers = state.store.complete_many(&caller.0, &items).await?;
+    let mut results = Vec::with_capacity(n);
+    for ((lease, result), answer) in checked.iter().zip(answers) {
+        results.push(match recorded(&state, &caller.0, lease, result, answer?) {
             Ok(new_state) => CompletionOutcome {
-                lease_id,
+                lease_id: lease.to_string(),
                 status: CompletionStatus::Ok,
                 state: Some(new_state),
                 error: None,
             },
             Err((status, refusal)) => CompletionOutcome {
-                lease_id,
+                lease_id: lease.to_string(),
                 status,
                 state: None,
                 error: Some(refusal.detail()),
             },
         });
     }
-    Ok(Json(CompleteManyResponse {
-        results: results.into_iter().flatten().collect(),
-    }))
+    Ok(Json(CompleteManyResponse { results }))
 }
 
 /// One checked completion, recorded: the new state, or what the single endpoint
@@ -191,7 +179,20 @@ async fn complete_one(
     lease: &LeaseId,
     result: &JobResult,
 ) -> Result<Result<CertState, (CompletionStatus, ApiError)>, ApiError> {
-    match state.store.complete(lease, ws, result).await? {
+    let answer = state.store.complete(lease, ws, result).await?;
+    Ok(recorded(state, ws, lease, result, answer))
+}
+
+/// What the complete script answered for one completion, logged and counted:
+/// the new state, or the refusal the single endpoint answers with.
+fn recorded(
+    state: &AppState,
+    ws: &WsId,
+    lease: &LeaseId,
+    result: &JobResult,
+    answer: Fenced<(CertState, String)>,
+) -> Result<CertState, (CompletionStatus, ApiError)> {
+    match answer {
         Fenced::Ok((new_state, ws_name)) => {
             tracing::info!(job_id = %lease.job_id(), lease_id = %lease, ws_id = %ws, state = %new_state, "job completed");
             state.callbacks_due.notify_one();
@@ -211,21 +212,21 @@ async fn complete_one(
                     .get_or_create(&ws)
                     .observe(t.store_ms / 1000.0);
             }
-            Ok(Ok(new_state))
+            Ok(new_state)
         }
         Fenced::Lost => {
             tracing::warn!(job_id = %lease.job_id(), lease_id = %lease, ws_id = %ws, "completion with a lost lease discarded");
-            Ok(Err((CompletionStatus::Lost, ApiError::lease_lost())))
+            Err((CompletionStatus::Lost, ApiError::lease_lost()))
         }
         Fenced::Mismatch => {
             tracing::warn!(job_id = %lease.job_id(), lease_id = %lease, ws_id = %ws, "completion for other uuids than the job's refused");
-            Ok(Err((
+            Err((
                 CompletionStatus::Mismatch,
                 ApiError::invalid(
                     "result.download_uuid",
                     "these are not the uuids this job publishes under (the leased job's certificate.download_uuid and verify_uuid); report those",
                 ),
-            )))
+            ))
         }
     }
 }
