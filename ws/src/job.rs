@@ -454,6 +454,9 @@ mod tests {
     }
 
     impl Storage for Recording {
+        fn exists(&self, _: &str) -> Result<bool, storage::StorageError> {
+            Ok(false)
+        }
         fn put(&self, rel: &str, _: &[u8], _: &str) -> Result<(), storage::StorageError> {
             self.log(format!("put {rel}"));
             Ok(())
