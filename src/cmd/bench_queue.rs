@@ -43,18 +43,50 @@ pub(crate) fn redis_cpu(redis: &crate::redis_proc::RedisServer) -> anyhow::Resul
     Ok(field("used_cpu_user") + field("used_cpu_sys"))
 }
 
-/// The enqueue and drain lines both queue benches print.
-pub(crate) fn print_rates(n: usize, enqueue: (Duration, f64), drain: (Duration, f64), calls: &str) {
-    for (what, (t, cpu)) in [
-        (format!("enqueue ({calls})"), enqueue),
-        ("drain (lease + complete)".into(), drain),
-    ] {
-        println!(
-            "  {what}: {:.2}s -> {:.0} jobs/s, Redis CPU {:.1} µs/job",
-            t.as_secs_f64(),
-            n as f64 / t.as_secs_f64(),
-            cpu
-        );
+/// How fast N jobs were queued and drained, with Redis's CPU per job for each
+/// (`bench queue` and `bench redis`).
+pub struct Rates {
+    pub n: usize,
+    pub enqueue: Duration,
+    pub enqueue_cpu_us: f64,
+    pub drain: Duration,
+    pub drain_cpu_us: f64,
+}
+
+impl Rates {
+    /// From the times and Redis CPU seconds of each phase.
+    pub fn new(n: usize, enqueue: (Duration, f64), drain: (Duration, f64)) -> Self {
+        let per = |cpu_s: f64| cpu_s * 1e6 / n as f64;
+        Self {
+            n,
+            enqueue: enqueue.0,
+            enqueue_cpu_us: per(enqueue.1),
+            drain: drain.0,
+            drain_cpu_us: per(drain.1),
+        }
+    }
+
+    /// The enqueue and drain lines; `calls`: how the jobs were queued.
+    pub fn print(&self, calls: &str) {
+        for (what, t, cpu) in [
+            (
+                format!("enqueue ({calls})"),
+                self.enqueue,
+                self.enqueue_cpu_us,
+            ),
+            (
+                "drain (lease + complete)".into(),
+                self.drain,
+                self.drain_cpu_us,
+            ),
+        ] {
+            println!(
+                "  {what}: {:.2}s -> {:.0} jobs/s, Redis CPU {:.1} µs/job",
+                t.as_secs_f64(),
+                self.n as f64 / t.as_secs_f64(),
+                cpu
+            );
+        }
     }
 }
 
@@ -176,11 +208,7 @@ async fn worker(
 
 /// What one run measured.
 pub struct Figures {
-    pub n: usize,
-    pub enqueue: Duration,
-    pub enqueue_cpu_us: f64,
-    pub drain: Duration,
-    pub drain_cpu_us: f64,
+    pub rates: Rates,
     /// Redis `used_memory` growth per certificate once each is downloadable (one
     /// version), and per certificate again after a regen of each (its second version).
     pub bytes_per_cert: f64,
@@ -296,13 +324,8 @@ async fn measure_on(cluster: &Cluster, b: &QueueBench<'_>) -> anyhow::Result<Fig
         rows.sort_by(|a, b| b.0.total_cmp(&a.0));
         commandstats = rows.iter().take(12).map(|(_, l)| l.to_string()).collect();
     }
-    let per = |d: f64| d * 1e6 / b.n as f64;
     Ok(Figures {
-        n: b.n,
-        enqueue,
-        enqueue_cpu_us: per(enqueue_cpu),
-        drain,
-        drain_cpu_us: per(drain_cpu),
+        rates: Rates::new(b.n, (enqueue, enqueue_cpu), (drain, drain_cpu)),
         bytes_per_cert: (mem1 - mem0) / b.n as f64,
         bytes_per_version: (mem2 - mem1) / b.n as f64,
         commandstats,
@@ -313,14 +336,9 @@ pub async fn run(b: QueueBench<'_>) -> anyhow::Result<ExitCode> {
     let f = measure(&b, std::env::current_exe()?).await?;
     println!(
         "queue path: {} no-op jobs, {} workservers x capacity {}, through HTTPS",
-        f.n, b.workers, b.capacity
+        f.rates.n, b.workers, b.capacity
     );
-    print_rates(
-        f.n,
-        (f.enqueue, f.enqueue_cpu_us),
-        (f.drain, f.drain_cpu_us),
-        &format!("batches of {MAX_BATCH}"),
-    );
+    f.rates.print(&format!("batches of {MAX_BATCH}"));
     println!(
         "  Redis memory: {:.0} bytes per downloadable certificate, {:.0} bytes per further \
          version (used_memory growth after the adds, then after a regen of each; \

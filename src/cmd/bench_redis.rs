@@ -15,18 +15,11 @@ use testamur_cc::store::{NewJob, Registration, Store, IDEMPOTENCY_TTL};
 use testamur_common::ids::{CertId, CourseId, JobId, PublicUuid, Username, WsId, WsName};
 use testamur_common::state::Action;
 
+use super::bench_queue::Rates;
 use crate::redis_proc::RedisServer;
 
 /// Calls in flight at once while draining (like several workservers).
 const IN_FLIGHT: usize = 4;
-
-pub struct Figures {
-    pub n: usize,
-    pub enqueue: Duration,
-    pub enqueue_cpu_us: f64,
-    pub drain: Duration,
-    pub drain_cpu_us: f64,
-}
 
 fn new_job(i: usize) -> anyhow::Result<NewJob> {
     let r = super::demo::sample_request(i);
@@ -54,7 +47,7 @@ fn new_job(i: usize) -> anyhow::Result<NewJob> {
     })
 }
 
-pub async fn measure(n: usize, batch: u32, dir: &std::path::Path) -> anyhow::Result<Figures> {
+pub async fn measure(n: usize, batch: u32, dir: &std::path::Path) -> anyhow::Result<Rates> {
     // A directory of its own under `dir` (its Redis's socket and files), removed
     // afterwards.
     let work = dir.join(format!("run-{}", std::process::id()));
@@ -135,14 +128,7 @@ pub async fn measure(n: usize, batch: u32, dir: &std::path::Path) -> anyhow::Res
     drop(store);
     drop(redis);
     let _ = std::fs::remove_dir_all(&work);
-    let per = |d: f64| d * 1e6 / n as f64;
-    Ok(Figures {
-        n,
-        enqueue,
-        enqueue_cpu_us: per(cpu1 - cpu0),
-        drain,
-        drain_cpu_us: per(cpu2 - cpu1),
-    })
+    Ok(Rates::new(n, (enqueue, cpu1 - cpu0), (drain, cpu2 - cpu1)))
 }
 
 pub async fn run(n: usize, batch: u32, dir: &std::path::Path) -> anyhow::Result<ExitCode> {
@@ -151,11 +137,6 @@ pub async fn run(n: usize, batch: u32, dir: &std::path::Path) -> anyhow::Result<
         "queue path inside Redis (the CC's scripts, no HTTPS): {} jobs, lease and complete {} per call, {IN_FLIGHT} calls in flight",
         f.n, batch
     );
-    super::bench_queue::print_rates(
-        f.n,
-        (f.enqueue, f.enqueue_cpu_us),
-        (f.drain, f.drain_cpu_us),
-        "calls of 500",
-    );
+    f.print("calls of 500");
     Ok(ExitCode::SUCCESS)
 }

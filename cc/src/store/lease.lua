@@ -92,11 +92,7 @@ while leased < n do
       'previous_download_uuid', 'previous_verify_uuid')
     -- The certificate's record as stored (the CC takes the learner fields from
     -- it): read, not decoded here. Its attempts are the job's while it is pending.
-    local raw = redis.call('GET', cert_key(P, j[1]))
-    if not raw then
-      local rec = migrate_cert(P, j[1])
-      raw = (rec and cjson.encode(rec)) or ''
-    end
+    local raw = load_stored(P, j[1]) or ''
     out[#out + 1] = {jid, lease, tostring(attempt), j[2], j[3] or '', j[4] or '', j[5] or '', j[6] or '', j[1], raw}
   end
 end

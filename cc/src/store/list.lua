@@ -17,21 +17,13 @@ while found < limit and scanned < budget do
   for _, id in ipairs(ids) do
     scanned = scanned + 1
     last = id
-    local raw = redis.call('GET', P .. 'c:' .. id)
-    local match
-    if not raw then
-      local rec = migrate_cert(P, id)
-      match = rec and (state == '' or rec.s == state)
-      if match then raw = cjson.encode(rec) end
-    else
-      -- The record's state without decoding it: `"s":"<state>"` occurs in a stored
-      -- record only as its state (a quote inside a value is escaped, and the one
-      -- other key `s`, a signature URL, is never a bare state name).
-      match = state == '' or string.find(raw, state_key, 1, true) ~= nil
-      if match then raw = with_id(id, raw) end
-    end
+    local raw = load_stored(P, id)
+    -- The record's state without decoding it: `"s":"<state>"` occurs in a stored
+    -- record only as its state (a quote inside a value is escaped, and the one
+    -- other key `s`, a signature URL, is never a bare state name).
+    local match = raw and (state == '' or string.find(raw, state_key, 1, true) ~= nil)
     if match then
-      table.insert(out, raw)
+      table.insert(out, with_id(id, raw))
       found = found + 1
       if found >= limit then break end
     end

@@ -283,6 +283,14 @@ local function migrate_cert(P, cid)
   return rec
 end
 
+-- The record of `cid` as stored (JSON without its id; migrated first if it is in
+-- the earlier format), not decoded: for readers that pass it on. nil when none.
+local function load_stored(P, cid)
+  local raw = redis.call('GET', cert_key(P, cid))
+  if not raw and migrate_cert(P, cid) then raw = redis.call('GET', cert_key(P, cid)) end
+  return raw or nil
+end
+
 -- The record of `cid` (migrated first if it is in the earlier format), or nil.
 local function load(P, cid)
   local rec = load_raw(P, cid)
