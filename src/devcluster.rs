@@ -37,6 +37,10 @@ pub struct ClusterSpec {
     pub cache_max_age_s: Option<u64>,
     /// TOML appended to cc.conf (e.g. a `[callbacks]` table).
     pub cc_extra: String,
+    /// cc.conf's Redis keys instead of `redis_url` of the cluster's own Redis
+    /// (e.g. `durability` and a `[redis_sentinel]` table; the own Redis still
+    /// runs); `{redis_url}` in it is the own Redis's URL.
+    pub cc_redis: Option<String>,
     /// Command centers on the one Redis (workserver i talks to CC ((i-1) mod n) + 1).
     pub ccs: usize,
     /// `log_format = "json"` for the CCs and workservers.
@@ -77,6 +81,7 @@ impl ClusterSpec {
             s3: None,
             cache_max_age_s: None,
             cc_extra: String::new(),
+            cc_redis: None,
             ccs: 1,
             log_json: false,
             cc_env: Vec::new(),
@@ -158,12 +163,12 @@ name = "cc-1"
 listen = "127.0.0.1:{cc_port}"
 ssl_certfile = "tls/server.pem"
 ssl_key = "tls/server.key"
-redis_url = "{redis}"
 cc_pass = "{cc_pass}"
 lease_ttl_s = {ttl}
 heartbeat_interval_s = {hb}
 max_attempts = {max}
 log_format = "{log_format}"
+{redis}
 
 [[api_keys]]
 name = "demo-lms"
@@ -178,7 +183,10 @@ key = "{op}"
 
 {extra}
 "#,
-            redis = redis.url(),
+            redis = match &spec.cc_redis {
+                Some(text) => text.replace("{redis_url}", &redis.url()),
+                None => format!("redis_url = \"{}\"", redis.url()),
+            },
             cc_pass = info.cc_pass,
             ttl = spec.lease_ttl_s,
             hb = spec.heartbeat_interval_s,

@@ -15,6 +15,8 @@ pub struct RedisServer {
     socket: PathBuf,
     /// `requirepass`, when the server was started with one.
     password: Option<String>,
+    /// The append-only file's fsync policy (`everysec` unless set).
+    appendfsync: &'static str,
 }
 
 pub const INSTALL_HINT: &str =
@@ -37,6 +39,7 @@ impl RedisServer {
             dir,
             socket,
             password: password.map(str::to_owned),
+            appendfsync: "everysec",
         };
         server.spawn()?;
         Ok(server)
@@ -69,7 +72,7 @@ impl RedisServer {
                 "--appendonly",
                 "yes",
                 "--appendfsync",
-                "everysec",
+                self.appendfsync,
                 "--maxmemory-policy",
                 "noeviction",
             ])
@@ -141,11 +144,25 @@ impl RedisServer {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
+    /// Sets `appendfsync` now (CONFIG SET) and for every later restart.
+    pub fn set_appendfsync(&mut self, policy: &'static str) -> anyhow::Result<()> {
+        self.cli(&["CONFIG", "SET", "appendfsync", policy])?;
+        self.appendfsync = policy;
+        Ok(())
+    }
+
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+
+    /// SIGKILL it (a crash: nothing is flushed) and start it again from what its
+    /// append-only file holds.
+    pub fn crash_and_restart(&mut self) -> anyhow::Result<()> {
+        self.kill();
+        self.spawn()
     }
 
     /// Stop it cleanly (SIGTERM: Redis flushes its append-only file) and start it again.

@@ -85,6 +85,25 @@ impl From<StoreError> for ApiError {
                 )
                 .retry(5)
             }
+            StoreError::NotReplicated {
+                acked,
+                wanted,
+                timeout,
+            } => {
+                crate::metrics::metrics().redis_errors.inc();
+                tracing::warn!(
+                    acked,
+                    wanted,
+                    timeout_ms = timeout.as_millis() as u64,
+                    "write not confirmed by enough Redis replicas (durability = \"replica\")"
+                );
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "dependency_unavailable",
+                    "the command center could not confirm that the database's replicas have this request; retry shortly (with the same Idempotency-Key: a retry queues nothing twice)",
+                )
+                .retry(1)
+            }
             StoreError::Corrupt(detail) => {
                 tracing::error!(%detail, "unexpected data in Redis");
                 ApiError::internal()

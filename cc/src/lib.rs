@@ -102,10 +102,4 @@ pub async fn run(
     Ok(())
 }
 
-/// A Redis URL with any password replaced, for messages.
-pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => format!("{}***{}", &url[..s + 3], &url[at..]),
-        _ => url.to_owned(),
-    }
-}
+pub use testamur_common::config::redact_url;

@@ -12,6 +12,9 @@ use serde::Deserialize;
 
 use crate::secret::{Secret, SecretSource};
 
+mod redis;
+pub use redis::{redact_url, Durability, RedisSettings, RedisTarget, SentinelSettings};
+
 #[derive(Debug, thiserror::Error)]
 #[error("{file}: {message}")]
 pub struct ConfigError {
@@ -83,9 +86,20 @@ struct CcFile {
     ssl_key: PathBuf,
     #[serde(default)]
     ssl_ca_certs: Option<PathBuf>,
-    redis_url: String,
+    #[serde(default)]
+    redis_url: Option<String>,
+    #[serde(default)]
+    redis_sentinel: Option<redis::SentinelFile>,
     #[serde(default)]
     redis_password: Option<SecretSource>,
+    #[serde(default)]
+    redis_ca_certs: Option<PathBuf>,
+    #[serde(default)]
+    durability: redis::DurabilityName,
+    #[serde(default = "redis::default_replicas")]
+    durability_replicas: u32,
+    #[serde(default = "redis::default_timeout_ms")]
+    durability_timeout_ms: u64,
     cc_pass: SecretSource,
     #[serde(default = "default_lease_ttl")]
     lease_ttl_s: u64,
@@ -362,8 +376,9 @@ pub struct CcConfig {
     pub ssl_certfile: PathBuf,
     pub ssl_key: PathBuf,
     pub ssl_ca_certs: Option<PathBuf>,
-    pub redis_url: String,
-    pub redis_password: Option<Secret>,
+    /// Where Redis is (redis_url or [redis_sentinel]), its credentials, and
+    /// `durability`.
+    pub redis: RedisSettings,
     pub cc_pass: Secret,
     pub lease_ttl: Duration,
     pub heartbeat_interval: Duration,
@@ -397,17 +412,19 @@ impl CcConfig {
         if raw.name.trim().is_empty() {
             return Err(ConfigError::key(file, "name", "must not be empty"));
         }
-        if !(raw.redis_url.starts_with("redis://")
-            || raw.redis_url.starts_with("rediss://")
-            || raw.redis_url.starts_with("redis+unix://")
-            || raw.redis_url.starts_with("unix://"))
-        {
-            return Err(ConfigError::key(
-                file,
-                "redis_url",
-                "must start with redis://, rediss://, redis+unix:// or unix://",
-            ));
-        }
+        let redis = RedisSettings::from_keys(
+            file,
+            &base,
+            redis::RedisKeys {
+                url: raw.redis_url.as_deref(),
+                sentinel: raw.redis_sentinel.as_ref(),
+                password: raw.redis_password.as_ref(),
+                ca_certs: raw.redis_ca_certs.as_deref(),
+                durability: raw.durability,
+                replicas: raw.durability_replicas,
+                timeout_ms: raw.durability_timeout_ms,
+            },
+        )?;
         // Upper bounds too: the CC computes deadlines from these (3 heartbeats,
         // expiry in ms on Redis' clock), which a huge value would overflow.
         if !(2..=MAX_LEASE_TTL_S).contains(&raw.lease_ttl_s) {
@@ -653,12 +670,7 @@ impl CcConfig {
                 .as_deref()
                 .map(|p| existing_file(file, "ssl_ca_certs", &base, p))
                 .transpose()?,
-            redis_url: raw.redis_url,
-            redis_password: raw
-                .redis_password
-                .as_ref()
-                .map(|s| secret(file, "redis_password", &base, s))
-                .transpose()?,
+            redis,
             cc_pass,
             lease_ttl: Duration::from_secs(raw.lease_ttl_s),
             heartbeat_interval: Duration::from_secs(raw.heartbeat_interval_s),

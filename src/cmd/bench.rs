@@ -5,6 +5,8 @@
 //!   in the same run; latency of single requests (`bench_e2e.rs`).
 //! - `queue`: the queue path alone, with no-op workservers (`bench_queue.rs`).
 //! - `redis`: the queue path's scripts alone, straight to Redis (`bench_redis.rs`).
+//! - `durability`: submit latency and throughput by `durability` and fsync policy
+//!   (`bench_durability.rs`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -21,6 +23,7 @@ pub enum Kind {
     E2e,
     Queue,
     Redis,
+    Durability,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -107,6 +110,14 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
             crate::logging::init(false);
             let dir = a.dir.clone().unwrap_or_else(|| "target/bench-redis".into());
             super::bench_redis::run(a.n, a.capacity.unwrap_or(50), &dir).await
+        }
+        Kind::Durability => {
+            crate::logging::init(false);
+            let dir = a
+                .dir
+                .clone()
+                .unwrap_or_else(|| "target/bench-durability".into());
+            super::bench_durability::run(a.n, &dir).await
         }
         Kind::Queue => {
             crate::logging::init(false);

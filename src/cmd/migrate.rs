@@ -14,7 +14,7 @@ use testamur_common::config::CcConfig;
 
 #[derive(Args)]
 pub struct MigrateArgs {
-    /// The CC's configuration (its redis_url and redis_password are used).
+    /// The CC's configuration (its Redis settings: redis_url or [redis_sentinel], redis_password).
     #[arg(long, value_name = "FILE")]
     config: PathBuf,
     /// Certificates per script call (each call blocks Redis for its duration).

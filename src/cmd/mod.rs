@@ -2,6 +2,7 @@
 //! says what to do.
 
 pub mod bench;
+pub mod bench_durability;
 pub mod bench_e2e;
 pub mod bench_queue;
 pub mod bench_redis;

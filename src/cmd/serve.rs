@@ -35,7 +35,11 @@ pub async fn cc(path: &Path, check: bool, log_json: bool) -> anyhow::Result<Exit
         .with_context(|| format!("{}: TLS files", path.display()))?;
         // The password and the URL are only right if Redis says so.
         testamur_cc::startup::open_store(&config).await?;
-        println!("{}: ok (Redis answers at redis_url)", path.display());
+        println!(
+            "{}: ok (Redis answers at {})",
+            path.display(),
+            config.redis.describe()
+        );
         return Ok(ExitCode::SUCCESS);
     }
     crate::logging::init(log_json || config.log_format == LogFormat::Json);

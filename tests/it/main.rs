@@ -20,6 +20,7 @@ mod lms_api;
 mod memory;
 mod migration;
 mod operations;
+mod production_redis;
 mod publishing;
 mod reconcile;
 mod registration;

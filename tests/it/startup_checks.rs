@@ -37,8 +37,16 @@ fn output_within(cmd: &mut Command, limit: Duration) -> Output {
 /// A cc.conf in `dir` for the Redis at `redis_url`, with `redis_password` in a
 /// 0600 file when given.
 fn cc_conf(dir: &Path, redis_url: &str, password: Option<&str>) -> PathBuf {
+    cc_conf_with(dir, &format!("redis_url = \"{redis_url}\""), password)
+}
+
+/// The same with `redis` as cc.conf's Redis keys (it goes after the top-level
+/// keys, so it may end with a table); the TLS files in `dir/tls` (a CA and a
+/// certificate for localhost and 127.0.0.1) are made when missing.
+pub(crate) fn cc_conf_with(dir: &Path, redis: &str, password: Option<&str>) -> PathBuf {
     if !dir.join("tls/server.pem").is_file() {
-        testamur::tlsgen::generate(&dir.join("tls"), &["localhost".into()]).unwrap();
+        testamur::tlsgen::generate(&dir.join("tls"), &["localhost".into(), "127.0.0.1".into()])
+            .unwrap();
     }
     let port = TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -47,7 +55,7 @@ fn cc_conf(dir: &Path, redis_url: &str, password: Option<&str>) -> PathBuf {
         .port();
     let mut text = format!(
         "name = \"cc-check\"\nlisten = \"127.0.0.1:{port}\"\nssl_certfile = \"tls/server.pem\"\n\
-         ssl_key = \"tls/server.key\"\nredis_url = \"{redis_url}\"\n\
+         ssl_key = \"tls/server.key\"\n\
          cc_pass = \"0123456789abcdef0123456789abcdef\"\n"
     );
     if let Some(pw) = password {
@@ -55,12 +63,14 @@ fn cc_conf(dir: &Path, redis_url: &str, password: Option<&str>) -> PathBuf {
             .unwrap();
         text.push_str("redis_password = { file = \"redis.pass\" }\n");
     }
+    text.push_str(redis);
+    text.push('\n');
     let conf = dir.join("cc.conf");
     std::fs::write(&conf, text).unwrap();
     conf
 }
 
-fn cc(conf: &Path, check: bool) -> (bool, String, String) {
+pub(crate) fn cc(conf: &Path, check: bool) -> (bool, String, String) {
     let mut cmd = Command::new(BIN);
     cmd.args(["cc", "--config"]).arg(conf);
     if check {

@@ -50,6 +50,10 @@ impl Store {
                     Some(Value::BulkString(b)) => b,
                     _ => Vec::new(),
                 };
+                // The answer may have been stored by a call that got no
+                // confirmation (durability = "replica"): replay it only once
+                // replicas have it.
+                self.confirm().await?;
                 if deflated.is_empty() {
                     // Stored before answers were deflated.
                     let plain = it.next().map(value_string).transpose()?;
@@ -74,6 +78,7 @@ impl Store {
             .expire(&k, IDEMPOTENCY_TTL.as_secs() as i64)
             .query_async(&mut c)
             .await?;
+        self.confirm().await?;
         Ok(())
     }
 

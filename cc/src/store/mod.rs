@@ -51,6 +51,8 @@
 //! a single Redis primary is required (no Redis Cluster).
 
 mod callbacks;
+mod conn;
+mod durable;
 mod idempotency;
 mod listing;
 mod reconcile;
@@ -66,8 +68,8 @@ pub use reconcile::{Published, RecordCheck};
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, Value};
+use testamur_common::config::{Durability, RedisSettings};
 use testamur_common::failure::FailCode;
 use testamur_common::ids::{CertId, CourseId, JobId, LeaseId, PublicUuid, Username, WsId, WsName};
 use testamur_common::state::{Action, CertState};
@@ -76,6 +78,8 @@ use testamur_common::wire::{
     JobCertificate, JobResult, LeasedJob, PublishedVersion, RecentError, WorkserverStatus,
 };
 
+use conn::RedisConn;
+use durable::Replication;
 use scripts::Scripts;
 
 const P: &str = "tm:";
@@ -97,6 +101,14 @@ pub enum StoreError {
     },
     #[error("unexpected data in Redis: {0}")]
     Corrupt(String),
+    /// `durability = "replica"`: the primary has the write, but fewer replicas
+    /// than asked confirmed it in time. A retry (same Idempotency-Key) is safe.
+    #[error("only {acked} of the {wanted} Redis replicas asked for confirmed the write within {timeout:?}")]
+    NotReplicated {
+        acked: i64,
+        wanted: u32,
+        timeout: Duration,
+    },
 }
 
 /// Error codes with which Redis refuses a command for a while (not our bug), and
@@ -166,7 +178,9 @@ type Result<T> = std::result::Result<T, StoreError>;
 /// A cheap-to-clone handle on the Redis connection and the loaded scripts.
 #[derive(Clone)]
 pub struct Store {
-    conn: ConnectionManager,
+    conn: RedisConn,
+    /// `durability = "replica"`: confirms writes before they are answered.
+    replication: Option<Replication>,
     scripts: std::sync::Arc<Scripts>,
     interned: std::sync::Arc<record::Interned>,
 }
@@ -292,25 +306,44 @@ pub struct Counts {
 }
 
 impl Store {
-    /// Connect (the connection manager reconnects by itself after a Redis restart).
+    /// One Redis at `url` (tools and tests); see [`Store::open`].
     pub async fn connect(url: &str, password: Option<&str>) -> Result<Self> {
-        let mut info = redis::IntoConnectionInfo::into_connection_info(url)?;
-        if let Some(pw) = password {
-            let settings = info.redis_settings().clone().set_password(pw);
-            info = info.set_redis_settings(settings);
-        }
-        let client = redis::Client::open(info)?;
-        let config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(2)))
-            .set_response_timeout(Some(Duration::from_secs(5)))
-            .set_number_of_retries(2)
-            .set_max_delay(Duration::from_millis(500));
-        let conn = client.get_connection_manager_with_config(config).await?;
+        let mut settings = RedisSettings::url(url);
+        settings.password = password.map(testamur_common::secret::Secret::new);
+        Self::open(&settings).await
+    }
+
+    /// Connects to the Redis of `settings` (and again by itself after Redis
+    /// restarts or, with Sentinels, fails over); with `durability = "replica"` also
+    /// the connection that confirms writes.
+    pub async fn open(settings: &RedisSettings) -> Result<Self> {
+        let conn = RedisConn::new(settings)?;
+        conn.check().await?;
+        let replication = match settings.durability {
+            Durability::Local => None,
+            Durability::Replica { replicas, timeout } => {
+                let own =
+                    RedisConn::with_response_timeout(settings, timeout + Duration::from_secs(2))?;
+                own.check().await?;
+                Some(Replication::start(own, replicas, timeout))
+            }
+        };
         Ok(Self {
             conn,
+            replication,
             scripts: std::sync::Arc::new(Scripts::new()),
             interned: Default::default(),
         })
+    }
+
+    /// With `durability = "replica"`: returns once replicas have every write
+    /// answered so far (else [`StoreError::NotReplicated`] or unavailable). Called
+    /// before a write is acknowledged.
+    pub async fn confirm(&self) -> Result<()> {
+        match &self.replication {
+            None => Ok(()),
+            Some(r) => r.confirm().await,
+        }
     }
 
     /// Redis's clock (ms), the one leases and heartbeats are kept on.
@@ -419,6 +452,7 @@ impl Store {
                 });
             }
         }
+        self.confirm().await?;
         Ok(out)
     }
 
@@ -549,6 +583,7 @@ impl Store {
                 .arg(opt(&result.key_fingerprint));
         }
         let reply: Vec<String> = inv.invoke_async(&mut self.conn.clone()).await?;
+        self.confirm().await?;
         if reply.len() != items.len() * 3 {
             return Err(StoreError::Corrupt(format!(
                 "complete script answered {} values for {} jobs",
@@ -601,6 +636,7 @@ impl Store {
             .arg(rfc3339_ms(now))
             .invoke_async(&mut self.conn.clone())
             .await?;
+        self.confirm().await?;
         match reply.as_str() {
             "requeued" => Ok(Fenced::Ok(FailOutcome::Requeued)),
             "error" => Ok(Fenced::Ok(FailOutcome::Errored)),

@@ -1,0 +1,559 @@
+//! Production Redis (issue 17): a primary, a replica and three Sentinels as real
+//! processes on free ports; two CCs that find the primary through the Sentinels;
+//! a steady stream of submissions; the primary SIGKILLed. The CCs follow the
+//! failover by themselves, nothing answers 500 or hangs, and with
+//! `durability = "replica"` every request that got a 202 ends downloadable
+//! exactly once, also after the old primary comes back as a replica. And Redis
+//! SIGKILLed and restarted from its append-only file with `appendfsync always`
+//! keeps every 202.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use testamur_common::ids::CertId;
+
+use crate::helpers::{assert_all_downloadable, cluster, dump_logs};
+use crate::startup_checks::{cc, cc_conf_with};
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A redis-server (or Sentinel) on 127.0.0.1:`port`, in `dir`; killed on drop.
+struct Node {
+    child: Option<Child>,
+    port: u16,
+    dir: PathBuf,
+    args: Vec<String>,
+    /// redis-cli's own options for this node (TLS, password).
+    cli_opts: Vec<String>,
+}
+
+impl Node {
+    fn redis(dir: &Path, port: u16, extra: &[String]) -> Node {
+        let mut args: Vec<String> = [
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "yes",
+            "--dir",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        args.push(dir.display().to_string());
+        args.extend(extra.iter().cloned());
+        Self::start(dir, port, args, Vec::new())
+    }
+
+    /// A Sentinel watching the primary at `primary` as `tm` (quorum 2).
+    fn sentinel(dir: &Path, port: u16, primary: u16) -> Node {
+        std::fs::create_dir_all(dir).unwrap();
+        let conf = dir.join("sentinel.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "port {port}\nbind 127.0.0.1\ndir {dir}\n\
+                 sentinel monitor tm 127.0.0.1 {primary} 2\n\
+                 sentinel down-after-milliseconds tm 1000\n\
+                 sentinel failover-timeout tm 4000\n\
+                 sentinel parallel-syncs tm 1\n",
+                dir = dir.display()
+            ),
+        )
+        .unwrap();
+        Self::start(
+            dir,
+            port,
+            vec![conf.display().to_string(), "--sentinel".into()],
+            Vec::new(),
+        )
+    }
+
+    fn start(dir: &Path, port: u16, args: Vec<String>, cli_opts: Vec<String>) -> Node {
+        std::fs::create_dir_all(dir).unwrap();
+        let mut n = Node {
+            child: None,
+            port,
+            dir: dir.to_owned(),
+            args,
+            cli_opts,
+        };
+        n.spawn();
+        n
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("log"))
+            .unwrap();
+        self.child = Some(
+            Command::new("redis-server")
+                .args(&self.args)
+                .stdin(Stdio::null())
+                .stdout(log.try_clone().unwrap())
+                .stderr(log)
+                .spawn()
+                .expect("redis-server on PATH"),
+        );
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.cli(&["PING"]).trim() != "PONG" {
+            assert!(
+                Instant::now() < deadline,
+                "{} did not start",
+                self.dir.display()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn cli(&self, args: &[&str]) -> String {
+        let out = Command::new("redis-cli")
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(&self.cli_opts)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn wait_for(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !ok() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// What the submitting clients saw.
+#[derive(Default)]
+struct Seen {
+    accepted: Vec<CertId>,
+    /// 503 answers (retried with the same Idempotency-Key), with when.
+    unavailable: Vec<Instant>,
+    /// Anything else that is not a 202: status and message.
+    wrong: Vec<String>,
+    /// When a 202 came after the last 503 (the cluster acknowledging again).
+    acked_at: Vec<Instant>,
+}
+
+/// Submits one certificate after another to CC `k` until `stop`, each retried
+/// with its own Idempotency-Key until it gets an answer that is not a 503.
+async fn submit_stream(
+    lms: testamur::api::ApiClient,
+    prefix: String,
+    stop: Arc<AtomicBool>,
+    seen: Arc<Mutex<Seen>>,
+) {
+    let mut i = 0;
+    while !stop.load(Ordering::Relaxed) {
+        let mut req = testamur::cmd::demo::sample_request(i);
+        req.username = Some(format!("{prefix}{i:05}"));
+        let key = format!("{prefix}-{i}");
+        i += 1;
+        loop {
+            let sent =
+                tokio::time::timeout(Duration::from_secs(10), lms.submit_idempotent(&req, &key))
+                    .await;
+            // Whether to send it again (a 503); the lock is not held across awaits.
+            let retry = matches!(&sent, Ok(Ok(Err(f))) if f.status == 503);
+            {
+                let mut s = seen.lock().unwrap();
+                match sent {
+                    Err(_) => s.wrong.push(format!("{key}: no answer within 10 s")),
+                    Ok(Err(e)) => s.wrong.push(format!("{key}: {e:#}")),
+                    Ok(Ok(Ok(r))) => {
+                        s.accepted.push(r.cert_id);
+                        s.acked_at.push(Instant::now());
+                    }
+                    Ok(Ok(Err(f))) if f.status == 503 => s.unavailable.push(Instant::now()),
+                    Ok(Ok(Err(f))) => s.wrong.push(format!("{key}: {} {}", f.status, f.message)),
+                }
+            }
+            if retry {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sentinel_failover_with_replica_durability_keeps_every_acknowledged_request() {
+    let ha = tempfile::Builder::new().prefix("tm-ha-").tempdir().unwrap();
+    let (p1, p2) = (free_port(), free_port());
+    let mut primary = Node::redis(&ha.path().join("primary"), p1, &[]);
+    let replica = Node::redis(
+        &ha.path().join("replica"),
+        p2,
+        &["--replicaof".into(), "127.0.0.1".into(), p1.to_string()],
+    );
+    wait_for("the replica to sync", Duration::from_secs(20), || {
+        replica
+            .cli(&["INFO", "replication"])
+            .contains("master_link_status:up")
+    });
+    let sentinel_ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let sentinels: Vec<Node> = sentinel_ports
+        .iter()
+        .enumerate()
+        .map(|(i, p)| Node::sentinel(&ha.path().join(format!("sentinel-{i}")), *p, p1))
+        .collect();
+    wait_for(
+        "the Sentinels to see each other and the replica",
+        Duration::from_secs(30),
+        || {
+            sentinels.iter().all(|s| {
+                let m = s.cli(&["SENTINEL", "MASTER", "tm"]);
+                let lines: Vec<&str> = m.lines().collect();
+                let field = |k: &str| {
+                    lines
+                        .iter()
+                        .position(|l| *l == k)
+                        .and_then(|i| lines.get(i + 1))
+                        .map(|v| v.to_string())
+                };
+                field("num-other-sentinels").as_deref() == Some("2")
+                    && field("num-slaves").as_deref() == Some("1")
+            })
+        },
+    );
+
+    // TESTAMUR_TEST_DURABILITY=local shows what the test holds: acknowledged
+    // requests lost in the failover.
+    let durability = std::env::var("TESTAMUR_TEST_DURABILITY").unwrap_or_else(|_| "replica".into());
+    let addresses = sentinel_ports
+        .iter()
+        .map(|p| format!("\"redis://127.0.0.1:{p}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let c = cluster(|s| {
+        s.ccs = 2;
+        s.workservers = 2;
+        s.ws_capacity = 4;
+        s.lease_ttl_s = 4;
+        s.heartbeat_interval_s = 1;
+        s.cc_redis = Some(format!(
+            "durability = \"{durability}\"\ndurability_timeout_ms = 500\n\n\
+             [redis_sentinel]\nsentinels = [{addresses}]\nmaster_name = \"tm\"\n"
+        ));
+    })
+    .await;
+    // The cluster's own Redis is not the one in use.
+    assert!(
+        primary.cli(&["DBSIZE"]).trim() != "0",
+        "the CCs write to the Sentinels' primary"
+    );
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let streams: Vec<_> = (1..=2)
+        .map(|k| {
+            tokio::spawn(submit_stream(
+                c.lms_at(k).unwrap(),
+                format!("ha{k}-"),
+                stop.clone(),
+                seen.clone(),
+            ))
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let before = seen.lock().unwrap().accepted.len();
+    assert!(
+        before > 10,
+        "submissions flow before the failover ({before})"
+    );
+
+    // The replica falls behind for a moment, then the primary dies: the primary
+    // drops its link to the replica (frozen for 0.6 s, less than the Sentinels'
+    // down-after of 1 s, so it cannot link again), and what the primary
+    // acknowledged meanwhile never reaches the replica that gets promoted. With
+    // durability "replica" it acknowledged none of it (each write waited for the
+    // replica, then answered 503).
+    let frozen_pid = replica.pid();
+    crate::helpers::signal(frozen_pid, "STOP");
+    primary.cli(&["CLIENT", "KILL", "TYPE", "replica"]);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    primary.kill();
+    crate::helpers::signal(frozen_pid, "CONT");
+    let killed = Instant::now();
+    // Within 10 s both CCs answer from the promoted replica (reads; writes wait
+    // for a replica to confirm them, and there is none until the old primary is
+    // back).
+    let op = c.operator().unwrap();
+    let mut served = [None, None];
+    while served.iter().any(Option::is_none) {
+        assert!(
+            killed.elapsed() < Duration::from_secs(10),
+            "the CCs did not serve from the promoted replica within 10 s\n{}",
+            dump_logs(&c.dir().join("logs"))
+        );
+        for (k, slot) in served.iter_mut().enumerate() {
+            if slot.is_some() {
+                continue;
+            }
+            let api = testamur::api::ApiClient::new(
+                &c.info.cc_url_of(k + 1),
+                Some(&c.info.ca_cert),
+                op.key(),
+            )
+            .unwrap();
+            let promoted = replica.cli(&["ROLE"]).starts_with("master");
+            if let Ok(Ok(_)) = api.status().await {
+                if promoted {
+                    *slot = Some(killed.elapsed());
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!("CCs served from the promoted replica after {served:?}");
+
+    // The old primary comes back; the Sentinels make it a replica of the new one.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let back = Instant::now();
+    let mut old = Node::redis(&ha.path().join("primary"), p1, &[]);
+    wait_for(
+        "the old primary to rejoin as a replica",
+        Duration::from_secs(30),
+        || {
+            old.cli(&["INFO", "replication"])
+                .contains("master_link_status:up")
+        },
+    );
+    // Writes are confirmed again.
+    let resumed = Instant::now();
+    loop {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let s = seen.lock().unwrap();
+        if s.acked_at.iter().any(|t| *t > resumed) {
+            break;
+        }
+        assert!(
+            back.elapsed() < Duration::from_secs(40),
+            "no submission acknowledged after the old primary rejoined\n{}",
+            dump_logs(&c.dir().join("logs"))
+        );
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, Ordering::Relaxed);
+    for s in streams {
+        s.await.unwrap();
+    }
+    let seen = std::mem::take(&mut *seen.lock().unwrap());
+    assert!(
+        seen.wrong.is_empty(),
+        "answers other than 202/503: {:?}",
+        seen.wrong
+    );
+    assert!(
+        !seen.unavailable.is_empty(),
+        "the stream saw the failover (503s while no replica could confirm)"
+    );
+    // Every acknowledged request is there, once: one certificate each, and each
+    // downloadable exactly once.
+    let mut ids = seen.accepted.clone();
+    ids.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+    ids.dedup();
+    assert_eq!(
+        ids.len(),
+        seen.accepted.len(),
+        "a certificate id acknowledged twice"
+    );
+    assert_all_downloadable(&c, &ids).await;
+    let total: i64 = old.cli(&["DBSIZE"]).trim().parse().unwrap();
+    assert!(
+        total > 0,
+        "the old primary holds the data again as a replica"
+    );
+    old.kill();
+    eprintln!(
+        "{} acknowledged, {} answers 503 during the failover",
+        ids.len(),
+        seen.unavailable.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn redis_killed_with_appendfsync_always_keeps_every_acknowledged_request() {
+    let mut c = cluster(|s| {
+        s.workservers = 1;
+        s.ws_capacity = 4;
+    })
+    .await;
+    c.redis.set_appendfsync("always").unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let stream = tokio::spawn(submit_stream(
+        c.lms().unwrap(),
+        "aof-".into(),
+        stop.clone(),
+        seen.clone(),
+    ));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    c.redis.crash_and_restart().unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, Ordering::Relaxed);
+    stream.await.unwrap();
+    let seen = std::mem::take(&mut *seen.lock().unwrap());
+    assert!(
+        seen.wrong.is_empty(),
+        "answers other than 202/503: {:?}",
+        seen.wrong
+    );
+    assert!(
+        seen.accepted.len() > 20,
+        "submissions flowed ({})",
+        seen.accepted.len()
+    );
+    assert_all_downloadable(&c, &seen.accepted).await;
+}
+
+/// TLS options of a redis-server (or Sentinel) with the certificate in `tls`.
+fn tls_conf(tls: &Path, port: u16) -> String {
+    format!(
+        "port 0\ntls-port {port}\ntls-cert-file {t}/server.pem\ntls-key-file {t}/server.key\n\
+         tls-ca-cert-file {t}/ca.pem\ntls-auth-clients no\n",
+        t = tls.display()
+    )
+}
+
+fn tls_node(
+    dir: &Path,
+    tls: &Path,
+    port: u16,
+    conf: String,
+    password: &str,
+    sentinel: bool,
+) -> Node {
+    std::fs::create_dir_all(dir).unwrap();
+    let file = dir.join("redis.conf");
+    std::fs::write(
+        &file,
+        format!(
+            "{}bind 127.0.0.1\ndir {}\nrequirepass {password}\nsave \"\"\n{conf}",
+            tls_conf(tls, port),
+            dir.display()
+        ),
+    )
+    .unwrap();
+    let mut args = vec![file.display().to_string()];
+    if sentinel {
+        args.push("--sentinel".into());
+    }
+    let cli = ["--tls", "--cacert", &format!("{}/ca.pem", tls.display())]
+        .iter()
+        .map(|s| s.to_string())
+        .chain(["--no-auth-warning".into(), "-a".into(), password.to_owned()])
+        .collect();
+    Node::start(dir, port, args, cli)
+}
+
+#[test]
+fn the_cc_reaches_redis_and_sentinels_over_tls_with_their_passwords() {
+    let dir = tempfile::Builder::new()
+        .prefix("tm-tls-")
+        .tempdir()
+        .unwrap();
+    let d = dir.path();
+    // Makes the CA and the certificate for localhost and 127.0.0.1 in d/tls.
+    cc_conf_with(d, "redis_url = \"redis://127.0.0.1:1\"", None);
+    let tls = d.join("tls");
+    let (p, sp) = (free_port(), free_port());
+    let _primary = tls_node(
+        &d.join("primary"),
+        &tls,
+        p,
+        String::new(),
+        "redis-pw",
+        false,
+    );
+    let _sentinel = tls_node(
+        &d.join("sentinel"),
+        &tls,
+        sp,
+        format!(
+            "tls-replication yes\nsentinel monitor tm 127.0.0.1 {p} 1\nsentinel auth-pass tm redis-pw\n"
+        ),
+        "sentinel-pw",
+        true,
+    );
+
+    // One Redis over TLS: with the CA that signed its certificate...
+    let conf = cc_conf_with(
+        d,
+        &format!("redis_url = \"rediss://localhost:{p}\"\nredis_ca_certs = \"tls/ca.pem\""),
+        Some("redis-pw"),
+    );
+    let (ok, out, err) = cc(&conf, true);
+    assert!(
+        ok && out.contains("ok"),
+        "rediss:// with redis_ca_certs: {out}{err}"
+    );
+    // ...and without it (the system's roots do not know the test CA).
+    let conf = cc_conf_with(
+        d,
+        &format!("redis_url = \"rediss://localhost:{p}\""),
+        Some("redis-pw"),
+    );
+    let (ok, _, err) = cc(&conf, true);
+    assert!(
+        !ok && err.contains("redis_url") && err.contains("redis_ca_certs"),
+        "an unknown CA is refused and the message says what to set: {err}"
+    );
+
+    // Through a TLS Sentinel with its own password, to the primary over TLS.
+    let sentinel = |password: &str| {
+        format!(
+            "redis_ca_certs = \"tls/ca.pem\"\n[redis_sentinel]\nsentinels = [\"rediss://localhost:{sp}\"]\n\
+             master_name = \"tm\"\npassword = \"{password}\"\ntls = true\n"
+        )
+    };
+    let conf = cc_conf_with(d, &sentinel("sentinel-pw"), Some("redis-pw"));
+    let (ok, out, err) = cc(&conf, true);
+    assert!(
+        ok && out.contains("ok") && out.contains("redis_sentinel"),
+        "TLS Sentinel: {out}{err}"
+    );
+    let conf = cc_conf_with(d, &sentinel("wrong-pw"), Some("redis-pw"));
+    let (ok, _, err) = cc(&conf, true);
+    assert!(
+        !ok && err.contains("redis_sentinel.password"),
+        "a wrong Sentinel password names its key: {err}"
+    );
+}
