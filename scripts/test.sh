@@ -14,6 +14,8 @@ bin="${CARGO_TARGET_DIR:-target}/debug/testamur"
 qdir=$(mktemp -d)
 "$bin" bench queue --n 300 --dir "$qdir/bench-queue"
 "$bin" bench redis --n 300 --dir "$qdir/bench-redis"
+# What an acknowledgement costs by durability and fsync policy, short.
+"$bin" bench durability --n 50 --dir "$qdir/bench-durability"
 # The end-to-end bench, short: directory storage with the latency probes, then
 # S3 (s3s-fs in process) with batch submission.
 "$bin" bench e2e --n 200 --latency 20 --capacity-n 50 --dir "$qdir/bench-e2e"
