@@ -35,6 +35,7 @@ pub mod server;
 pub mod startup;
 pub mod store;
 pub mod unread;
+pub mod verify_page;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -31,6 +31,7 @@ mod s3;
 mod scoping;
 mod scripts;
 mod startup_checks;
+mod verify_page;
 mod xqueue;
 mod xqueue_fake;
 mod xqueue_lms;

@@ -400,7 +400,12 @@ async fn sentinel_failover_with_replica_durability_keeps_every_acknowledged_requ
     // got its 202, so the certificates Redis counts are exactly those.
     let status = c.operator().unwrap().status().await.unwrap().unwrap();
     let counted: i64 = status.certificates.values().sum();
-    assert_eq!(counted as usize, ids.len(), "certificates in Redis: {:?}", status.certificates);
+    assert_eq!(
+        counted as usize,
+        ids.len(),
+        "certificates in Redis: {:?}",
+        status.certificates
+    );
     let total: i64 = old.cli(&["DBSIZE"]).trim().parse().unwrap();
     assert!(
         total > 0,

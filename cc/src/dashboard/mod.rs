@@ -28,14 +28,14 @@ const SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
 
 pub async fn page(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
     if !signed_in(&state, &headers).await? {
-        return Ok(html(
+        return Ok(html_answer(
             StatusCode::UNAUTHORIZED,
             html::login_page(&state.config.name, None),
         ));
     }
     let status = crate::routes::status::collect(&state).await?;
     let (_, dead) = state.store.dead_letters(20).await?;
-    Ok(html(
+    Ok(html_answer(
         StatusCode::OK,
         html::dashboard(&status, &dead, &rfc3339_ms(now_ms())),
     ))
@@ -57,7 +57,7 @@ pub async fn login(
         .unwrap_or_else(|| "unknown".into());
     let name = &state.config.name;
     let Ok(Form(form)) = form else {
-        return Ok(html(
+        return Ok(html_answer(
             StatusCode::BAD_REQUEST,
             html::login_page(name, Some("Enter an operator key.")),
         ));
@@ -87,7 +87,7 @@ pub async fn login(
             tracing::warn!(%ip, "dashboard sign-in with a wrong key");
             if over {
                 // Wrong keys slow down; the right key still signs in.
-                let mut r = html(
+                let mut r = html_answer(
                     StatusCode::TOO_MANY_REQUESTS,
                     html::login_page(
                         name,
@@ -105,7 +105,7 @@ pub async fn login(
             } else {
                 "Unknown key."
             };
-            Ok(html(
+            Ok(html_answer(
                 StatusCode::UNAUTHORIZED,
                 html::login_page(name, Some(msg)),
             ))
@@ -169,7 +169,7 @@ fn redirect(cookie: Option<String>) -> Response {
 }
 
 /// An HTML answer that loads nothing from anywhere and cannot be framed or cached.
-fn html(status: StatusCode, body: String) -> Response {
+pub(crate) fn html_answer(status: StatusCode, body: String) -> Response {
     let mut r = (status, body).into_response();
     let h = r.headers_mut();
     h.insert(

@@ -1,0 +1,188 @@
+//! The live verification page: `GET /verify/{verify_uuid}` answered in HTML to a
+//! browser (one whose `Accept` prefers `text/html` to JSON), with the version's
+//! status as Redis has it now, so a learner or employer who opens the link sees a
+//! later regeneration or revocation, whatever the storage serves. Every value is
+//! escaped (names are text, never markup); links are only http(s) (or a local
+//! cluster's file) URLs.
+
+use std::fmt::Write;
+
+use testamur_common::html::escape;
+use testamur_common::wire::{Verification, VerificationStatus};
+
+/// Whether an `Accept` header asks for HTML rather than JSON: `text/html` with a
+/// higher quality than `application/json` (or `application/*`, `*/*`). No
+/// header, `*/*` and `application/json` get JSON (API clients, curl).
+pub fn wants_html(accept: Option<&str>) -> bool {
+    let Some(accept) = accept else { return false };
+    let (mut html, mut json) = (0.0f32, 0.0f32);
+    for range in accept.split(',') {
+        let mut parts = range.split(';');
+        let media = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+        let q = parts
+            .filter_map(|p| p.trim().strip_prefix("q="))
+            .find_map(|v| v.trim().parse::<f32>().ok())
+            .unwrap_or(1.0)
+            .clamp(0.0, 1.0);
+        match media.as_str() {
+            "text/html" | "application/xhtml+xml" => html = html.max(q),
+            "application/json" | "application/*" | "*/*" => json = json.max(q),
+            _ => {}
+        }
+    }
+    html > json
+}
+
+/// Only web (and, for a local cluster's directory storage, file) URLs become
+/// links: never `javascript:` or anything else a page could run.
+fn link(url: Option<&str>) -> Option<&str> {
+    url.filter(|u| {
+        ["https://", "http://", "file://"]
+            .iter()
+            .any(|p| u.starts_with(p))
+    })
+}
+
+/// The page of a version that exists.
+pub fn page(v: &Verification) -> String {
+    let e = escape;
+    let name = v.name.as_deref().unwrap_or("");
+    let (class, headline, explain) = match v.status {
+        VerificationStatus::Valid => (
+            "valid",
+            "Valid".to_owned(),
+            "This certificate was issued as shown and still stands.".to_owned(),
+        ),
+        VerificationStatus::Superseded => (
+            "superseded",
+            format!(
+                "Superseded on {}",
+                v.superseded_at.as_deref().unwrap_or(&v.updated_at)
+            ),
+            "This version was replaced by a regenerated one: it is genuine, but no longer the current certificate.".to_owned(),
+        ),
+        VerificationStatus::Revoked => (
+            "revoked",
+            format!(
+                "Revoked on {}",
+                v.revoked_at.as_deref().unwrap_or(&v.updated_at)
+            ),
+            "The issuer withdrew this certificate: do not accept it.".to_owned(),
+        ),
+    };
+    let mut rows = String::new();
+    let mut row = |k: &str, val: &str, dir_auto: bool| {
+        let dir = if dir_auto { " dir=\"auto\"" } else { "" };
+        let _ = writeln!(
+            rows,
+            "    <tr><th>{}</th><td{dir}>{}</td></tr>",
+            e(k),
+            e(val)
+        );
+    };
+    row("Learner", name, true);
+    row(
+        "Course",
+        v.course_name.as_deref().unwrap_or(&v.course_id),
+        true,
+    );
+    if let Some(org) = v.org.as_deref() {
+        row("Issued by", org, true);
+    }
+    row("Date", &v.issued_date, false);
+    row("Published", &v.published_at, false);
+    if let Some(fp) = v.key_fingerprint.as_deref() {
+        row("Signing key", fp, false);
+    }
+    let mut links = String::new();
+    if let Some(u) = link(v.download_url.as_deref()) {
+        let _ = writeln!(
+            links,
+            "    <li><a href=\"{}\">The certificate (PDF)</a></li>",
+            e(u)
+        );
+    }
+    if let Some(u) = link(v.signature_url.as_deref()) {
+        let _ = writeln!(
+            links,
+            "    <li><a href=\"{}\">Its detached OpenPGP signature</a></li>",
+            e(u)
+        );
+    }
+    if let Some(u) = link(v.current_verify_url.as_deref()) {
+        let _ = writeln!(
+            links,
+            "    <li><a href=\"{}\">The current version</a></li>",
+            e(u)
+        );
+    }
+    let links = match links.is_empty() {
+        true => String::new(),
+        false => format!("  <ul>\n{links}  </ul>\n"),
+    };
+    shell(
+        &format!("Certificate for {}: {}", name, headline),
+        &format!(
+            "  <h1>Certificate for <span dir=\"auto\">{name_e}</span></h1>\n  \
+             <p class=\"status {class}\"><strong>{headline_e}</strong> {explain_e}</p>\n  \
+             <table>\n{rows}  </table>\n{links}",
+            name_e = e(name),
+            headline_e = e(&headline),
+            explain_e = e(&explain),
+        ),
+    )
+}
+
+/// The page for a link under which nothing was ever published.
+pub fn not_found() -> String {
+    shell(
+        "Certificate not found",
+        "  <h1>No certificate was published under this link</h1>\n  \
+         <p class=\"status revoked\">Treat a document that points here as not genuine.</p>\n",
+    )
+}
+
+fn shell(title: &str, body: &str) -> String {
+    format!(
+        r#"<!doctype html>
+<html lang="en">
+<head>
+  <meta charset="utf-8">
+  <meta name="viewport" content="width=device-width, initial-scale=1">
+  <meta name="robots" content="noindex">
+  <title>{title}</title>
+  <style>
+    body {{ font-family: "Noto Sans", "DejaVu Sans", sans-serif; max-width: 46rem; margin: 2rem auto; padding: 0 1rem; color: #222a3d; line-height: 1.5; }}
+    h1 {{ font-size: 1.5rem; }}
+    .status {{ padding: .6rem .8rem; border-radius: .3rem; }}
+    .valid {{ background: #e3f4e8; }} .superseded {{ background: #fdf3d9; }} .revoked {{ background: #fbe3e3; }}
+    table {{ border-collapse: collapse; width: 100%; }}
+    th {{ text-align: left; padding: .3rem 1rem .3rem 0; white-space: nowrap; vertical-align: top; color: #556; font-weight: normal; }}
+    td {{ padding: .3rem 0; overflow-wrap: anywhere; }}
+  </style>
+</head>
+<body>
+{body}</body>
+</html>
+"#,
+        title = escape(title),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::wants_html;
+
+    #[test]
+    fn browsers_get_html_and_api_clients_json() {
+        let firefox = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8";
+        assert!(wants_html(Some(firefox)));
+        assert!(wants_html(Some("text/html")));
+        assert!(!wants_html(None));
+        assert!(!wants_html(Some("*/*")));
+        assert!(!wants_html(Some("application/json")));
+        assert!(!wants_html(Some("application/json, text/html;q=0.5")));
+        assert!(!wants_html(Some("text/html;q=0.5, application/json")));
+        assert!(!wants_html(Some("text/html;q=0")));
+    }
+}
