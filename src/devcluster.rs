@@ -37,6 +37,9 @@ pub struct ClusterSpec {
     pub cache_max_age_s: Option<u64>,
     /// TOML appended to cc.conf (e.g. a `[callbacks]` table).
     pub cc_extra: String,
+    /// Top-level keys added to every ws.conf; `{cc_url}` in it is the URL the
+    /// workserver talks to.
+    pub ws_extra: String,
     /// cc.conf's Redis keys instead of `redis_url` of the cluster's own Redis
     /// (e.g. `durability` and a `[redis_sentinel]` table; the own Redis still
     /// runs); `{redis_url}` in it is the own Redis's URL.
@@ -82,6 +85,7 @@ impl ClusterSpec {
             cache_max_age_s: None,
             cc_extra: String::new(),
             cc_redis: None,
+            ws_extra: String::new(),
             ccs: 1,
             log_json: false,
             cc_env: Vec::new(),
@@ -254,6 +258,7 @@ capacity = {cap}
 signing_key = "keys/signing.key"
 templates = "{templates}"
 log_format = "{log_format}"
+{extra}
 
 {storage}keep_old_versions = {keep}
 {cache}"#,
@@ -278,6 +283,7 @@ log_format = "{log_format}"
                 .map(|s| format!("cache_max_age_s = {s}\n"))
                 .unwrap_or_default(),
             url = cc_url,
+            extra = spec.ws_extra.replace("{cc_url}", cc_url),
             cc_pass = info.cc_pass,
             cap = spec.ws_capacity,
             templates = spec.templates.display(),

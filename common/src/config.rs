@@ -701,6 +701,8 @@ struct WsFile {
     templates: PathBuf,
     #[serde(default)]
     log_format: LogFormat,
+    #[serde(default)]
+    verify_page_url: Option<String>,
     storage: StorageFile,
 }
 
@@ -824,6 +826,10 @@ pub struct WsConfig {
     /// Templates directory (index.toml + one TOML file per template).
     pub templates: PathBuf,
     pub log_format: LogFormat,
+    /// The CC's live verification page (`https://host/verify/`): the QR code and
+    /// the printed link name `{verify_page_url}{verify_uuid}`. None: the storage's
+    /// static page (`{base_url}cert/{verify_uuid}/`).
+    pub verify_page_url: Option<String>,
     pub storage: StorageConfig,
 }
 
@@ -852,6 +858,17 @@ impl WsConfig {
                 "capacity",
                 "must be between 1 and 256",
             ));
+        }
+        if let Some(u) = &raw.verify_page_url {
+            let web = u.starts_with("https://") || u.starts_with("http://");
+            if !web || !u.ends_with("/verify/") || u.len() > 200 || u.contains(char::is_whitespace)
+            {
+                return Err(ConfigError::key(
+                    file,
+                    "verify_page_url",
+                    "must be the CC's public URL followed by /verify/, e.g. \"https://certs.example.org/verify/\" (at most 200 characters)",
+                ));
+            }
         }
         let mut base_url = raw.storage.base_url.clone();
         if !(base_url.starts_with("https://")
@@ -905,6 +922,7 @@ impl WsConfig {
                 dir
             },
             log_format: raw.log_format,
+            verify_page_url: raw.verify_page_url,
             storage: StorageConfig {
                 backend: storage_backend(file, &base, &raw.storage)?,
                 base_url,
@@ -1163,6 +1181,111 @@ mod tests {
         assert_eq!(
             CcConfig::load(&f).unwrap().callbacks.dead_letter_retention,
             None
+        );
+    }
+
+    #[test]
+    fn redis_settings_are_one_target_with_a_bounded_durability() {
+        let (_guard, d) = tmp();
+        write(&d, "c.pem", "x");
+        write(&d, "k.pem", "x");
+        let base = "name = \"cc\"\nlisten = \"127.0.0.1:1\"\nssl_certfile = \"c.pem\"\nssl_key = \"k.pem\"\ncc_pass = \"0123456789abcdef0\"\n";
+        let url = "redis_url = \"redis://127.0.0.1:1\"\n";
+        let sentinel = "[redis_sentinel]\nsentinels = [\"redis://10.0.0.1:26379\"]\nmaster_name = \"tm\"\npassword = \"s\"\n";
+        let file = d.join("cc.conf");
+        let load = |text: String| CcConfig::from_toml(&file, &text);
+        for (text, key) in [
+            (base.to_owned(), "`redis_url`"),
+            (format!("{base}{url}{sentinel}"), "`redis_sentinel`"),
+            (
+                format!("{base}[redis_sentinel]\nsentinels = []\nmaster_name = \"tm\"\n"),
+                "`redis_sentinel.sentinels`",
+            ),
+            (
+                format!(
+                    "{base}[redis_sentinel]\nsentinels = [\"http://x:1\"]\nmaster_name = \"tm\"\n"
+                ),
+                "`redis_sentinel.sentinels`",
+            ),
+            (
+                format!(
+                    "{base}[redis_sentinel]\nsentinels = [\"redis://x:1\"]\nmaster_name = \" \"\n"
+                ),
+                "`redis_sentinel.master_name`",
+            ),
+            (
+                format!("{base}{url}durability = \"replica\"\ndurability_timeout_ms = 0\n"),
+                "`durability_timeout_ms`",
+            ),
+            (
+                format!("{base}{url}durability = \"replica\"\ndurability_replicas = 0\n"),
+                "`durability_replicas`",
+            ),
+            (
+                format!("{base}{url}redis_ca_certs = \"missing.pem\"\n"),
+                "`redis_ca_certs`",
+            ),
+        ] {
+            let e = load(text.clone()).unwrap_err().to_string();
+            assert!(e.contains(key), "{text}: {e}");
+        }
+        let e = load(format!("{base}{url}durability = \"always\"\n")).unwrap_err();
+        assert!(e.to_string().contains("durability"), "{e}");
+        let c = load(format!("{base}durability = \"replica\"\n{sentinel}")).unwrap();
+        assert_eq!(
+            c.redis.durability,
+            Durability::Replica {
+                replicas: 1,
+                timeout: Duration::from_millis(1000)
+            }
+        );
+        match &c.redis.target {
+            RedisTarget::Sentinel(s) => {
+                assert_eq!((s.master_name.as_str(), s.sentinels.len()), ("tm", 1));
+                assert_eq!(s.password.as_ref().map(|p| p.expose()), Some("s"));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            !format!("{:?}", c.redis).contains("\"s\""),
+            "the Sentinel password never prints"
+        );
+        let c = load(format!("{base}{url}")).unwrap();
+        assert_eq!(c.redis.durability, Durability::Local);
+    }
+
+    #[test]
+    fn a_verify_page_url_is_the_ccs_verify_path() {
+        let (_guard, d) = tmp();
+        write(&d, "k", "x");
+        std::fs::create_dir(d.join("t")).unwrap();
+        write(&d, "t/index.toml", "");
+        let base = "name = \"w\"\ncc_url = \"https://cc\"\ncc_pass = \"0123456789abcdef\"\n\
+                    signing_key = \"k\"\ntemplates = \"t\"\n";
+        let storage = "[storage]\ndir = \"p\"\nbase_url = \"https://x/\"\n";
+        for bad in [
+            "ftp://cc/verify/",
+            "https://cc/",
+            "https://cc/verify",
+            "javascript:alert(1)//verify/",
+        ] {
+            let f = write(
+                &d,
+                "ws.conf",
+                &format!("{base}verify_page_url = \"{bad}\"\n{storage}"),
+            );
+            let e = WsConfig::load(&f).unwrap_err().to_string();
+            assert!(e.contains("`verify_page_url`"), "{bad}: {e}");
+        }
+        let f = write(
+            &d,
+            "ws.conf",
+            &format!("{base}verify_page_url = \"https://cc:8443/verify/\"\n{storage}"),
+        );
+        let c = WsConfig::load(&f).unwrap();
+        assert_eq!(
+            c.verify_page_url.as_deref(),
+            Some("https://cc:8443/verify/")
         );
     }
 

@@ -526,6 +526,7 @@ fn pipeline(templates: &Path, storage: &Path) -> testamur_ws::job::Pipeline {
             .unwrap(),
         ),
         workserver: "test".into(),
+        verify_page_url: None,
     }
 }
 

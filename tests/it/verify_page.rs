@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use testamur_common::wire::VerificationStatus;
 
-use crate::helpers::cluster;
+use crate::helpers::{cluster, pdftotext, public_file};
 
 const FIREFOX: &str = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8";
 
@@ -107,4 +107,39 @@ async fn browsers_get_the_live_verification_page_with_the_current_status() {
     let (status, ctype, _, _) = browse(&lms, "not-a-uuid").await;
     assert_eq!(status, 400);
     assert!(ctype.starts_with("application/json"), "{ctype}");
+}
+
+/// With `verify_page_url` in ws.conf the certificate's printed link and QR code
+/// name the CC's live page, and that link opens the page in a browser: the
+/// learner who scans it gets an answer whatever the storage serves.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_printed_link_names_the_live_page_when_ws_conf_says_so() {
+    let c = cluster(|s| {
+        s.workservers = 1;
+        s.ws_extra = "verify_page_url = \"{cc_url}/verify/\"".into();
+    })
+    .await;
+    let lms = c.lms().unwrap();
+    let req = testamur::cmd::demo::sample_request(3);
+    let id = lms.submit(&req).await.unwrap().unwrap().cert_id;
+    let cert = lms
+        .wait_final(id.as_str(), Duration::from_secs(90))
+        .await
+        .unwrap();
+    let vu = cert.verify_uuid.unwrap().to_string();
+    let page = format!("{}/verify/{vu}", c.info.cc_url);
+    let pdf = public_file(
+        &c,
+        &testamur_common::layout::pdf_path(&cert.download_uuid.unwrap()),
+    );
+    let text = pdftotext(&pdf).split_whitespace().collect::<String>();
+    assert!(
+        text.contains(&page),
+        "the certificate prints {page}:\n{text}"
+    );
+    // The API's verify_url is still the storage's page of the seed layout.
+    assert!(cert.verify_url.unwrap().ends_with(&format!("cert/{vu}/")));
+    let (status, ctype, _, body) = browse(&lms, &vu).await;
+    assert_eq!((status, ctype.starts_with("text/html")), (200, true));
+    assert!(body.contains("<strong>Valid</strong>"), "{body}");
 }

@@ -81,6 +81,9 @@ pub struct Pipeline {
     pub key: SigningKey,
     pub storage: std::sync::Arc<dyn Storage>,
     pub workserver: String,
+    /// ws.conf `verify_page_url`: the CC's live verification page, named by the
+    /// QR code and the printed link (else the storage's page).
+    pub verify_page_url: Option<String>,
 }
 
 /// A rendered and signed certificate, before publishing.
@@ -97,6 +100,15 @@ pub struct Artifacts {
 }
 
 impl Pipeline {
+    /// What the certificate prints (and its QR code holds) as its verify link:
+    /// the CC's live page when ws.conf names it, else the storage's page.
+    pub fn printed_verify_url(&self, vu: &testamur_common::ids::PublicUuid) -> String {
+        match &self.verify_page_url {
+            Some(base) => format!("{base}{vu}"),
+            None => self.storage.url(&storage::verify_dir(vu)),
+        }
+    }
+
     /// Render and sign (and check the signature). Pure CPU work, no I/O.
     pub fn render_and_sign(
         &self,
@@ -202,8 +214,10 @@ impl Fenced<'_> {
                 "the CC sent no download/verify uuid for an add or regen",
             ));
         };
+        // The static page in storage (what the CC records as the version's
+        // verify_url) and the page the printed link and QR code name.
         let verify_url = self.storage.url(&storage::verify_dir(vu));
-        let art = self.render_and_sign(cert, &verify_url)?;
+        let art = self.render_and_sign(cert, &self.printed_verify_url(vu))?;
         let stored_at = std::time::Instant::now();
         // With verification off nothing goes under cert/: the signature sits
         // beside the PDF.
@@ -486,6 +500,7 @@ mod tests {
             key,
             storage,
             workserver: "ws-1".into(),
+            verify_page_url: None,
         }
     }
 

@@ -58,9 +58,16 @@ pub async fn pipeline(config: &WsConfig) -> anyhow::Result<Pipeline> {
     let storage: Arc<dyn Storage> = Arc::from(storage);
     // The verify URL's text must fit with this workserver's URLs.
     let sample = testamur_common::ids::PublicUuid::generate();
-    renderer
-        .check_verify_url(&storage.url(&storage::verify_dir(&sample)))
-        .context("key `templates` in ws.conf, with the verify URLs of [storage] base_url")?;
+    let (printed, key_name) = match &config.verify_page_url {
+        Some(base) => (format!("{base}{sample}"), "verify_page_url"),
+        None => (
+            storage.url(&storage::verify_dir(&sample)),
+            "[storage] base_url",
+        ),
+    };
+    renderer.check_verify_url(&printed).with_context(|| {
+        format!("key `templates` in ws.conf, with the verify URLs of {key_name}")
+    })?;
     let (armored, s) = (key.public_key_armored().to_owned(), storage.clone());
     tokio::task::spawn_blocking(move || s.put(PUBLIC_KEY_PATH, armored.as_bytes(), CONTENT_KEY))
         .await
@@ -71,6 +78,7 @@ pub async fn pipeline(config: &WsConfig) -> anyhow::Result<Pipeline> {
         key,
         storage,
         workserver: config.name.clone(),
+        verify_page_url: config.verify_page_url.clone(),
     })
 }
 
