@@ -43,8 +43,29 @@ fn link(url: Option<&str>) -> Option<&str> {
     })
 }
 
-/// The page of a version that exists.
-pub fn page(v: &Verification) -> String {
+/// LinkedIn's documented "Add to profile" link for a certification (the
+/// `startTask=CERTIFICATION_NAME` form of addtoprofile.linkedin.com): the course
+/// as the certification's name, the issuer, the issue month, the verify uuid as
+/// its id and `page_url` as its URL.
+pub fn linkedin_url(v: &Verification, page_url: &str) -> String {
+    let mut q = url::form_urlencoded::Serializer::new(String::new());
+    q.append_pair("startTask", "CERTIFICATION_NAME");
+    q.append_pair("name", v.course_name.as_deref().unwrap_or(&v.course_id));
+    if let Some(org) = v.org.as_deref() {
+        q.append_pair("organizationName", org);
+    }
+    let mut date = v.issued_date.split('-');
+    if let (Some(y), Some(m)) = (date.next(), date.next()) {
+        q.append_pair("issueYear", y);
+        q.append_pair("issueMonth", m.trim_start_matches('0'));
+    }
+    q.append_pair("certUrl", page_url);
+    q.append_pair("certId", v.verify_uuid.as_str());
+    format!("https://www.linkedin.com/profile/add?{}", q.finish())
+}
+
+/// The page of a version that exists; `page_url` is its own public URL.
+pub fn page(v: &Verification, page_url: &str) -> String {
     let e = escape;
     let name = v.name.as_deref().unwrap_or("");
     let (class, headline, explain) = match v.status {
@@ -114,6 +135,13 @@ pub fn page(v: &Verification) -> String {
             links,
             "    <li><a href=\"{}\">The current version</a></li>",
             e(u)
+        );
+    }
+    if v.status == VerificationStatus::Valid {
+        let _ = writeln!(
+            links,
+            "    <li><a href=\"{}\" rel=\"noopener\">Add to LinkedIn profile</a></li>",
+            e(&linkedin_url(v, page_url))
         );
     }
     let links = match links.is_empty() {

@@ -63,6 +63,22 @@ async fn browsers_get_the_live_verification_page_with_the_current_status() {
         body.contains(&format!("href=\"{pdf}\"")),
         "links the PDF: {body}"
     );
+    // LinkedIn's add-to-profile link, with the course, issuer, month, id and URL.
+    let linkedin = body
+        .split("href=\"")
+        .find(|l| l.starts_with("https://www.linkedin.com/profile/add?"))
+        .and_then(|l| l.split('"').next())
+        .unwrap_or_else(|| panic!("no LinkedIn link: {body}"))
+        .replace("&amp;", "&");
+    for part in [
+        "startTask=CERTIFICATION_NAME".to_owned(),
+        format!("certId={vu}"),
+        "certUrl=https%3A%2F%2Flocalhost%3A".to_owned(),
+        "organizationName=".to_owned(),
+        "issueYear=20".to_owned(),
+    ] {
+        assert!(linkedin.contains(&part), "{part} in {linkedin}");
+    }
     // API clients (no Accept, */*, application/json) still get JSON.
     let v = lms.verification(&vu).await.unwrap().unwrap();
     assert_eq!(v.status, VerificationStatus::Valid);
@@ -80,6 +96,10 @@ async fn browsers_get_the_live_verification_page_with_the_current_status() {
     let (status, _, _, body) = browse(&lms, &vu).await;
     assert_eq!(status, 200);
     assert!(body.contains("<strong>Superseded on 20"), "{body}");
+    assert!(
+        !body.contains("linkedin.com"),
+        "only a valid version offers LinkedIn: {body}"
+    );
     let current = lms
         .verification(&vu)
         .await

@@ -24,7 +24,15 @@ pub async fn verify(
     let found = lookup(&state, &uuid).await;
     let mut r = match (verify_page::wants_html(accept), found) {
         (false, found) => found.map(|v| Json(v).into_response())?,
-        (true, Ok(v)) => crate::dashboard::html_answer(StatusCode::OK, verify_page::page(&v)),
+        (true, Ok(v)) => {
+            // Its own URL as the visitor reached it (for LinkedIn's certUrl).
+            let host = headers
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or("localhost");
+            let page_url = format!("https://{host}/verify/{uuid}");
+            crate::dashboard::html_answer(StatusCode::OK, verify_page::page(&v, &page_url))
+        }
         (true, Err(e)) if e.status == StatusCode::NOT_FOUND => {
             crate::dashboard::html_answer(StatusCode::NOT_FOUND, verify_page::not_found())
         }
