@@ -7,7 +7,7 @@
 
 use std::fmt::Write;
 
-use testamur_common::html::escape;
+use testamur_common::html::{escape, table_row};
 use testamur_common::wire::{Verification, VerificationStatus};
 
 /// Whether an `Accept` header asks for HTML rather than JSON: `text/html` with a
@@ -92,15 +92,8 @@ pub fn page(v: &Verification, page_url: &str) -> String {
         ),
     };
     let mut rows = String::new();
-    let mut row = |k: &str, val: &str, dir_auto: bool| {
-        let dir = if dir_auto { " dir=\"auto\"" } else { "" };
-        let _ = writeln!(
-            rows,
-            "    <tr><th>{}</th><td{dir}>{}</td></tr>",
-            e(k),
-            e(val)
-        );
-    };
+    let mut row =
+        |k: &str, val: &str, dir_auto: bool| table_row(&mut rows, "    ", k, val, dir_auto);
     row("Learner", name, true);
     row(
         "Course",

@@ -16,3 +16,15 @@ pub fn escape(s: &str) -> String {
     }
     out
 }
+
+/// Appends a `<tr><th>key</th><td>value</td></tr>` line, both escaped, indented by
+/// `indent`; `dir="auto"` on the cell for values in any script (names, titles),
+/// so a right-to-left one reads right (the verification pages' tables).
+pub fn table_row(out: &mut String, indent: &str, key: &str, value: &str, dir_auto: bool) {
+    let dir = if dir_auto { " dir=\"auto\"" } else { "" };
+    out.push_str(&format!(
+        "{indent}<tr><th>{}</th><td{dir}>{}</td></tr>\n",
+        escape(key),
+        escape(value)
+    ));
+}

@@ -11,7 +11,7 @@ use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use testamur_common::wire::{BatchResult, SubmitRequest};
+use testamur_common::wire::SubmitRequest;
 
 use crate::devcluster::{Cluster, ClusterSpec};
 
@@ -135,15 +135,7 @@ async fn measure(cluster: &Cluster, mode: usize, n: usize) -> anyhow::Result<Fig
     // Batches of 1,000.
     let batch = requests(mode, "b", 10 * n);
     let start = Instant::now();
-    for chunk in batch.chunks(1000) {
-        let resp = lms.submit_batch(chunk).await??;
-        let refused = resp
-            .results
-            .iter()
-            .filter(|r| !matches!(r, BatchResult::Accepted(_)))
-            .count();
-        anyhow::ensure!(refused == 0, "{refused} requests of a batch were refused");
-    }
+    super::bench_queue::submit_batches(&lms, &batch, 1000).await?;
     let batch_per_s = batch.len() as f64 / start.elapsed().as_secs_f64();
     Ok(Figures {
         p50_ms: q(0.5),

@@ -206,6 +206,25 @@ async fn worker(
     Ok(())
 }
 
+/// Submits `requests` with the batch API, `chunk` per call; every one must be
+/// accepted (`bench queue`, `bench durability`).
+pub(crate) async fn submit_batches(
+    lms: &crate::api::ApiClient,
+    requests: &[testamur_common::wire::SubmitRequest],
+    chunk: usize,
+) -> anyhow::Result<()> {
+    for part in requests.chunks(chunk) {
+        let resp = lms.submit_batch(part).await??;
+        let refused = resp
+            .results
+            .iter()
+            .filter(|r| !matches!(r, BatchResult::Accepted(_)))
+            .count();
+        anyhow::ensure!(refused == 0, "{refused} requests of the batch were refused");
+    }
+    Ok(())
+}
+
 /// What one run measured.
 pub struct Figures {
     pub rates: Rates,
@@ -228,15 +247,7 @@ async fn phase(
     let cc_url = cluster.info.cc_url.clone();
     let cpu0 = redis_cpu(&cluster.redis)?;
     let start = Instant::now();
-    for chunk in requests.chunks(MAX_BATCH) {
-        let resp = lms.submit_batch(chunk).await??;
-        let refused = resp
-            .results
-            .iter()
-            .filter(|r| !matches!(r, BatchResult::Accepted(_)))
-            .count();
-        anyhow::ensure!(refused == 0, "{refused} requests of the batch were refused");
-    }
+    submit_batches(&lms, requests, MAX_BATCH).await?;
     let enqueued = start.elapsed();
     let cpu1 = redis_cpu(&cluster.redis)?;
 

@@ -170,6 +170,19 @@ struct Seen {
     acked_at: Vec<Instant>,
 }
 
+impl Seen {
+    /// What the streams saw, once they stopped; only 202s and 503s allowed.
+    fn finished(seen: &Mutex<Seen>) -> Seen {
+        let seen = std::mem::take(&mut *seen.lock().unwrap());
+        assert!(
+            seen.wrong.is_empty(),
+            "answers other than 202/503: {:?}",
+            seen.wrong
+        );
+        seen
+    }
+}
+
 /// Submits one certificate after another to CC `k` until `stop`, each retried
 /// with its own Idempotency-Key until it gets an answer that is not a 503.
 async fn submit_stream(
@@ -375,12 +388,7 @@ async fn sentinel_failover_with_replica_durability_keeps_every_acknowledged_requ
     for s in streams {
         s.await.unwrap();
     }
-    let seen = std::mem::take(&mut *seen.lock().unwrap());
-    assert!(
-        seen.wrong.is_empty(),
-        "answers other than 202/503: {:?}",
-        seen.wrong
-    );
+    let seen = Seen::finished(&seen);
     assert!(
         !seen.unavailable.is_empty(),
         "the stream saw the failover (503s while no replica could confirm)"
@@ -440,12 +448,7 @@ async fn redis_killed_with_appendfsync_always_keeps_every_acknowledged_request()
     tokio::time::sleep(Duration::from_secs(2)).await;
     stop.store(true, Ordering::Relaxed);
     stream.await.unwrap();
-    let seen = std::mem::take(&mut *seen.lock().unwrap());
-    assert!(
-        seen.wrong.is_empty(),
-        "answers other than 202/503: {:?}",
-        seen.wrong
-    );
+    let seen = Seen::finished(&seen);
     assert!(
         seen.accepted.len() > 20,
         "submissions flowed ({})",

@@ -3,8 +3,6 @@
 //! public key, and how to check it with gpg. Every value is HTML-escaped: names are
 //! text, never markup.
 
-use std::fmt::Write;
-
 use testamur_common::wire::JobCertificate;
 
 pub struct PageInfo<'a> {
@@ -27,13 +25,7 @@ pub fn render(cert: &JobCertificate, p: &PageInfo<'_>) -> String {
         .unwrap_or(cert.course_id.as_str());
     let mut rows = String::new();
     let mut row = |k: &str, v: &str, dir_auto: bool| {
-        let dir = if dir_auto { " dir=\"auto\"" } else { "" };
-        let _ = writeln!(
-            rows,
-            "      <tr><th>{}</th><td{dir}>{}</td></tr>",
-            e(k),
-            e(v)
-        );
+        testamur_common::html::table_row(&mut rows, "      ", k, v, dir_auto)
     };
     row("Learner", name, true);
     row("Course", course, true);

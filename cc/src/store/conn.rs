@@ -134,17 +134,7 @@ impl RedisConn {
                     info = info.set_redis_settings(r);
                 }
                 let db = info.redis_settings().db();
-                let client = match (&ca, matches!(info.addr(), ConnectionAddr::TcpTls { .. })) {
-                    (Some(ca), true) => Client::build_with_tls(
-                        info,
-                        TlsCertificates {
-                            client_tls: None,
-                            root_cert: Some(ca.clone()),
-                        },
-                    )?,
-                    _ => Client::open(info)?,
-                };
-                (Target::Direct(client), db)
+                (Target::Direct(client(info, ca.as_deref())?), db)
             }
             RedisTarget::Sentinel(s) => (sentinel_target(s, password.as_deref(), ca)?, s.db),
         };
@@ -282,6 +272,20 @@ impl Inner {
     }
 }
 
+/// A client for `info`; a TLS one trusts `ca` (PEM) when given, else the system's roots.
+fn client(info: redis::ConnectionInfo, ca: Option<&[u8]>) -> RedisResult<Client> {
+    match (ca, matches!(info.addr(), ConnectionAddr::TcpTls { .. })) {
+        (Some(ca), true) => Client::build_with_tls(
+            info,
+            TlsCertificates {
+                client_tls: None,
+                root_cert: Some(ca.to_vec()),
+            },
+        ),
+        _ => Client::open(info),
+    }
+}
+
 fn sentinel_target(
     s: &SentinelSettings,
     password: Option<&str>,
@@ -298,18 +302,8 @@ fn sentinel_target(
             }
             info = info.set_redis_settings(r);
         }
-        let tls = matches!(info.addr(), ConnectionAddr::TcpTls { .. });
         addrs.push(info.addr().clone());
-        sentinels.push(match (&ca, tls) {
-            (Some(ca), true) => Client::build_with_tls(
-                info,
-                TlsCertificates {
-                    client_tls: None,
-                    root_cert: Some(ca.clone()),
-                },
-            )?,
-            _ => Client::open(info)?,
-        });
+        sentinels.push(client(info, ca.as_deref())?);
     }
     let any_tls = addrs
         .iter()
