@@ -28,6 +28,8 @@
 //!   `tok:{sha256(token)}` -> ws_id, `workservers` set of ws ids
 //! - `states` hash state -> number of certificates (kept on every transition)
 //! - `errors` capped list of recent failures, `done:{epoch/10s}` completion counters
+//! - `wait` a counter each `durability = "replica"` confirmation round increments
+//!   (durable.rs: its write moves the round's replication offset to the latest)
 //! - `fail:{register|login}:{ip}` failed registrations / dashboard logins per address
 //!   (rate limit)
 //! - `session:{sha256(token)}` -> operator key name: a dashboard login (12 h)
