@@ -548,6 +548,24 @@ pub struct StatusResponse {
     /// version); they wait until a workserver with it registers.
     #[serde(default)]
     pub waiting_for_template: Vec<WaitingForTemplate>,
+    /// Extension: the Redis this CC writes to, and what its acknowledgements wait
+    /// for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redis: Option<RedisStatus>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RedisStatus {
+    /// cc.conf `durability`: `local` or `replica`.
+    pub durability: String,
+    /// Replicas that must confirm a write (`durability_replicas`; 0 with `local`).
+    pub replicas_wanted: u32,
+    /// Replicas connected to the primary now (its `INFO replication`).
+    pub replicas_connected: u64,
+    /// `host:port` of the primary this CC is connected to (the one the Sentinels
+    /// name, with `[redis_sentinel]`); absent over a unix socket.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub primary: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -305,6 +305,18 @@ async fn sentinel_failover_with_replica_durability_keeps_every_acknowledged_requ
             ))
         })
         .collect();
+    // Each CC says where it writes and what a 202 waits for.
+    let op = c.operator().unwrap();
+    let redis = op.status().await.unwrap().unwrap().redis.unwrap();
+    assert_eq!(
+        (
+            redis.durability.as_str(),
+            redis.replicas_wanted,
+            redis.replicas_connected
+        ),
+        (durability.as_str(), u32::from(durability == "replica"), 1)
+    );
+    assert_eq!(redis.primary, Some(format!("127.0.0.1:{p1}")));
     tokio::time::sleep(Duration::from_secs(3)).await;
     let before = seen.lock().unwrap().accepted.len();
     assert!(
@@ -328,7 +340,6 @@ async fn sentinel_failover_with_replica_durability_keeps_every_acknowledged_requ
     // Within 10 s both CCs answer from the promoted replica (reads; writes wait
     // for a replica to confirm them, and there is none until the old primary is
     // back).
-    let op = c.operator().unwrap();
     let mut served = [None, None];
     while served.iter().any(Option::is_none) {
         assert!(
@@ -356,6 +367,12 @@ async fn sentinel_failover_with_replica_durability_keeps_every_acknowledged_requ
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     eprintln!("CCs served from the promoted replica after {served:?}");
+    // The new primary has no replica until the old one is back: status says so.
+    let redis = op.status().await.unwrap().unwrap().redis.unwrap();
+    assert_eq!(
+        (redis.primary, redis.replicas_connected),
+        (Some(format!("127.0.0.1:{p2}")), 0)
+    );
 
     // The old primary comes back; the Sentinels make it a replica of the new one.
     tokio::time::sleep(Duration::from_secs(2)).await;

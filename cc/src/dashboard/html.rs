@@ -85,6 +85,14 @@ pub fn health(s: &StatusResponse) -> (&'static str, &'static str, Vec<String>) {
             w.jobs, w.template, w.version
         ));
     }
+    if let Some(r) = &s.redis {
+        if r.replicas_connected < r.replicas_wanted as u64 {
+            reasons.push(format!(
+                "durability = \"replica\" wants {} Redis replica(s), {} connected: submissions and results answer 503",
+                r.replicas_wanted, r.replicas_connected
+            ));
+        }
+    }
     if s.queue_depth > 0 && s.oldest_waiting_job_age_s > 60.0 {
         reasons.push(format!(
             "oldest waiting job {:.0} s old",
@@ -132,6 +140,27 @@ fn chart(per_minute: &[u64]) -> String {
     svg
 }
 
+/// " · Redis host:port, durability replica (1 of 1 replicas)" for the header.
+fn redis_line(s: &StatusResponse) -> String {
+    let Some(r) = &s.redis else {
+        return String::new();
+    };
+    let at = r
+        .primary
+        .as_deref()
+        .map(|p| format!(" {p}"))
+        .unwrap_or_default();
+    format!(
+        " · Redis{at}, durability {} ({} replica(s) connected{})",
+        r.durability,
+        r.replicas_connected,
+        match r.replicas_wanted {
+            0 => String::new(),
+            n => format!(", {n} wanted"),
+        }
+    )
+}
+
 /// The dashboard itself.
 pub fn dashboard(s: &StatusResponse, dead: &[DeadLetter], now: &str) -> String {
     let (class, word, reasons) = health(s);
@@ -139,10 +168,11 @@ pub fn dashboard(s: &StatusResponse, dead: &[DeadLetter], now: &str) -> String {
     let _ = write!(
         h,
         "<body><header><h1>testamur</h1><span class=\"health {class}\" id=\"health\">{word}</span>\
-         <span class=\"mute\">{}</span><span class=\"mute right\">command center <b>{}</b> · {}</span>\
+         <span class=\"mute\">{}</span><span class=\"mute right\">command center <b>{}</b>{} · {}</span>\
          <form class=\"inline\" method=\"post\" action=\"/dashboard/logout\"><button type=\"submit\">Sign out</button></form></header>",
         esc(&reasons.join(" · ")),
         esc(&s.cc_name),
+        esc(&redis_line(s)),
         esc(now)
     );
     let alive = s.workservers.iter().filter(|w| w.alive).count();
@@ -287,6 +317,39 @@ mod tests {
         assert_eq!(
             esc("<script>alert('x')</script> & \"q\""),
             "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; &quot;q&quot;"
+        );
+    }
+
+    /// durability = "replica" with too few replicas connected: writes answer 503,
+    /// and the dashboard says why.
+    #[test]
+    fn too_few_replicas_for_the_durability_is_degraded() {
+        let status = |connected: u64| -> StatusResponse {
+            serde_json::from_value(serde_json::json!({
+                "cc_name": "cc-1", "queue_depth": 0, "leased": 0, "certificates": {},
+                "throughput_last_minute": 0, "oldest_waiting_job_age_s": 0.0,
+                "recent_errors": [], "dead_letters": 0,
+                "workservers": [{"id": "0123456789abcdef0123456789abcdef", "name": "ws-1",
+                    "version": "v", "capacity": 1, "last_heartbeat": "t", "alive": true,
+                    "in_flight": 0, "completed": 0, "failed": 0, "draining": false}],
+                "redis": {"durability": "replica", "replicas_wanted": 1,
+                    "replicas_connected": connected, "primary": "10.0.0.2:6379"}
+            }))
+            .unwrap()
+        };
+        let (_, word, reasons) = health(&status(0));
+        assert_eq!(word, "Degraded");
+        assert!(
+            reasons[0].contains("wants 1 Redis replica(s), 0 connected"),
+            "{reasons:?}"
+        );
+        assert_eq!(health(&status(1)).1, "Healthy");
+        let page = dashboard(&status(1), &[], "now");
+        assert!(
+            page.contains(
+                "Redis 10.0.0.2:6379, durability replica (1 replica(s) connected, 1 wanted)"
+            ),
+            "{page}"
         );
     }
 }

@@ -72,6 +72,7 @@ pub async fn collect(state: &AppState) -> Result<StatusResponse, ApiError> {
                 }
             })
             .collect(),
+        redis: Some(state.store.redis_status().await?),
     })
 }
 

@@ -154,6 +154,14 @@ impl RedisConn {
         Ok(Self { inner })
     }
 
+    /// `host:port` of the node connected to now (None over a unix socket or
+    /// while not connected).
+    pub fn node(&self) -> Option<String> {
+        let slot = self.inner.slot.lock().expect("redis slot lock");
+        let (h, p) = slot.live.as_ref()?.node.as_ref()?;
+        Some(format!("{h}:{p}"))
+    }
+
     /// Connects now (if not connected): the error, if Redis cannot be reached.
     pub async fn check(&self) -> RedisResult<()> {
         self.live().await.map(|_| ())

@@ -48,6 +48,11 @@ impl Replication {
         }
     }
 
+    /// How many replicas must confirm each write.
+    pub fn replicas(&self) -> u32 {
+        self.replicas
+    }
+
     /// Returns once `replicas` replicas have every write answered so far.
     pub async fn confirm(&self) -> Result<(), StoreError> {
         let (reply, answer) = oneshot::channel();

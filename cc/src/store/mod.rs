@@ -338,6 +338,30 @@ impl Store {
         })
     }
 
+    /// The Redis this store writes to: durability, replicas wanted and connected
+    /// (the primary's `INFO replication`), the primary's address.
+    pub async fn redis_status(&self) -> Result<testamur_common::wire::RedisStatus> {
+        let info: String = redis::cmd("INFO")
+            .arg("replication")
+            .query_async(&mut self.conn.clone())
+            .await?;
+        let connected = info
+            .lines()
+            .find_map(|l| l.strip_prefix("connected_slaves:"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0);
+        let (durability, wanted) = match &self.replication {
+            None => ("local", 0),
+            Some(r) => ("replica", r.replicas()),
+        };
+        Ok(testamur_common::wire::RedisStatus {
+            durability: durability.to_owned(),
+            replicas_wanted: wanted,
+            replicas_connected: connected,
+            primary: self.conn.node(),
+        })
+    }
+
     /// With `durability = "replica"`: returns once replicas have every write
     /// answered so far (else [`StoreError::NotReplicated`] or unavailable). Called
     /// before a write is acknowledged.
