@@ -587,3 +587,83 @@ fn the_cc_reaches_redis_and_sentinels_over_tls_with_their_passwords() {
         "a wrong Sentinel password names its key: {err}"
     );
 }
+
+/// With `durability = "replica"` an LMS never hears of an outcome a failover
+/// could still lose: a completion the replicas have not confirmed gets no
+/// callback until they have.
+#[tokio::test(flavor = "multi_thread")]
+async fn with_replica_durability_no_callback_goes_out_before_replicas_confirm() {
+    let c = cluster(|s| {
+        s.workservers = 1;
+        s.cc_redis = Some(
+            "redis_url = \"{redis_url}\"\ndurability = \"replica\"\ndurability_timeout_ms = 200"
+                .into(),
+        );
+        s.cc_extra = format!(
+            "{}timeout_s = 1\n",
+            crate::callbacks::callbacks_conf(100, 30)
+        );
+    })
+    .await;
+    // A replica of the cluster's Redis (which gets a TCP port for it).
+    let port = free_port();
+    c.redis
+        .cli(&["CONFIG", "SET", "port", &port.to_string()])
+        .unwrap();
+    let dir = c.dir().join("replica");
+    let replica_args = [
+        "--replicaof".to_owned(),
+        "127.0.0.1".to_owned(),
+        port.to_string(),
+    ];
+    let mut replica = Node::redis(&dir, free_port(), &replica_args);
+    let synced = |n: &Node| {
+        n.cli(&["INFO", "replication"])
+            .contains("master_link_status:up")
+    };
+    wait_for("the replica to sync", Duration::from_secs(20), || {
+        synced(&replica)
+    });
+    let rx = crate::callbacks::Receiver::start(&c, 0).await;
+    let lms = c.lms().unwrap();
+
+    // Acknowledged while the replica is there; the workserver is frozen, so the
+    // job completes only once the replica is gone.
+    let ws = c.ws_pid(1).unwrap();
+    crate::helpers::signal(ws, "STOP");
+    let mut req = testamur::cmd::demo::sample_request(1);
+    req.callback_url = Some(rx.url.clone());
+    let id = lms.submit(&req).await.unwrap().unwrap().cert_id;
+    replica.kill();
+    crate::helpers::signal(ws, "CONT");
+    // The primary records the completion (its answer to the workserver is 503),
+    // but the callback waits.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let cert = lms.certificate(id.as_str()).await.unwrap().unwrap();
+        if cert.state == testamur_common::state::CertState::Downloadable {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the completion never reached the primary"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        rx.deliveries().is_empty(),
+        "a callback went out before any replica had the completion: {:?}",
+        rx.deliveries()
+    );
+    // The replica is back: the callback goes out (once its claim lapses).
+    let mut replica = Node::redis(&dir, free_port(), &replica_args);
+    wait_for("the replica to sync again", Duration::from_secs(20), || {
+        synced(&replica)
+    });
+    rx.wait_for(&c, "delivered after the replica came back", |d| {
+        d.iter().any(|d| d.answered == 200)
+    })
+    .await;
+    replica.kill();
+}

@@ -89,9 +89,16 @@ impl Store {
                 )))
             }
         };
-        let callbacks = items
+        let callbacks: Vec<ClaimedCallback> = items
             .map(|item| claimed(hash_reply(item, "a callback entry")?, token.clone()))
             .collect::<Result<_>>()?;
+        // With durability = "replica" an LMS never hears of an outcome that a
+        // failover could still lose: the completions that scheduled these are
+        // confirmed by replicas first (else they wait for their claim to lapse
+        // and are claimed again).
+        if !callbacks.is_empty() {
+            self.confirm().await?;
+        }
         Ok(Claim { callbacks, parked })
     }
 
