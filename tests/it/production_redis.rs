@@ -230,7 +230,7 @@ async fn submit_stream(
 async fn sentinel_failover_with_replica_durability_keeps_every_acknowledged_request() {
     let ha = tempfile::Builder::new().prefix("tm-ha-").tempdir().unwrap();
     let (p1, p2) = (free_port(), free_port());
-    let mut primary = Node::redis(&ha.path().join("primary"), p1, &[]);
+    let primary = Node::redis(&ha.path().join("primary"), p1, &[]);
     let replica = Node::redis(
         &ha.path().join("replica"),
         p2,
@@ -324,81 +324,115 @@ async fn sentinel_failover_with_replica_durability_keeps_every_acknowledged_requ
         "submissions flow before the failover ({before})"
     );
 
-    // The replica falls behind for a moment, then the primary dies: the primary
-    // drops its link to the replica (frozen for 0.6 s, less than the Sentinels'
-    // down-after of 1 s, so it cannot link again), and what the primary
-    // acknowledged meanwhile never reaches the replica that gets promoted. With
-    // durability "replica" it acknowledged none of it (each write waited for the
-    // replica, then answered 503).
-    let frozen_pid = replica.pid();
-    crate::helpers::signal(frozen_pid, "STOP");
-    primary.cli(&["CLIENT", "KILL", "TYPE", "replica"]);
-    tokio::time::sleep(Duration::from_millis(600)).await;
-    primary.kill();
-    crate::helpers::signal(frozen_pid, "CONT");
-    let killed = Instant::now();
-    // Within 10 s both CCs answer from the promoted replica (reads; writes wait
-    // for a replica to confirm them, and there is none until the old primary is
-    // back).
-    let mut served = [None, None];
-    while served.iter().any(Option::is_none) {
-        assert!(
-            killed.elapsed() < Duration::from_secs(10),
-            "the CCs did not serve from the promoted replica within 10 s\n{}",
-            dump_logs(&c.dir().join("logs"))
-        );
-        for (k, slot) in served.iter_mut().enumerate() {
-            if slot.is_some() {
-                continue;
-            }
-            let api = testamur::api::ApiClient::new(
-                &c.info.cc_url_of(k + 1),
-                Some(&c.info.ca_cert),
-                op.key(),
-            )
-            .unwrap();
-            let promoted = replica.cli(&["ROLE"]).starts_with("master");
-            if let Ok(Ok(_)) = api.status().await {
-                if promoted {
-                    *slot = Some(killed.elapsed());
+    // TESTAMUR_FAILOVERS (default 1) failovers in a row, the roles swapping each
+    // time (scripts/failover-soak.sh runs many; docs/RELIABILITY.md has figures).
+    let rounds: usize = std::env::var("TESTAMUR_FAILOVERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
+    let ports = [p1, p2];
+    let dirs = [ha.path().join("primary"), ha.path().join("replica")];
+    let mut nodes = [primary, replica];
+    let mut cur = 0;
+    for round in 1..=rounds {
+        let (pi, ri) = (cur, 1 - cur);
+        // The replica falls behind for a moment, then the primary dies: the
+        // primary drops its link to the replica (frozen for 0.6 s, less than the
+        // Sentinels' down-after of 1 s, so it cannot link again), and what the
+        // primary acknowledged meanwhile never reaches the replica that gets
+        // promoted. With durability "replica" it acknowledged none of it (each
+        // write waited for the replica, then answered 503).
+        let frozen_pid = nodes[ri].pid();
+        crate::helpers::signal(frozen_pid, "STOP");
+        nodes[pi].cli(&["CLIENT", "KILL", "TYPE", "replica"]);
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        nodes[pi].kill();
+        crate::helpers::signal(frozen_pid, "CONT");
+        let killed = Instant::now();
+        // Within 10 s both CCs answer from the promoted replica (reads; writes
+        // wait for a replica to confirm them, and there is none until the old
+        // primary is back).
+        let mut served = [None, None];
+        while served.iter().any(Option::is_none) {
+            assert!(
+                killed.elapsed() < Duration::from_secs(10),
+                "failover {round}: the CCs did not serve from the promoted replica within 10 s\n{}",
+                dump_logs(&c.dir().join("logs"))
+            );
+            for (k, slot) in served.iter_mut().enumerate() {
+                if slot.is_some() {
+                    continue;
+                }
+                let api = testamur::api::ApiClient::new(
+                    &c.info.cc_url_of(k + 1),
+                    Some(&c.info.ca_cert),
+                    op.key(),
+                )
+                .unwrap();
+                let promoted = nodes[ri].cli(&["ROLE"]).starts_with("master");
+                if let Ok(Ok(_)) = api.status().await {
+                    if promoted {
+                        *slot = Some(killed.elapsed());
+                    }
                 }
             }
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    eprintln!("CCs served from the promoted replica after {served:?}");
-    // The new primary has no replica until the old one is back: status says so.
-    let redis = op.status().await.unwrap().unwrap().redis.unwrap();
-    assert_eq!(
-        (redis.primary, redis.replicas_connected),
-        (Some(format!("127.0.0.1:{p2}")), 0)
-    );
-
-    // The old primary comes back; the Sentinels make it a replica of the new one.
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let back = Instant::now();
-    let mut old = Node::redis(&ha.path().join("primary"), p1, &[]);
-    wait_for(
-        "the old primary to rejoin as a replica",
-        Duration::from_secs(30),
-        || {
-            old.cli(&["INFO", "replication"])
-                .contains("master_link_status:up")
-        },
-    );
-    // Writes are confirmed again.
-    let resumed = Instant::now();
-    loop {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        let s = seen.lock().unwrap();
-        if s.acked_at.iter().any(|t| *t > resumed) {
-            break;
-        }
-        assert!(
-            back.elapsed() < Duration::from_secs(40),
-            "no submission acknowledged after the old primary rejoined\n{}",
-            dump_logs(&c.dir().join("logs"))
+        eprintln!("failover {round}: CCs served from the promoted replica after {served:?}");
+        // The new primary has no replica until the old one is back: status says so.
+        let redis = op.status().await.unwrap().unwrap().redis.unwrap();
+        assert_eq!(
+            (redis.primary, redis.replicas_connected),
+            (Some(format!("127.0.0.1:{}", ports[ri])), 0)
         );
+
+        // The old primary comes back; the Sentinels make it a replica of the new one.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let back = Instant::now();
+        nodes[pi] = Node::redis(&dirs[pi], ports[pi], &[]);
+        wait_for(
+            "the old primary to rejoin as a replica",
+            Duration::from_secs(30),
+            || {
+                nodes[pi]
+                    .cli(&["INFO", "replication"])
+                    .contains("master_link_status:up")
+            },
+        );
+        // Writes are confirmed again.
+        let resumed = Instant::now();
+        loop {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let s = seen.lock().unwrap();
+            if s.acked_at.iter().any(|t| *t > resumed) {
+                break;
+            }
+            assert!(
+                back.elapsed() < Duration::from_secs(40),
+                "failover {round}: no submission acknowledged after the old primary rejoined\n{}",
+                dump_logs(&c.dir().join("logs"))
+            );
+        }
+        // Before the next round every Sentinel must know the new replica as up.
+        let name = format!("127.0.0.1:{}", ports[pi]);
+        wait_for(
+            "the Sentinels to see the new replica",
+            Duration::from_secs(30),
+            || {
+                sentinels.iter().all(|s| {
+                    let out = s.cli(&["SENTINEL", "REPLICAS", "tm"]);
+                    let lines: Vec<&str> = out.lines().collect();
+                    lines.iter().position(|l| *l == name).is_some_and(|i| {
+                        lines[i..]
+                            .iter()
+                            .position(|l| *l == "flags")
+                            .and_then(|j| lines.get(i + j + 1))
+                            == Some(&"slave")
+                    })
+                })
+            },
+        );
+        cur = ri;
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
     stop.store(true, Ordering::Relaxed);
@@ -431,14 +465,13 @@ async fn sentinel_failover_with_replica_durability_keeps_every_acknowledged_requ
         "certificates in Redis: {:?}",
         status.certificates
     );
-    let total: i64 = old.cli(&["DBSIZE"]).trim().parse().unwrap();
+    let total: i64 = nodes[1 - cur].cli(&["DBSIZE"]).trim().parse().unwrap();
     assert!(
         total > 0,
         "the old primary holds the data again as a replica"
     );
-    old.kill();
     eprintln!(
-        "{} acknowledged, {} answers 503 during the failover",
+        "{rounds} failover(s): {} acknowledged, {} answers 503 meanwhile",
         ids.len(),
         seen.unavailable.len()
     );
