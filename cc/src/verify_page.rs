@@ -7,7 +7,7 @@
 
 use std::fmt::Write;
 
-use testamur_common::html::{escape, table_row};
+use testamur_common::html::{escape, page_head, table_row};
 use testamur_common::wire::{Verification, VerificationStatus};
 
 /// Whether an `Accept` header asks for HTML rather than JSON: `text/html` with a
@@ -164,30 +164,12 @@ pub fn not_found() -> String {
 }
 
 fn shell(title: &str, body: &str) -> String {
-    format!(
-        r#"<!doctype html>
-<html lang="en">
-<head>
-  <meta charset="utf-8">
-  <meta name="viewport" content="width=device-width, initial-scale=1">
-  <meta name="robots" content="noindex">
-  <title>{title}</title>
-  <style>
-    body {{ font-family: "Noto Sans", "DejaVu Sans", sans-serif; max-width: 46rem; margin: 2rem auto; padding: 0 1rem; color: #222a3d; line-height: 1.5; }}
-    h1 {{ font-size: 1.5rem; }}
-    .status {{ padding: .6rem .8rem; border-radius: .3rem; }}
-    .valid {{ background: #e3f4e8; }} .superseded {{ background: #fdf3d9; }} .revoked {{ background: #fbe3e3; }}
-    table {{ border-collapse: collapse; width: 100%; }}
-    th {{ text-align: left; padding: .3rem 1rem .3rem 0; white-space: nowrap; vertical-align: top; color: #556; font-weight: normal; }}
-    td {{ padding: .3rem 0; overflow-wrap: anywhere; }}
-  </style>
-</head>
-<body>
-{body}</body>
-</html>
-"#,
-        title = escape(title),
-    )
+    let head = page_head(
+        title,
+        "    .status { padding: .6rem .8rem; border-radius: .3rem; }\n    \
+         .valid { background: #e3f4e8; } .superseded { background: #fdf3d9; } .revoked { background: #fbe3e3; }\n",
+    );
+    format!("{head}{body}</body>\n</html>\n")
 }
 
 #[cfg(test)]

@@ -35,25 +35,12 @@ pub fn render(cert: &JobCertificate, p: &PageInfo<'_>) -> String {
     row("Date", p.date, false);
     row("Certificate id", cert.cert_id.as_str(), false);
     row("Signing key", p.fingerprint, false);
+    let head = testamur_common::html::page_head(
+        &format!("{} for {name}: verification", p.noun),
+        "    pre { background: #f4f4f6; padding: .8rem; overflow-x: auto; }\n",
+    );
     format!(
-        r#"<!doctype html>
-<html lang="en">
-<head>
-  <meta charset="utf-8">
-  <meta name="viewport" content="width=device-width, initial-scale=1">
-  <meta name="robots" content="noindex">
-  <title>{noun} for {name_e}: verification</title>
-  <style>
-    body {{ font-family: "Noto Sans", "DejaVu Sans", sans-serif; max-width: 46rem; margin: 2rem auto; padding: 0 1rem; color: #222a3d; line-height: 1.5; }}
-    h1 {{ font-size: 1.5rem; }}
-    table {{ border-collapse: collapse; width: 100%; }}
-    th {{ text-align: left; padding: .3rem 1rem .3rem 0; white-space: nowrap; vertical-align: top; color: #556; font-weight: normal; }}
-    td {{ padding: .3rem 0; overflow-wrap: anywhere; }}
-    pre {{ background: #f4f4f6; padding: .8rem; overflow-x: auto; }}
-  </style>
-</head>
-<body>
-  <h1>{noun} for <span dir="auto">{name_e}</span></h1>
+        r#"{head}  <h1>{noun} for <span dir="auto">{name_e}</span></h1>
   <p>This page describes a certificate signed with an OpenPGP key. The signature
   proves the PDF below is exactly the one that was issued.</p>
   <table>
