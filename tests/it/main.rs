@@ -23,6 +23,7 @@ mod operations;
 mod production_redis;
 mod publishing;
 mod reconcile;
+mod redis_nodes;
 mod registration;
 mod rendering;
 mod retention;

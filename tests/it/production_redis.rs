@@ -5,11 +5,8 @@
 //! `durability = "replica"` every request that got a 202 ends downloadable
 //! exactly once, also after the old primary comes back as a replica. And Redis
 //! SIGKILLed and restarted from its append-only file with `appendfsync always`
-//! keeps every 202.
+//! keeps every 202. The Redis processes are tests/it/redis_nodes.rs.
 
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -17,146 +14,8 @@ use std::time::{Duration, Instant};
 use testamur_common::ids::CertId;
 
 use crate::helpers::{assert_all_downloadable, cluster, dump_logs};
+use crate::redis_nodes::{free_port, tls_node, wait_for, Node};
 use crate::startup_checks::{cc, cc_conf_with};
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A redis-server (or Sentinel) on 127.0.0.1:`port`, in `dir`; killed on drop.
-struct Node {
-    child: Option<Child>,
-    port: u16,
-    dir: PathBuf,
-    args: Vec<String>,
-    /// redis-cli's own options for this node (TLS, password).
-    cli_opts: Vec<String>,
-}
-
-impl Node {
-    fn redis(dir: &Path, port: u16, extra: &[String]) -> Node {
-        let mut args: Vec<String> = [
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "yes",
-            "--dir",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        args.push(dir.display().to_string());
-        args.extend(extra.iter().cloned());
-        Self::start(dir, port, args, Vec::new())
-    }
-
-    /// A Sentinel watching the primary at `primary` as `tm` (quorum 2).
-    fn sentinel(dir: &Path, port: u16, primary: u16) -> Node {
-        std::fs::create_dir_all(dir).unwrap();
-        let conf = dir.join("sentinel.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "port {port}\nbind 127.0.0.1\ndir {dir}\n\
-                 sentinel monitor tm 127.0.0.1 {primary} 2\n\
-                 sentinel down-after-milliseconds tm 1000\n\
-                 sentinel failover-timeout tm 4000\n\
-                 sentinel parallel-syncs tm 1\n",
-                dir = dir.display()
-            ),
-        )
-        .unwrap();
-        Self::start(
-            dir,
-            port,
-            vec![conf.display().to_string(), "--sentinel".into()],
-            Vec::new(),
-        )
-    }
-
-    fn start(dir: &Path, port: u16, args: Vec<String>, cli_opts: Vec<String>) -> Node {
-        std::fs::create_dir_all(dir).unwrap();
-        let mut n = Node {
-            child: None,
-            port,
-            dir: dir.to_owned(),
-            args,
-            cli_opts,
-        };
-        n.spawn();
-        n
-    }
-
-    fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.join("log"))
-            .unwrap();
-        self.child = Some(
-            Command::new("redis-server")
-                .args(&self.args)
-                .stdin(Stdio::null())
-                .stdout(log.try_clone().unwrap())
-                .stderr(log)
-                .spawn()
-                .expect("redis-server on PATH"),
-        );
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while self.cli(&["PING"]).trim() != "PONG" {
-            assert!(
-                Instant::now() < deadline,
-                "{} did not start",
-                self.dir.display()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn cli(&self, args: &[&str]) -> String {
-        let out = Command::new("redis-cli")
-            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
-            .args(&self.cli_opts)
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.as_ref().expect("running").id()
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-fn wait_for(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !ok() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
 
 /// What the submitting clients saw.
 #[derive(Default)]
@@ -505,46 +364,6 @@ async fn redis_killed_with_appendfsync_always_keeps_every_acknowledged_request()
         seen.accepted.len()
     );
     assert_all_downloadable(&c, &seen.accepted).await;
-}
-
-/// TLS options of a redis-server (or Sentinel) with the certificate in `tls`.
-fn tls_conf(tls: &Path, port: u16) -> String {
-    format!(
-        "port 0\ntls-port {port}\ntls-cert-file {t}/server.pem\ntls-key-file {t}/server.key\n\
-         tls-ca-cert-file {t}/ca.pem\ntls-auth-clients no\n",
-        t = tls.display()
-    )
-}
-
-fn tls_node(
-    dir: &Path,
-    tls: &Path,
-    port: u16,
-    conf: String,
-    password: &str,
-    sentinel: bool,
-) -> Node {
-    std::fs::create_dir_all(dir).unwrap();
-    let file = dir.join("redis.conf");
-    std::fs::write(
-        &file,
-        format!(
-            "{}bind 127.0.0.1\ndir {}\nrequirepass {password}\nsave \"\"\n{conf}",
-            tls_conf(tls, port),
-            dir.display()
-        ),
-    )
-    .unwrap();
-    let mut args = vec![file.display().to_string()];
-    if sentinel {
-        args.push("--sentinel".into());
-    }
-    let cli = ["--tls", "--cacert", &format!("{}/ca.pem", tls.display())]
-        .iter()
-        .map(|s| s.to_string())
-        .chain(["--no-auth-warning".into(), "-a".into(), password.to_owned()])
-        .collect();
-    Node::start(dir, port, args, cli)
 }
 
 #[test]
