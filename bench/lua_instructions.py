@@ -110,10 +110,11 @@ BATCH = int(os.environ.get('BATCH', '1'))
 items = []
 for jid, lid, du, vu in leased:
     items.append([jid, lid, 'w1', du, vu, base + 'downloads/%s/Certificate.pdf' % du, base + 'cert/%s/' % vu,
-                  base + 'cert/%s/Certificate.pdf.sig' % vu, jid + jid, '0123456789ABCDEF0123456789ABCDEF01234567'])
+                  base + 'cert/%s/Certificate.pdf.sig' % vu, jid + jid, '0123456789ABCDEF0123456789ABCDEF01234567',
+                  base + 'cert/%s/credential.json' % vu])
 if os.environ.get('OLD'):
     for it in items:
-        jid, lid, ws, du, vu, a, b, c, sha, fp = it
+        jid, lid, ws, du, vu, a, b, c, sha, fp, _cred = it
         cmds.append(['EVALSHA', complete, 0, 'tm:', jid, lid, ws, now, at, 'add:downloadable,regen:downloadable,delete:deleted',
                      du, vu, a, b, c, sha, 'tm:done:1', 7200, fp])
     BATCH = 10**9

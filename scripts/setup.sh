@@ -18,6 +18,11 @@ PACKAGES=(redis-server gnupg poppler-utils fonts-dejavu-core fonts-noto-core fon
 # ports, never the service that Debian's package installs).
 if [ "${1:-}" = "--test" ]; then
   PACKAGES+=(chromium chromium-driver openssl faketime python3 python3-venv haproxy)
+  # Node.js for the independent credential verifier (Digital Bazaar's, below) and
+  # bench/bullmq.sh; a Node.js from elsewhere (nodesource, nvm) is fine.
+  if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    PACKAGES+=(nodejs npm)
+  fi
 fi
 
 missing=()
@@ -73,6 +78,21 @@ if [ "${1:-}" = "--test" ]; then
     echo "setup: installing schemathesis $ST_VERSION into $venv"
     python3 -m venv "$venv"
     "$venv/bin/pip" install -q --disable-pip-version-check "schemathesis==$ST_VERSION"
+  fi
+fi
+
+# `--test`: Digital Bazaar's Verifiable Credentials libraries from the npm registry,
+# pinned by tests/credentials/package-lock.json, in $TESTAMUR_VCJS (default
+# ~/.cache/testamur-vcjs): they verify the published credentials (tests/it/credentials.rs).
+if [ "${1:-}" = "--test" ]; then
+  vcjs="${TESTAMUR_VCJS:-$HOME/.cache/testamur-vcjs}"
+  here="$(cd "$(dirname "$0")/.." && pwd)"
+  if ! cmp -s "$here/tests/credentials/package-lock.json" "$vcjs/package-lock.json" \
+     || [ ! -d "$vcjs/node_modules/@digitalbazaar/vc" ]; then
+    echo "setup: installing the credential verifier (npm) into $vcjs"
+    mkdir -p "$vcjs"
+    cp "$here/tests/credentials/package.json" "$here/tests/credentials/package-lock.json" "$vcjs/"
+    (cd "$vcjs" && npm ci --no-audit --no-fund --silent)
   fi
 fi
 

@@ -51,6 +51,11 @@ pub struct ClusterSpec {
     /// Environment variables for CC k (1-based) only: (k, name, value). Tests use
     /// it to run one CC under libfaketime (a skewed clock).
     pub cc_env: Vec<(usize, String, String)>,
+    /// `credentials.issuer` of the workservers ("did:key", a did:web identifier;
+    /// None: no `[credentials]`, no Open Badges credentials).
+    pub credentials: Option<String>,
+    /// `storage.base_url` of the directory storage (default: its file:// URL).
+    pub base_url: Option<String>,
 }
 
 /// An S3 (-compatible) bucket for the workservers, path-style.
@@ -89,6 +94,8 @@ impl ClusterSpec {
             ccs: 1,
             log_json: false,
             cc_env: Vec::new(),
+            credentials: Some("did:key".into()),
+            base_url: None,
         }
     }
 }
@@ -142,6 +149,9 @@ impl Cluster {
         crate::fsutil::write_private(&dir.join("keys/signing.key"), secret_key.as_bytes())?;
         let public_key_path = dir.join("keys/signing-key.asc");
         crate::fsutil::write_public(&public_key_path, public_key.as_bytes())?;
+        let credential_key = testamur_ws::credential::key::generate_pem()
+            .map_err(|e| anyhow::anyhow!("credential key: {e}"))?;
+        crate::fsutil::write_private(&dir.join("keys/credential.key"), credential_key.as_bytes())?;
 
         let cc_port = free_port()?;
         let more_ports = (1..spec.ccs.max(1))
@@ -261,11 +271,19 @@ log_format = "{log_format}"
 {extra}
 
 {storage}keep_old_versions = {keep}
-{cache}"#,
+{cache}{credentials}"#,
+            credentials = match &spec.credentials {
+                Some(issuer) => format!(
+                    "\n[credentials]\nkey = \"keys/credential.key\"\nissuer = \"{issuer}\"\n"
+                ),
+                None => String::new(),
+            },
             storage = match &spec.s3 {
                 None => format!(
-                    "[storage]\ndir = \"public\"\nbase_url = \"file://{}/\"\n",
-                    dir.join("public").display()
+                    "[storage]\ndir = \"public\"\nbase_url = \"{}\"\n",
+                    spec.base_url
+                        .clone()
+                        .unwrap_or_else(|| format!("file://{}/", dir.join("public").display()))
                 ),
                 Some(s3) => format!(
                     "[storage]\nbackend = \"s3\"\nbucket = \"{b}\"\nregion = \"us-east-1\"\n\

@@ -123,6 +123,13 @@ pub fn page(v: &Verification, page_url: &str) -> String {
             e(u)
         );
     }
+    if let Some(u) = link(v.credential_url.as_deref()) {
+        let _ = writeln!(
+            links,
+            "    <li><a href=\"{}\">Its Open Badges 3.0 credential (JSON, signed)</a></li>",
+            e(u)
+        );
+    }
     if let Some(u) = link(v.current_verify_url.as_deref()) {
         let _ = writeln!(
             links,

@@ -12,7 +12,9 @@ use serde::Deserialize;
 
 use crate::secret::{Secret, SecretSource};
 
+mod credentials;
 mod redis;
+pub use credentials::{did_web_url, CredentialsConfig, IssuerDid};
 pub use redis::{redact_url, Durability, RedisSettings, RedisTarget, SentinelSettings};
 
 #[derive(Debug, thiserror::Error)]
@@ -704,6 +706,8 @@ struct WsFile {
     #[serde(default)]
     verify_page_url: Option<String>,
     storage: StorageFile,
+    #[serde(default)]
+    credentials: Option<credentials::CredentialsFile>,
 }
 
 fn default_capacity() -> u32 {
@@ -831,6 +835,8 @@ pub struct WsConfig {
     /// static page (`{base_url}cert/{verify_uuid}/`).
     pub verify_page_url: Option<String>,
     pub storage: StorageConfig,
+    /// `[credentials]`: an Open Badges 3.0 credential beside each certificate.
+    pub credentials: Option<CredentialsConfig>,
 }
 
 impl WsConfig {
@@ -923,6 +929,11 @@ impl WsConfig {
             },
             log_format: raw.log_format,
             verify_page_url: raw.verify_page_url,
+            credentials: raw
+                .credentials
+                .as_ref()
+                .map(|c| c.validate(file, &base, &base_url))
+                .transpose()?,
             storage: StorageConfig {
                 backend: storage_backend(file, &base, &raw.storage)?,
                 base_url,

@@ -3,7 +3,8 @@
 //! checks that the URLs a workserver reports end in them.
 //!
 //! `downloads/{download_uuid}/Certificate.pdf`, `cert/{verify_uuid}/Certificate.pdf.sig`,
-//! `cert/{verify_uuid}/index.html` (the verification page; with verification off the
+//! `cert/{verify_uuid}/index.html` (the verification page), `cert/{verify_uuid}/credential.json`
+//! (the Open Badges 3.0 credential, with ws.conf `[credentials]`; with verification off the
 //! signature is `downloads/{download_uuid}/Certificate.pdf.sig` and `cert/` is unused),
 //! and the public key once at `keys/signing-key.asc`.
 
@@ -28,6 +29,11 @@ pub fn verify_page_path(verify: &PublicUuid) -> String {
     format!("cert/{verify}/index.html")
 }
 
+/// The version's Open Badges 3.0 credential (when ws.conf has `[credentials]`).
+pub fn credential_path(verify: &PublicUuid) -> String {
+    format!("cert/{verify}/credential.json")
+}
+
 pub fn verify_dir(verify: &PublicUuid) -> String {
     format!("cert/{verify}/")
 }
@@ -40,17 +46,30 @@ pub struct BadUrl {
     pub problem: String,
 }
 
+/// The URLs a workserver reports for a published version.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ReportedUrls<'a> {
+    pub download: Option<&'a str>,
+    pub verify: Option<&'a str>,
+    pub signature: Option<&'a str>,
+    pub credential: Option<&'a str>,
+}
+
 /// Checks the URLs a workserver reports for a version published under
 /// (`download`, `verify`): http(s) or file, at most 2048 characters, no spaces or control
 /// characters, and each ending in its layout path (the signature in either of its
-/// two places).
+/// two places; the credential only beside a verification page).
 pub fn check_urls(
     download: &PublicUuid,
     verify: &PublicUuid,
-    download_url: Option<&str>,
-    verify_url: Option<&str>,
-    signature_url: Option<&str>,
+    urls: ReportedUrls<'_>,
 ) -> Result<(), BadUrl> {
+    let ReportedUrls {
+        download: download_url,
+        verify: verify_url,
+        signature: signature_url,
+        credential: credential_url,
+    } = urls;
     let bad = |field, problem: String| BadUrl { field, problem };
     let well_formed = |field: &'static str, url: &str| {
         if url.len() > 2048 {
@@ -108,6 +127,16 @@ pub fn check_urls(
         well_formed("result.verify_url", v)?;
         ends("result.verify_url", v, &[verify_dir(verify)])?;
     }
+    if let Some(c) = credential_url {
+        if verify_url.is_none() {
+            return Err(bad(
+                "result.credential_url",
+                "is published beside the verification page; there is none".into(),
+            ));
+        }
+        well_formed("result.credential_url", c)?;
+        ends("result.credential_url", c, &[credential_path(verify)])?;
+    }
     Ok(())
 }
 
@@ -119,6 +148,15 @@ mod tests {
         PublicUuid::parse(s).unwrap()
     }
 
+    fn urls<'a>(d: Option<&'a str>, v: Option<&'a str>, s: Option<&'a str>) -> ReportedUrls<'a> {
+        ReportedUrls {
+            download: d,
+            verify: v,
+            signature: s,
+            credential: None,
+        }
+    }
+
     #[test]
     fn urls_must_be_the_layout_paths_of_the_jobs_uuids() {
         let d = u("11111111-1111-4111-8111-111111111111");
@@ -128,19 +166,19 @@ mod tests {
         let sig = format!("{base}{}", sig_path(&v));
         let page = format!("{base}{}", verify_dir(&v));
         assert_eq!(
-            check_urls(&d, &v, Some(&pdf), Some(&page), Some(&sig)),
+            check_urls(&d, &v, urls(Some(&pdf), Some(&page), Some(&sig))),
             Ok(())
         );
         let side_sig = format!("{base}{}", pdf_sig_path(&d));
         assert_eq!(
-            check_urls(&d, &v, Some(&pdf), None, Some(&side_sig)),
+            check_urls(&d, &v, urls(Some(&pdf), None, Some(&side_sig))),
             Ok(())
         );
         // Another certificate's PDF, a foreign page, a javascript: URL, a newline.
         let other = u("33333333-3333-4333-8333-333333333333");
         let foreign = format!("{base}{}", pdf_path(&other));
         assert_eq!(
-            check_urls(&d, &v, Some(&foreign), None, Some(&sig))
+            check_urls(&d, &v, urls(Some(&foreign), None, Some(&sig)))
                 .unwrap_err()
                 .field,
             "result.download_url"
@@ -148,21 +186,35 @@ mod tests {
         assert!(check_urls(
             &d,
             &v,
-            Some(&pdf),
-            Some("https://evil.example/"),
-            Some(&sig)
+            urls(Some(&pdf), Some("https://evil.example/"), Some(&sig))
         )
         .is_err());
-        assert!(check_urls(
-            &d,
-            &v,
-            Some(&format!("javascript:alert(1)//{}", pdf_path(&d))),
-            None,
-            Some(&sig)
-        )
-        .is_err());
-        assert!(check_urls(&d, &v, Some(&format!("{pdf}\n")), None, Some(&sig)).is_err());
-        assert!(check_urls(&d, &v, None, None, Some(&sig)).is_err());
-        assert!(check_urls(&d, &v, Some(&pdf), None, None).is_err());
+        let js = format!("javascript:alert(1)//{}", pdf_path(&d));
+        assert!(check_urls(&d, &v, urls(Some(&js), None, Some(&sig))).is_err());
+        assert!(check_urls(&d, &v, urls(Some(&format!("{pdf}\n")), None, Some(&sig))).is_err());
+        assert!(check_urls(&d, &v, urls(None, None, Some(&sig))).is_err());
+        assert!(check_urls(&d, &v, urls(Some(&pdf), None, None)).is_err());
+        // The credential: beside its page, under this version's verify uuid.
+        let cred = format!("{base}{}", credential_path(&v));
+        let with = |c: &str, page: Option<&str>| {
+            check_urls(
+                &d,
+                &v,
+                ReportedUrls {
+                    credential: Some(c),
+                    ..urls(Some(&pdf), page, Some(&sig))
+                },
+            )
+        };
+        assert_eq!(with(&cred, Some(&page)), Ok(()));
+        assert_eq!(
+            with(&cred, None).unwrap_err().field,
+            "result.credential_url"
+        );
+        let foreign_cred = format!("{base}{}", credential_path(&other));
+        assert_eq!(
+            with(&foreign_cred, Some(&page)).unwrap_err().field,
+            "result.credential_url"
+        );
     }
 }

@@ -149,6 +149,12 @@ pub struct JobCertificate {
     /// keeps old versions). An extension of the shared API (docs/API.md).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous: Option<PublishedVersion>,
+    /// When the CC accepted the request that made this job (RFC 3339), the same
+    /// for every attempt: the time its signatures carry, so a retried job
+    /// publishes the same bytes. An extension (docs/API.md); absent for jobs
+    /// queued by earlier releases.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_at: Option<String>,
 }
 
 /// `GET /verify/{verify_uuid}` (public): whether the certificate version published
@@ -169,6 +175,9 @@ pub struct Verification {
     pub download_url: Option<String>,
     pub signature_url: Option<String>,
     pub key_fingerprint: Option<String>,
+    /// Extension: the version's Open Badges 3.0 credential, when one was published.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential_url: Option<String>,
     /// When the status last changed (RFC 3339).
     pub updated_at: String,
     /// Extensions: the uuid asked about, when this version was published, and
@@ -278,6 +287,9 @@ pub struct JobResult {
     pub verify_url: Option<String>,
     #[serde(default)]
     pub signature_url: Option<String>,
+    /// The version's Open Badges 3.0 credential (extension; ws.conf `[credentials]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential_url: Option<String>,
     #[serde(default)]
     pub sha256: Option<String>,
     /// Fingerprint of the key that signed (extension; shown by `GET /verify`).
@@ -430,6 +442,9 @@ pub struct CallbackPayload {
     pub state: String,
     pub download_url: Option<String>,
     pub verify_url: Option<String>,
+    /// Extension: the Open Badges 3.0 credential, when one is published.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential_url: Option<String>,
     pub download_uuid: Option<String>,
     pub verify_uuid: Option<String>,
     pub error_reason: Option<String>,
@@ -498,6 +513,9 @@ pub struct CertificateView {
     pub download_url: Option<String>,
     pub verify_url: Option<String>,
     pub signature_url: Option<String>,
+    /// Extension: the current version's Open Badges 3.0 credential, when one is published.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential_url: Option<String>,
     pub download_uuid: Option<PublicUuid>,
     pub verify_uuid: Option<PublicUuid>,
     pub sha256: Option<String>,

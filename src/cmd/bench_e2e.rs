@@ -375,6 +375,7 @@ fn job(i: usize) -> JobCertificate {
         download_uuid: Some(PublicUuid::generate()),
         verify_uuid: Some(PublicUuid::generate()),
         previous: None,
+        requested_at: None,
     }
 }
 

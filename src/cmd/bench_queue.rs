@@ -110,6 +110,7 @@ pub(crate) fn result_for(job: &LeasedJob) -> JobResult {
         download_url: du.as_ref().map(layout::pdf_path).and_then(url),
         verify_url: vu.as_ref().map(layout::verify_dir).and_then(url),
         signature_url: vu.as_ref().map(layout::sig_path).and_then(url),
+        credential_url: vu.as_ref().map(layout::credential_path).and_then(url),
         sha256: Some(job.job_id.as_str().repeat(2)),
         key_fingerprint: Some("0123456789ABCDEF0123456789ABCDEF01234567".into()),
         timings: None,

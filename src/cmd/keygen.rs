@@ -1,4 +1,5 @@
-//! `testamur keygen --out DIR`: an OpenPGP signing key for workservers.
+//! `testamur keygen --out DIR`: the workservers' keys: an OpenPGP signing key for
+//! the detached signatures and an Ed25519 key for the Open Badges credentials.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -7,7 +8,8 @@ use clap::Args;
 
 #[derive(Args)]
 pub struct KeygenArgs {
-    /// Directory for signing.key (secret, 0600) and signing-key.asc (public).
+    /// Directory for signing.key (secret, 0600), signing-key.asc (public) and
+    /// credential.key (secret, 0600; made only when it is not there yet).
     #[arg(long)]
     out: PathBuf,
     /// The key's user id, e.g. "Example University certificates <certs@example.edu>".
@@ -31,5 +33,18 @@ pub fn run(a: KeygenArgs) -> anyhow::Result<ExitCode> {
         pk.display()
     );
     println!("fingerprint: {fp}");
+    // A credential key is an issuer's identity (its did:key, or the key of its
+    // did:web document): never replaced by running keygen again.
+    let ck = a.out.join("credential.key");
+    if ck.exists() {
+        println!("credential key: {} (kept: it already exists)", ck.display());
+    } else {
+        let pem = testamur_ws::credential::key::generate_pem().map_err(anyhow::Error::msg)?;
+        crate::fsutil::write_private(&ck, pem.as_bytes())?;
+        println!(
+            "credential key: {}  (ws.conf [credentials] key; mode 0600)",
+            ck.display()
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -10,6 +10,7 @@ mod chaos;
 mod cleartext;
 mod client_addresses;
 mod completions;
+mod credentials;
 mod end_to_end;
 mod failover;
 mod haproxy;

@@ -49,6 +49,7 @@ pub(crate) fn job(name: &str, course: &str, template: Option<&str>) -> JobCertif
         download_uuid: Some(PublicUuid::parse("9f1a0d42-ef42-4dab-ac9f-1b12c197066b").unwrap()),
         verify_uuid: Some(PublicUuid::parse("25daeae4-5d47-4404-99cb-6c9a703aa14c").unwrap()),
         previous: None,
+        requested_at: None,
     }
 }
 
@@ -527,6 +528,19 @@ fn pipeline(templates: &Path, storage: &Path) -> testamur_ws::job::Pipeline {
         ),
         workserver: "test".into(),
         verify_page_url: None,
+        credentials: None,
+    }
+}
+
+/// [`pipeline`] with the default templates that also issues Open Badges
+/// credentials (did:key, a fixed key).
+pub(crate) fn pipeline_with_credentials(storage: &Path) -> testamur_ws::job::Pipeline {
+    testamur_ws::job::Pipeline {
+        credentials: Some(testamur_ws::credential::Issuer::from_seed(
+            &[42; 32],
+            testamur_common::config::IssuerDid::Key,
+        )),
+        ..pipeline(&templates_dir(), storage)
     }
 }
 

@@ -63,6 +63,12 @@ async fn browsers_get_the_live_verification_page_with_the_current_status() {
         body.contains(&format!("href=\"{pdf}\"")),
         "links the PDF: {body}"
     );
+    // The credential (the cluster's default: did:key), HTML-escaped like every URL.
+    let cred = first.credential_url.clone().expect("a credential_url");
+    assert!(
+        body.contains(&format!("href=\"{cred}\"")),
+        "links the credential: {body}"
+    );
     // LinkedIn's add-to-profile link, with the course, issuer, month, id and URL.
     let linkedin = body
         .split("href=\"")

@@ -16,7 +16,7 @@ use testamur_common::wire::{JobCertificate, JobResult, JobTimings};
 use crate::fence::{LeaseCheck, Unfenced};
 use crate::render::{RenderContext, Renderer};
 use crate::sign::SigningKey;
-use crate::storage::{self, Batch, Storage, CONTENT_HTML, CONTENT_PDF, CONTENT_SIG};
+use crate::storage::{self, Batch, Storage, CONTENT_HTML, CONTENT_JSON, CONTENT_PDF, CONTENT_SIG};
 
 /// Why a job failed, phrased for the operator (`reason`) and, when it is about
 /// the request, for the LMS (`public`); its category; and whether another attempt
@@ -72,6 +72,35 @@ fn render_failed(workserver: &str, e: crate::render::RenderError) -> JobError {
     }
 }
 
+/// When a job's signatures say they were made: when the CC accepted its request
+/// (the same for every attempt, so a retry signs the same bytes), or now for a
+/// job from an earlier CC that does not say.
+fn signing_time(cert: &JobCertificate) -> std::time::SystemTime {
+    cert.requested_at
+        .as_deref()
+        .and_then(|t| {
+            time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
+        })
+        .map(std::time::SystemTime::from)
+        .unwrap_or_else(std::time::SystemTime::now)
+}
+
+/// An RFC 3339 time to the second, UTC (`2026-11-23T10:15:00Z`), as the
+/// credential's proof says when it was made.
+fn whole_seconds(t: &str) -> Option<String> {
+    let t = time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()?;
+    let t = t.to_offset(time::UtcOffset::UTC);
+    Some(format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    ))
+}
+
 /// Pauses between attempts of one storage call within a job.
 const RETRY_PAUSES_MS: [u64; 4] = [200, 500, 1000, 2000];
 
@@ -84,6 +113,8 @@ pub struct Pipeline {
     /// ws.conf `verify_page_url`: the CC's live verification page, named by the
     /// QR code and the printed link (else the storage's page).
     pub verify_page_url: Option<String>,
+    /// ws.conf `[credentials]`: who issues each version's Open Badges credential.
+    pub credentials: Option<crate::credential::Issuer>,
 }
 
 /// A rendered and signed certificate, before publishing.
@@ -130,13 +161,16 @@ impl Pipeline {
         let render_ms = started.elapsed().as_secs_f64() * 1000.0;
         let started = std::time::Instant::now();
         let pdf = rendered.pdf;
-        let signature = self.key.sign_detached(&pdf).map_err(|e| {
-            JobError::transient(
-                FailCode::Signing,
-                &format!("sign on {}", self.workserver),
-                e,
-            )
-        })?;
+        let signature = self
+            .key
+            .sign_detached_at(&pdf, signing_time(cert))
+            .map_err(|e| {
+                JobError::transient(
+                    FailCode::Signing,
+                    &format!("sign on {}", self.workserver),
+                    e,
+                )
+            })?;
         self.key.verify_detached(&pdf, &signature).map_err(|e| {
             JobError::transient(
                 FailCode::Signing,
@@ -153,6 +187,39 @@ impl Pipeline {
             noun: rendered.noun,
             render_ms,
             sign_ms: started.elapsed().as_secs_f64() * 1000.0,
+        })
+    }
+
+    /// The Open Badges 3.0 credential of the version published under `vu`
+    /// (signed and its proof checked), when ws.conf has `[credentials]`.
+    pub fn issue_credential(
+        &self,
+        cert: &JobCertificate,
+        vu: &PublicUuid,
+        noun: &str,
+    ) -> Result<Option<Vec<u8>>, JobError> {
+        let Some(issuer) = &self.credentials else {
+            return Ok(None);
+        };
+        let facts = crate::credential::Facts {
+            verify_uuid: vu,
+            learner: cert.name.as_deref().unwrap_or(cert.username.as_str()),
+            course_id: cert.course_id.as_str(),
+            course_name: cert
+                .course_name
+                .as_deref()
+                .unwrap_or(cert.course_id.as_str()),
+            org: cert.org.as_deref(),
+            issued_date: &cert.issued_date,
+            signed_at: cert.requested_at.as_deref().and_then(whole_seconds),
+            noun,
+        };
+        issuer.issue(&facts).map(Some).map_err(|e| {
+            JobError::permanent(
+                FailCode::Signing,
+                &format!("credential on {}", self.workserver),
+                e,
+            )
         })
     }
 
@@ -178,6 +245,13 @@ impl Pipeline {
             Action::Delete => job.delete(cert),
         }
     }
+}
+
+/// The storage paths of a version's files that its page links.
+struct PageFiles<'a> {
+    pdf: &'a str,
+    sig: &'a str,
+    credential: Option<&'a str>,
 }
 
 /// One job's storage work, every call behind its fence.
@@ -217,7 +291,15 @@ impl Fenced<'_> {
         // The static page in storage (what the CC records as the version's
         // verify_url) and the page the printed link and QR code name.
         let verify_url = self.storage.url(&storage::verify_dir(vu));
-        let art = self.render_and_sign(cert, &self.printed_verify_url(vu))?;
+        let mut art = self.render_and_sign(cert, &self.printed_verify_url(vu))?;
+        // The credential lives under cert/ beside the signature and the page.
+        let issued_at = std::time::Instant::now();
+        let credential = match art.verification {
+            true => self.issue_credential(cert, vu, &art.noun)?,
+            false => None,
+        };
+        art.sign_ms += issued_at.elapsed().as_secs_f64() * 1000.0;
+        let cred_rel = credential.as_ref().map(|_| storage::credential_path(vu));
         let stored_at = std::time::Instant::now();
         // With verification off nothing goes under cert/: the signature sits
         // beside the PDF.
@@ -232,7 +314,15 @@ impl Fenced<'_> {
         let written = (|| {
             self.store(batch.as_mut(), &pdf_rel, &art.pdf, CONTENT_PDF)?;
             self.store(batch.as_mut(), &sig_rel, &art.signature, CONTENT_SIG)?;
-            self.store_page(batch.as_mut(), cert, &art, vu, &pdf_rel, &sig_rel)
+            if let (Some(rel), Some(bytes)) = (&cred_rel, &credential) {
+                self.store(batch.as_mut(), rel, bytes, CONTENT_JSON)?;
+            }
+            let rels = PageFiles {
+                pdf: &pdf_rel,
+                sig: &sig_rel,
+                credential: cred_rel.as_deref(),
+            };
+            self.store_page(batch.as_mut(), cert, &art, vu, &rels)
         })();
         let stored = written.and_then(|()| self.commit(batch));
         if let Err(e) = stored {
@@ -259,6 +349,7 @@ impl Fenced<'_> {
             download_url: Some(self.storage.url(&pdf_rel)),
             verify_url: art.verification.then_some(verify_url),
             signature_url: Some(self.storage.url(&sig_rel)),
+            credential_url: cred_rel.map(|rel| self.storage.url(&rel)),
             sha256: Some(art.sha256),
             key_fingerprint: Some(self.key.fingerprint()),
             timings: Some(JobTimings {
@@ -276,8 +367,7 @@ impl Fenced<'_> {
         cert: &JobCertificate,
         art: &Artifacts,
         vu: &PublicUuid,
-        pdf_rel: &str,
-        sig_rel: &str,
+        files: &PageFiles,
     ) -> Result<(), JobError> {
         if art.verification {
             let date = crate::render::fields::long_date(&cert.issued_date)
@@ -288,9 +378,10 @@ impl Fenced<'_> {
                     noun: &art.noun,
                     date: &date,
                     fingerprint: &self.key.fingerprint(),
-                    pdf_url: &self.storage.url(pdf_rel),
-                    sig_url: &self.storage.url(sig_rel),
+                    pdf_url: &self.storage.url(files.pdf),
+                    sig_url: &self.storage.url(files.sig),
                     key_url: &self.storage.url(storage::PUBLIC_KEY_PATH),
+                    credential_url: files.credential.map(|rel| self.storage.url(rel)).as_deref(),
                 },
             );
             self.store(
@@ -357,6 +448,7 @@ impl Fenced<'_> {
     fn discard(&self, du: &PublicUuid, vu: &PublicUuid) {
         for rel in [
             storage::verify_page_path(vu),
+            storage::credential_path(vu),
             storage::sig_path(vu),
             storage::pdf_sig_path(du),
             storage::pdf_path(du),
@@ -381,6 +473,7 @@ impl Fenced<'_> {
         // and nothing points at a removed PDF.
         if let Some(vu) = verify {
             remove(&storage::verify_page_path(vu))?;
+            remove(&storage::credential_path(vu))?;
             remove(&storage::sig_path(vu))?;
         }
         if let Some(du) = download {
@@ -501,6 +594,10 @@ mod tests {
             storage,
             workserver: "ws-1".into(),
             verify_page_url: None,
+            credentials: Some(crate::credential::Issuer::from_seed(
+                &[9; 32],
+                testamur_common::config::IssuerDid::Key,
+            )),
         }
     }
 
@@ -523,6 +620,7 @@ mod tests {
             [
                 format!("write {}", storage::pdf_path(&du)),
                 format!("write {}", storage::sig_path(&vu)),
+                format!("write {}", storage::credential_path(&vu)),
                 format!("write {}", storage::verify_page_path(&vu)),
                 "commit".into(),
             ],
@@ -538,14 +636,14 @@ mod tests {
         p.run(Action::Regen, &regen).unwrap();
         let events = storage.events();
         let commit = events.iter().position(|e| e == "commit").expect("a commit");
-        assert_eq!(commit, 3, "{events:?}");
+        assert_eq!(commit, 4, "{events:?}");
         assert!(
             events[commit + 1..]
                 .iter()
                 .all(|e| e.starts_with("remove ")),
             "the old version goes only once the new one is durable: {events:?}"
         );
-        assert_eq!(events.len(), commit + 1 + 4, "{events:?}");
+        assert_eq!(events.len(), commit + 1 + 5, "{events:?}");
     }
 
     /// A commit that fails fails the job as retryable (its next attempt writes

@@ -9,12 +9,14 @@
 //! - [`render`]: templates, text layout in every script, and the PDF.
 //! - [`verify_page`]: the public verification page of a certificate.
 //! - [`sign`]: OpenPGP keys and detached signatures (sequoia).
+//! - [`credential`]: the Open Badges 3.0 credential of each version (Data Integrity, eddsa-rdfc-2022).
 //! - [`storage`]: where certificates are published.
 //!
 //! Architecture invariant: CPU work and file I/O run on tokio's blocking pool,
 //! bounded by the workserver's capacity (one semaphore permit per leased job).
 
 pub mod client;
+pub mod credential;
 pub mod ed25519;
 pub mod fence;
 pub mod job;

@@ -92,6 +92,7 @@ pub fn job(script: Script, i: usize, template: Option<&str>) -> JobCertificate {
         download_uuid: Some(PublicUuid::generate()),
         verify_uuid: Some(PublicUuid::generate()),
         previous: None,
+        requested_at: None,
     }
 }
 

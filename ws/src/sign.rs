@@ -12,7 +12,6 @@ use openpgp::parse::stream::{
 };
 use openpgp::parse::Parse;
 use openpgp::policy::StandardPolicy;
-use openpgp::serialize::stream::{Armorer, Message, Signer};
 use openpgp::serialize::SerializeInto;
 use sequoia_openpgp as openpgp;
 
@@ -106,33 +105,87 @@ impl SigningKey {
         &self.public_armored
     }
 
-    /// A detached, ASCII-armored signature over `data`.
+    /// A detached, ASCII-armored signature over `data`, made now.
     pub fn sign_detached(&self, data: &[u8]) -> Result<Vec<u8>, SignError> {
+        self.sign_detached_at(data, std::time::SystemTime::now())
+    }
+
+    /// A detached, ASCII-armored signature over `data` made at `at` (or at the
+    /// signing key's creation, if that is later: verifiers refuse a signature
+    /// older than its key). The same data and time give the same bytes: the
+    /// packet is built here rather than by sequoia's `Signer`, which adds a random
+    /// salt notation to every v4 signature, and Ed25519 (like RSA PKCS#1 v1.5)
+    /// has no nonce. A retried job so publishes the same signature.
+    pub fn sign_detached_at(
+        &self,
+        data: &[u8],
+        at: std::time::SystemTime,
+    ) -> Result<Vec<u8>, SignError> {
+        use openpgp::packet::signature::subpacket::{Subpacket, SubpacketArea, SubpacketValue};
+        use openpgp::packet::signature::Signature4;
+        use openpgp::serialize::Serialize as _;
         let e = |e: anyhow::Error| SignError::Sign(e.to_string());
+        let public = self.keypair.public();
+        let at = at.max(public.creation_time());
+        let created = openpgp::types::Timestamp::try_from(at).map_err(e)?;
+        // SHA-256 rather than sequoia's default SHA-512: it matches Ed25519's
+        // 128-bit security level and is twice as fast where the CPU has SHA
+        // extensions (hashing the PDF is much of signing and checking it).
+        let hash_algo = openpgp::types::HashAlgorithm::SHA256;
+        let hashed = SubpacketArea::new(vec![
+            Subpacket::new(SubpacketValue::SignatureCreationTime(created), false).map_err(e)?,
+            Subpacket::new(
+                SubpacketValue::IssuerFingerprint(public.fingerprint()),
+                false,
+            )
+            .map_err(e)?,
+        ])
+        .map_err(e)?;
+        let unhashed = SubpacketArea::new(vec![Subpacket::new(
+            SubpacketValue::Issuer(public.keyid()),
+            false,
+        )
+        .map_err(e)?])
+        .map_err(e)?;
+        let fields = |prefix: [u8; 2], mpis: openpgp::crypto::mpi::Signature| {
+            Signature4::new(
+                openpgp::types::SignatureType::Binary,
+                public.pk_algo(),
+                hash_algo,
+                hashed.clone(),
+                unhashed.clone(),
+                prefix,
+                mpis,
+            )
+        };
+        // The digest covers the data and the signature's hashed fields (its
+        // trailer), not the signature values: hash with placeholders first.
+        let template = fields(
+            [0, 0],
+            openpgp::crypto::mpi::Signature::Unknown {
+                mpis: Box::new([]),
+                rest: Box::new([]),
+            },
+        );
+        let mut hash = hash_algo.context().map_err(e)?.for_signature(4);
+        hash.update(data);
+        openpgp::crypto::hash::Hash::hash(&template, &mut hash).map_err(e)?;
+        let digest = hash.into_digest().map_err(e)?;
+        let mpis = match &self.ed25519 {
+            Some(k) => openpgp::crypto::Signer::sign(&mut k.signer(), hash_algo, &digest),
+            None => openpgp::crypto::Signer::sign(&mut self.keypair.clone(), hash_algo, &digest),
+        }
+        .map_err(e)?;
+        let sig = openpgp::Packet::from(openpgp::packet::Signature::from(fields(
+            [digest[0], digest[1]],
+            mpis,
+        )));
         let mut out = Vec::with_capacity(512);
         {
-            let message = Message::new(&mut out);
-            let message = Armorer::new(message)
-                .kind(openpgp::armor::Kind::Signature)
-                .build()
-                .map_err(e)?;
-            // SHA-256 rather than sequoia's default SHA-512: it matches Ed25519's
-            // 128-bit security level and is twice as fast where the CPU has SHA
-            // extensions (hashing the PDF is much of signing and checking it).
-            let signer = match &self.ed25519 {
-                Some(k) => Signer::new(message, k.signer()),
-                None => Signer::new(message, self.keypair.clone()),
-            };
-            let mut signer = signer
-                .map_err(e)?
-                .hash_algo(openpgp::types::HashAlgorithm::SHA256)
-                .map_err(e)?
-                .detached()
-                .build()
-                .map_err(e)?;
-            std::io::Write::write_all(&mut signer, data)
+            let mut w = openpgp::armor::Writer::new(&mut out, openpgp::armor::Kind::Signature)
                 .map_err(|x| SignError::Sign(x.to_string()))?;
-            signer.finalize().map_err(e)?;
+            sig.serialize(&mut w).map_err(e)?;
+            w.finalize().map_err(|x| SignError::Sign(x.to_string()))?;
         }
         Ok(out)
     }
@@ -282,6 +335,32 @@ mod tests {
     }
 
     #[test]
+    fn a_signature_made_at_one_time_is_the_same_bytes_every_time() {
+        let (secret, _, _) = generate_key("test <t@example.org>").unwrap();
+        let key =
+            SigningKey::from_cert(openpgp::Cert::from_bytes(secret.as_bytes()).unwrap()).unwrap();
+        let at = std::time::SystemTime::now() + std::time::Duration::from_secs(5);
+        let a = key.sign_detached_at(b"data", at).unwrap();
+        assert_eq!(a, key.sign_detached_at(b"data", at).unwrap());
+        verify_detached(&key.cert, b"data", &a).unwrap();
+        assert_ne!(a, key.sign_detached_at(b"datA", at).unwrap());
+        // Before the key existed: made at the key's creation instead (verifiers
+        // refuse a signature older than its key).
+        let early = key
+            .sign_detached_at(b"data", std::time::UNIX_EPOCH)
+            .unwrap();
+        verify_detached(&key.cert, b"data", &early).unwrap();
+        let sig = openpgp::Packet::from_bytes(&early).unwrap();
+        let openpgp::Packet::Signature(sig) = sig else {
+            panic!("{sig:?}")
+        };
+        assert_eq!(
+            sig.signature_creation_time(),
+            Some(key.keypair.public().creation_time())
+        );
+    }
+
+    #[test]
     fn dalek_and_sequoias_own_backend_agree() {
         let (secret, _, _) = generate_key("test <t@example.org>").unwrap();
         let key =
@@ -290,6 +369,7 @@ mod tests {
         // Signed by sequoia's OpenSSL backend, checked by dalek...
         let mut out = Vec::new();
         {
+            use openpgp::serialize::stream::{Armorer, Message, Signer};
             let m = Armorer::new(Message::new(&mut out))
                 .kind(openpgp::armor::Kind::Signature)
                 .build()

@@ -1,6 +1,7 @@
 //! The public verification page of a certificate (`cert/{verify_uuid}/index.html`):
 //! who, what, when, which key signed it, links to the PDF, its signature and the
-//! public key, and how to check it with gpg. Every value is HTML-escaped: names are
+//! public key (and the Open Badges credential, when there is one), and how to check
+//! it with gpg. Every value is HTML-escaped: names are
 //! text, never markup.
 
 use testamur_common::wire::JobCertificate;
@@ -12,6 +13,8 @@ pub struct PageInfo<'a> {
     pub pdf_url: &'a str,
     pub sig_url: &'a str,
     pub key_url: &'a str,
+    /// The version's Open Badges 3.0 credential, when one is published.
+    pub credential_url: Option<&'a str>,
 }
 
 pub use testamur_common::html::escape;
@@ -49,7 +52,7 @@ pub fn render(cert: &JobCertificate, p: &PageInfo<'_>) -> String {
     <li><a href="{pdf}">The certificate (PDF)</a></li>
     <li><a href="{sig}">Its detached signature</a></li>
     <li><a href="{key}">The public signing key</a> (fingerprint {fpr})</li>
-  </ul>
+{credential}  </ul>
   <h2>Check it yourself</h2>
   <pre>curl -sO {pdf_text}
 curl -sO {sig_text}
@@ -69,6 +72,14 @@ gpg --verify Certificate.pdf.sig Certificate.pdf</pre>
         pdf_text = e(p.pdf_url),
         sig_text = e(p.sig_url),
         key_text = e(p.key_url),
+        credential = match p.credential_url {
+            Some(u) => format!(
+                "    <li><a href=\"{}\">The Open Badges 3.0 credential</a> (for wallets; its proof \
+                 checks offline)</li>\n",
+                e(u)
+            ),
+            None => String::new(),
+        },
     )
 }
 

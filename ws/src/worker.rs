@@ -15,12 +15,13 @@ use tokio::sync::{watch, RwLock, Semaphore};
 use tracing::Instrument;
 
 use crate::client::{CcClient, ClientError, Session};
+use crate::credential::Issuer;
 use crate::fence::{LeaseGuard, Liveness};
 use crate::job::{JobError, Pipeline};
 use crate::render::Renderer;
 use crate::report::Reporter;
 use crate::sign::SigningKey;
-use crate::storage::{self, Storage, CONTENT_KEY, PUBLIC_KEY_PATH};
+use crate::storage::{self, Storage, CONTENT_JSON, CONTENT_KEY, PUBLIC_KEY_PATH};
 
 /// How long one lease request waits on the CC for work.
 const LEASE_WAIT: Duration = Duration::from_secs(10);
@@ -73,12 +74,27 @@ pub async fn pipeline(config: &WsConfig) -> anyhow::Result<Pipeline> {
         .await
         .context("publishing the public key")?
         .context("publishing the public key (the [storage] section of ws.conf)")?;
+    let credentials = match &config.credentials {
+        Some(c) => {
+            let issuer = Issuer::load(c).context("key `credentials.key` in ws.conf")?;
+            if let Some((path, doc)) = issuer.did_document() {
+                let (path, s) = (path.to_owned(), storage.clone());
+                tokio::task::spawn_blocking(move || s.put(&path, &doc, CONTENT_JSON))
+                    .await
+                    .context("publishing the DID document")?
+                    .context("publishing the DID document (the [storage] section of ws.conf)")?;
+            }
+            Some(issuer)
+        }
+        None => None,
+    };
     Ok(Pipeline {
         renderer,
         key,
         storage,
         workserver: config.name.clone(),
         verify_page_url: config.verify_page_url.clone(),
+        credentials,
     })
 }
 

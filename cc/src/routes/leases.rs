@@ -6,7 +6,7 @@ use std::time::Duration;
 use axum::extract::{Path, State};
 use axum::Json;
 use testamur_common::ids::{LeaseId, WsId};
-use testamur_common::layout::check_urls;
+use testamur_common::layout::{check_urls, ReportedUrls};
 use testamur_common::state::CertState;
 use testamur_common::time_fmt::rfc3339_ms;
 use testamur_common::wire::{
@@ -324,13 +324,20 @@ pub fn check_result(r: &JobResult) -> Result<(), ApiError> {
         (Some(d), Some(v)) => check_urls(
             d,
             v,
-            r.download_url.as_deref(),
-            r.verify_url.as_deref(),
-            r.signature_url.as_deref(),
+            ReportedUrls {
+                download: r.download_url.as_deref(),
+                verify: r.verify_url.as_deref(),
+                signature: r.signature_url.as_deref(),
+                credential: r.credential_url.as_deref(),
+            },
         )
         .map_err(|e| ApiError::invalid(e.field, e.to_string())),
         (None, None) => {
-            if r.download_url.is_some() || r.verify_url.is_some() || r.signature_url.is_some() {
+            if r.download_url.is_some()
+                || r.verify_url.is_some()
+                || r.signature_url.is_some()
+                || r.credential_url.is_some()
+            {
                 return Err(ApiError::invalid(
                     "result.download_url",
                     "URLs without the uuids they were published under; report both uuids",

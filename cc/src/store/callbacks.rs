@@ -231,6 +231,7 @@ fn claimed(h: HashMap<String, String>, token: String) -> Result<ClaimedCallback>
             state: req("state")?,
             download_url: get("download_url"),
             verify_url: get("verify_url"),
+            credential_url: get("credential_url"),
             download_uuid: get("download_uuid"),
             verify_uuid: get("verify_uuid"),
             error_reason: get("error_reason"),

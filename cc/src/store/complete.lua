@@ -2,7 +2,7 @@
 -- mismatched changes nothing and does not stop the others).
 -- ARGV: P, now_ms, at, success map ("add:downloadable,regen:downloadable,delete:deleted"),
 -- bucket key, bucket ttl, then per job: jid, lease, ws, du, vu, download_url,
--- verify_url, signature_url, sha256, key fingerprint.
+-- verify_url, signature_url, sha256, key fingerprint, credential_url.
 -- Returns three strings per job: 'ok', the new state, the workserver's name; or 'lost',
 -- '', ''; or 'corrupt', what is wrong, ''; or 'mismatch', du, vu when an add or regen reports other uuids than the
 -- job's own (nothing changes then): a workserver publishes where the job says,
@@ -13,7 +13,7 @@ for a, s in string.gmatch(map, '(%w+):(%w+)') do targets[a] = s end
 
 local done_by = {}
 
-local function complete_one(jid, lease, ws, rdu, rvu, durl, vurl, surl, sha, fp)
+local function complete_one(jid, lease, ws, rdu, rvu, durl, vurl, surl, sha, fp, curl)
   if not fenced(P, jid, lease, ws) then return 'lost', '', '' end
   local jk = P .. 'job:' .. jid
   -- Everything of the job this script needs, in one read.
@@ -66,7 +66,7 @@ local function complete_one(jid, lease, ws, rdu, rvu, durl, vurl, surl, sha, fp)
     end
     local ver = (k and rec.vs[k]) or {v = rvu, d = rdu}
     ver.k = key_ref(P, fp)
-    set_urls(P, ver, durl, vurl, surl)
+    set_urls(P, ver, durl, vurl, surl, curl)
     if not k then
       rec.vs[#rec.vs + 1] = ver
       k = #rec.vs
@@ -89,9 +89,9 @@ end
 
 local out = {}
 local n = 0
-for i = 7, #ARGV, 10 do
+for i = 7, #ARGV, 11 do
   local a, b, c = complete_one(ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4],
-    ARGV[i + 5], ARGV[i + 6], ARGV[i + 7], ARGV[i + 8], ARGV[i + 9])
+    ARGV[i + 5], ARGV[i + 6], ARGV[i + 7], ARGV[i + 8], ARGV[i + 9], ARGV[i + 10])
   if a == 'ok' then n = n + 1 end
   table.insert(out, a)
   table.insert(out, b)

@@ -89,11 +89,11 @@ while leased < n do
     redis.call('ZADD', P .. 'leases', exp, jid)
     redis.call('SADD', wk .. ':jobs', jid)
     local j = redis.call('HMGET', jk, 'cert_id', 'action', 'download_uuid', 'verify_uuid',
-      'previous_download_uuid', 'previous_verify_uuid')
+      'previous_download_uuid', 'previous_verify_uuid', 'requested_at')
     -- The certificate's record as stored (the CC takes the learner fields from
     -- it): read, not decoded here. Its attempts are the job's while it is pending.
     local raw = load_stored(P, j[1]) or ''
-    out[#out + 1] = {jid, lease, tostring(attempt), j[2], j[3] or '', j[4] or '', j[5] or '', j[6] or '', j[1], raw}
+    out[#out + 1] = {jid, lease, tostring(attempt), j[2], j[3] or '', j[4] or '', j[5] or '', j[6] or '', j[1], raw, j[7] or ''}
   end
 end
 return out

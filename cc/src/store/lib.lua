@@ -64,10 +64,14 @@ local function queue_callback(P, jid, url, key, host, rec, action, state, now_ms
   local extra = {}
   if cv then
     extra.download_uuid, extra.verify_uuid = cv.d, cv.v
-    if not rec.g then extra.download_url, extra.verify_url = version_urls(P, cv) end
+    if not rec.g then
+      local _
+      extra.download_url, extra.verify_url, _, extra.credential_url = version_urls(P, cv)
+    end
   end
   if rec.e then extra.error_reason, extra.error_code = rec.e.r, rec.e.c end
-  for _, f in ipairs({'download_url', 'verify_url', 'download_uuid', 'verify_uuid', 'error_reason', 'error_code'}) do
+  for _, f in ipairs({'download_url', 'verify_url', 'credential_url', 'download_uuid', 'verify_uuid',
+                     'error_reason', 'error_code'}) do
     local v = extra[f]
     if v and v ~= '' and v ~= cjson.null then redis.call('HSET', cb, f, v) end
   end

@@ -606,7 +606,8 @@ impl Store {
                 .arg(opt(&result.verify_url))
                 .arg(opt(&result.signature_url))
                 .arg(opt(&result.sha256))
-                .arg(opt(&result.key_fingerprint));
+                .arg(opt(&result.key_fingerprint))
+                .arg(opt(&result.credential_url));
         }
         let reply: Vec<String> = inv.invoke_async(&mut self.conn.clone()).await?;
         self.confirm().await?;
@@ -1010,7 +1011,7 @@ fn corrupt(e: impl std::fmt::Display) -> StoreError {
 }
 
 fn leased_job(parts: Vec<String>, exp: i64) -> Result<LeasedJob> {
-    if parts.len() != 10 {
+    if parts.len() != 11 {
         return Err(StoreError::Corrupt(format!(
             "lease entry has {} parts",
             parts.len()
@@ -1027,6 +1028,11 @@ fn leased_job(parts: Vec<String>, exp: i64) -> Result<LeasedJob> {
     let (pdu, pvu) = (next(), next());
     let cert_id = next();
     let record = next();
+    // Jobs queued before requested_at was recorded have none.
+    let requested_at = match next() {
+        ms if ms.is_empty() => None,
+        ms => Some(rfc3339_ms(ms.parse().map_err(corrupt)?)),
+    };
     if record.is_empty() {
         return Err(StoreError::Corrupt(format!(
             "certificate {cert_id} of job {job_id} has no record"
@@ -1072,6 +1078,7 @@ fn leased_job(parts: Vec<String>, exp: i64) -> Result<LeasedJob> {
             download_uuid,
             verify_uuid,
             previous,
+            requested_at,
         },
         job_id,
     })

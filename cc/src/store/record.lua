@@ -17,7 +17,8 @@
 --   h history [[state, at, detail], ...] where a number detail k means
 --     "published download_uuid=.. verify_uuid=.." of version k;
 --   vs versions [{v = verify uuid, d = download uuid, b = base URL id | U = {d, v, s} full
---     URLs, nv = 1 without a verification page, k = signing key id (or the
+--     URLs (and c, the credential's), nv = 1 without a verification page, cr = 1 with
+--     an Open Badges credential beside it, k = signing key id (or the
 --     fingerprint), p = published_at (left out while the history entry naming the
 --     version holds it), st = 's' superseded | 'r' revoked (absent: valid),
 --     sa = superseded_at, ra = revoked_at, u = updated_at when it is not the
@@ -67,16 +68,17 @@ local function pdf_path(du) return 'downloads/' .. du .. '/Certificate.pdf' end
 local function verify_dir(vu) return 'cert/' .. vu .. '/' end
 local function sig_path(vu) return 'cert/' .. vu .. '/Certificate.pdf.sig' end
 local function pdf_sig_path(du) return 'downloads/' .. du .. '/Certificate.pdf.sig' end
+local function credential_path(vu) return 'cert/' .. vu .. '/credential.json' end
 
 local function ends_with(s, suffix)
   return #s >= #suffix and string.sub(s, -#suffix) == suffix
 end
 
--- Record a version's URLs in `ver`: an interned base when all three are that base
--- plus their layout paths, else the URLs themselves.
-local function set_urls(P, ver, durl, vurl, surl)
-  durl, vurl, surl = durl or '', vurl or '', surl or ''
-  ver.b, ver.U, ver.nv = nil, nil, nil
+-- Record a version's URLs in `ver`: an interned base when all of them are that base
+-- plus their layout paths, else the URLs themselves. `curl` is the credential's ('' for none).
+local function set_urls(P, ver, durl, vurl, surl, curl)
+  durl, vurl, surl, curl = durl or '', vurl or '', surl or '', curl or ''
+  ver.b, ver.U, ver.nv, ver.cr = nil, nil, nil, nil
   local base
   if ver.d and ends_with(durl, pdf_path(ver.d)) then
     base = string.sub(durl, 1, #durl - #pdf_path(ver.d))
@@ -88,22 +90,29 @@ local function set_urls(P, ver, durl, vurl, surl)
       if ok then ver.nv = 1 end
     else
       ok = vurl == base .. verify_dir(ver.v) and surl == base .. sig_path(ver.v)
+      if ok and curl ~= '' then
+        ok = curl == base .. credential_path(ver.v)
+        if ok then ver.cr = 1 end
+      end
     end
     if ok then
       ver.b = intern(P, 'base', base)
       if ver.b then return end
     end
-    ver.nv = nil
+    ver.nv, ver.cr = nil, nil
   end
   ver.U = {d = durl, v = vurl, s = surl}
+  if curl ~= '' then ver.U.c = curl end
 end
 
--- A version's URLs: download, verify ('' without a page), signature.
+-- A version's URLs: download, verify ('' without a page), signature, credential
+-- ('' without one).
 local function version_urls(P, ver)
-  if ver.U then return ver.U.d or '', ver.U.v or '', ver.U.s or '' end
+  if ver.U then return ver.U.d or '', ver.U.v or '', ver.U.s or '', ver.U.c or '' end
   local base = (ver.b and interned(P, 'base', ver.b)) or ''
-  if ver.nv then return base .. pdf_path(ver.d), '', base .. pdf_sig_path(ver.d) end
-  return base .. pdf_path(ver.d), base .. verify_dir(ver.v), base .. sig_path(ver.v)
+  if ver.nv then return base .. pdf_path(ver.d), '', base .. pdf_sig_path(ver.d), '' end
+  local cred = (ver.cr and base .. credential_path(ver.v)) or ''
+  return base .. pdf_path(ver.d), base .. verify_dir(ver.v), base .. sig_path(ver.v), cred
 end
 
 local function key_ref(P, fp)

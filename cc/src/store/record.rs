@@ -73,6 +73,9 @@ struct Version {
     urls: Option<Urls>,
     #[serde(default)]
     nv: Option<u8>,
+    /// 1: an Open Badges credential is published beside the page.
+    #[serde(default)]
+    cr: Option<u8>,
     /// Interned signing key id, or the fingerprint itself.
     #[serde(default)]
     k: Option<Json>,
@@ -98,6 +101,16 @@ struct Urls {
     v: String,
     #[serde(default)]
     s: String,
+    #[serde(default)]
+    c: String,
+}
+
+/// A version's public URLs.
+struct VersionUrls {
+    download: String,
+    verify: Option<String>,
+    signature: String,
+    credential: Option<String>,
 }
 
 /// Lua's JSON encoder writes an empty table as `{}`: an empty list.
@@ -256,10 +269,15 @@ impl Store {
         Ok(v)
     }
 
-    /// A version's download, verify and signature URLs.
-    async fn urls(&self, v: &Version) -> Result<(String, Option<String>, String)> {
+    /// A version's URLs (record.lua `version_urls`).
+    async fn urls(&self, v: &Version) -> Result<VersionUrls> {
         if let Some(u) = &v.urls {
-            return Ok((u.d.clone(), nonempty(&u.v), u.s.clone()));
+            return Ok(VersionUrls {
+                download: u.d.clone(),
+                verify: nonempty(&u.v),
+                signature: u.s.clone(),
+                credential: nonempty(&u.c),
+            });
         }
         let base = match v.b {
             Some(id) => self.interned("base", id).await?,
@@ -267,18 +285,22 @@ impl Store {
         };
         let d = PublicUuid::parse(&v.d).map_err(corrupt)?;
         if v.nv.is_some() {
-            return Ok((
-                format!("{base}{}", layout::pdf_path(&d)),
-                None,
-                format!("{base}{}", layout::pdf_sig_path(&d)),
-            ));
+            return Ok(VersionUrls {
+                download: format!("{base}{}", layout::pdf_path(&d)),
+                verify: None,
+                signature: format!("{base}{}", layout::pdf_sig_path(&d)),
+                credential: None,
+            });
         }
         let vu = PublicUuid::parse(&v.v).map_err(corrupt)?;
-        Ok((
-            format!("{base}{}", layout::pdf_path(&d)),
-            Some(format!("{base}{}", layout::verify_dir(&vu))),
-            format!("{base}{}", layout::sig_path(&vu)),
-        ))
+        Ok(VersionUrls {
+            download: format!("{base}{}", layout::pdf_path(&d)),
+            verify: Some(format!("{base}{}", layout::verify_dir(&vu))),
+            signature: format!("{base}{}", layout::sig_path(&vu)),
+            credential: v
+                .cr
+                .map(|_| format!("{base}{}", layout::credential_path(&vu))),
+        })
     }
 
     async fn key_fingerprint(&self, v: &Version) -> Result<Option<String>> {
@@ -335,12 +357,12 @@ impl Store {
                 .ok_or_else(|| StoreError::Corrupt(format!("certificate {} lacks {k}", r.id)))
         };
         let current = r.current();
-        let (download_url, verify_url, signature_url) = match current {
+        let (download_url, verify_url, signature_url, credential_url) = match current {
             Some(v) if r.g.is_none() => {
-                let (d, vu, s) = self.urls(v).await?;
-                (Some(d), vu, Some(s))
+                let u = self.urls(v).await?;
+                (Some(u.download), u.verify, Some(u.signature), u.credential)
             }
-            _ => (None, None, None),
+            _ => (None, None, None, None),
         };
         let uuid = |s: &str| {
             (!s.is_empty())
@@ -377,6 +399,7 @@ impl Store {
             download_url,
             verify_url,
             signature_url,
+            credential_url,
             download_uuid: current.map(|v| uuid(&v.d)).transpose()?.flatten(),
             verify_uuid: current.map(|v| uuid(&v.v)).transpose()?.flatten(),
             sha256: r.sha.clone().filter(|s| !s.is_empty()),
@@ -449,13 +472,13 @@ impl Store {
         // while it is valid.
         let current_verify_url = match (status, r.vs.get(k + 1)) {
             (VerificationStatus::Superseded, Some(next)) if next.st.is_none() => {
-                self.urls(next).await?.1
+                self.urls(next).await?.verify
             }
             _ => None,
         };
         let printed = r.printed(k);
         let get = |n: &str| printed.get(n).cloned().unwrap_or_default();
-        let (download_url, _, signature_url) = self.urls(v).await?;
+        let urls = self.urls(v).await?;
         // Left out of the version while the history entry naming it holds it.
         let published_at = v.p.clone().or_else(|| {
             r.h.iter()
@@ -475,8 +498,9 @@ impl Store {
             course_name: nonempty(&get("course_name")),
             org: nonempty(&get("org")),
             issued_date: get("issued_date"),
-            download_url: nonempty(&download_url),
-            signature_url: nonempty(&signature_url),
+            download_url: nonempty(&urls.download),
+            signature_url: nonempty(&urls.signature),
+            credential_url: urls.credential,
             key_fingerprint: self.key_fingerprint(v).await?,
             updated_at,
             verify_uuid: verify.clone(),

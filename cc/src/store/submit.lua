@@ -65,8 +65,10 @@ local function submit_one(cid, jid, action, pending, allowed, allowed_absent, du
   save(P, rec)
   local jk = P .. 'job:' .. jid
   -- Empty fields are left out (the scripts read a missing field as empty).
+  -- requested_at stays for every attempt (enqueued_at moves on a requeue): the
+  -- time the workserver signs with, so that every attempt signs the same bytes.
   redis.call('HSET', jk, 'cert_id', cid, 'action', action, 'attempt', 0, 'status', 'queued',
-    'enqueued_at', now_ms)
+    'enqueued_at', now_ms, 'requested_at', now_ms)
   if du ~= '' then redis.call('HSET', jk, 'download_uuid', du, 'verify_uuid', vu) end
   if pdu ~= '' then redis.call('HSET', jk, 'previous_download_uuid', pdu, 'previous_verify_uuid', pvu) end
   if cb_url ~= '' then

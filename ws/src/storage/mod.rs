@@ -79,10 +79,13 @@ pub const CONTENT_PDF: &str = "application/pdf";
 pub const CONTENT_SIG: &str = "application/pgp-signature";
 pub const CONTENT_HTML: &str = "text/html; charset=utf-8";
 pub const CONTENT_KEY: &str = "application/pgp-keys";
+/// Credentials and DID documents (JSON-LD is JSON; wallets fetch it as such).
+pub const CONTENT_JSON: &str = "application/json";
 
 // The object layout is shared with the CC, which checks reported URLs against it.
 pub use testamur_common::layout::{
-    pdf_path, pdf_sig_path, sig_path, verify_dir, verify_page_path, PUBLIC_KEY_PATH,
+    credential_path, pdf_path, pdf_sig_path, sig_path, verify_dir, verify_page_path,
+    PUBLIC_KEY_PATH,
 };
 
 /// The `Cache-Control` of every published file. Nothing is `immutable`: a delete

@@ -1,0 +1,122 @@
+//! Open Badges 3.0 credentials: every published version of a certificate also as
+//! an `OpenBadgeCredential` (W3C Verifiable Credentials Data Model 2.0) with an
+//! embedded Data Integrity proof of the `eddsa-rdfc-2022` cryptosuite, which a
+//! learner can keep in a wallet and anyone can check offline.
+//!
+//! - [`credential`]: the credential's JSON and the same statements as RDF.
+//! - [`rdf`]: RDFC-1.0 canonical N-Quads, which the proof signs.
+//! - [`did`]: the issuer's identifier, `did:key` or `did:web`, and its DID document.
+//! - [`key`]: the Ed25519 key file.
+//! - [`multibase`]: base58-btc for keys and proof values.
+//!
+//! The proof (Data Integrity EdDSA Cryptosuites v1.0, section 3.3): SHA-256 of
+//! the canonical proof options (the proof without `proofValue`, with the
+//! credential's `@context`) followed by SHA-256 of the canonical credential
+//! without its proof, signed with Ed25519; `proofValue` is that signature in
+//! multibase base58-btc. Everything is deterministic: Ed25519 has no nonce,
+//! `created` is when the CC accepted the job's request (the same for every
+//! attempt), so a retried job publishes the same bytes.
+
+pub mod credential;
+pub mod did;
+pub mod key;
+pub mod multibase;
+pub mod rdf;
+
+use ed25519_dalek::{Signer as _, SigningKey, VerifyingKey};
+use sha2::{Digest, Sha256};
+use testamur_common::config::CredentialsConfig;
+
+pub use self::credential::Facts;
+use self::did::IssuerId;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CredentialError {
+    #[error(transparent)]
+    Key(#[from] key::KeyError),
+    #[error("cannot make the credential's proof: {0}")]
+    Canon(#[from] rdf::CanonError),
+    #[error("the credential's proof did not verify with its own key: {0}")]
+    Verify(String),
+    #[error("the credential cannot hold {0}")]
+    Data(String),
+}
+
+/// Who issues credentials, with what key.
+pub struct Issuer {
+    id: IssuerId,
+    key: SigningKey,
+    verifying: VerifyingKey,
+}
+
+impl Issuer {
+    /// The issuer ws.conf's `[credentials]` describes (reads the key file).
+    pub fn load(cfg: &CredentialsConfig) -> Result<Self, CredentialError> {
+        Ok(Self::new(key::load(&cfg.key)?, cfg.issuer.clone()))
+    }
+
+    /// `did` is `"did:key"` (derived from the key) or a `did:web:…` identifier.
+    pub fn new(key: SigningKey, did: testamur_common::config::IssuerDid) -> Self {
+        let verifying = key.verifying_key();
+        Self {
+            id: IssuerId::new(did, verifying.as_bytes()),
+            key,
+            verifying,
+        }
+    }
+
+    /// The issuer of an Ed25519 key given by its 32-byte seed (tests, benches).
+    pub fn from_seed(seed: &[u8; 32], did: testamur_common::config::IssuerDid) -> Self {
+        Self::new(SigningKey::from_bytes(seed), did)
+    }
+
+    pub fn did(&self) -> &str {
+        &self.id.did
+    }
+
+    /// The `did:web` DID document and its path in storage (`None` for did:key,
+    /// which is its own document).
+    pub fn did_document(&self) -> Option<(&str, Vec<u8>)> {
+        self.id.document()
+    }
+
+    /// The signed credential of one published version, as published (JSON, a
+    /// final newline). Its proof is checked with the public key before it is
+    /// returned.
+    pub fn issue(&self, facts: &Facts) -> Result<Vec<u8>, CredentialError> {
+        let created = facts.created()?;
+        let (mut doc, statements) = credential::document(facts, &self.id)?;
+        let options = credential::proof_options(&created, &self.id.verification_method);
+        let hash = Self::hash_data(&statements, &options.1)?;
+        let signature = self.key.sign(&hash);
+        self.verifying
+            .verify_strict(&hash, &signature)
+            .map_err(|e| CredentialError::Verify(e.to_string()))?;
+        let mut proof = options.0;
+        proof.insert(
+            "proofValue".into(),
+            multibase::z(&signature.to_bytes()).into(),
+        );
+        doc.insert("proof".into(), proof.into());
+        let mut out =
+            serde_json::to_vec_pretty(&doc).map_err(|e| CredentialError::Data(e.to_string()))?;
+        out.push(b'\n');
+        Ok(out)
+    }
+
+    /// What the proof signs: SHA-256 of the canonical proof options, then of the
+    /// canonical credential.
+    fn hash_data(
+        statements: &[rdf::Quad],
+        proof_options: &[rdf::Quad],
+    ) -> Result<[u8; 64], CredentialError> {
+        let mut out = [0u8; 64];
+        out[..32].copy_from_slice(&Sha256::digest(
+            rdf::canonical_nquads(proof_options)?.as_bytes(),
+        ));
+        out[32..].copy_from_slice(&Sha256::digest(
+            rdf::canonical_nquads(statements)?.as_bytes(),
+        ));
+        Ok(out)
+    }
+}
