@@ -147,7 +147,7 @@ fn parse_addresses(
 /// The client a trusted proxy names in `X-Forwarded-For`: the right-most entry
 /// (the one the proxy added itself; the ones left of it are the client's word).
 pub fn forwarded_for(headers: &axum::http::HeaderMap) -> Option<IpAddr> {
-    let v = headers.get_all("x-forwarded-for").iter().last()?;
+    let v = headers.get_all("x-forwarded-for").iter().next_back()?;
     let last = v.to_str().ok()?.rsplit(',').next()?.trim();
     last.parse().ok()
 }

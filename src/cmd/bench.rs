@@ -142,31 +142,48 @@ fn render(a: &BenchArgs) -> anyhow::Result<ExitCode> {
     let renderer = testamur_ws::render::Renderer::load(&dir)?;
     let (secret, _, _) = testamur_ws::sign::generate_key("bench")?;
     let key = testamur_ws::sign::SigningKey::from_cert(sequoia_cert(&secret)?)?;
+    // The credential of every certificate too, as a workserver with
+    // `[credentials]` issues it (did:web: the longer identifier).
+    let issuer = testamur_ws::credential::Issuer::from_seed(
+        &[7; 32],
+        testamur_common::config::IssuerDid::Web {
+            did: "did:web:certs.example.org".into(),
+            document_path: ".well-known/did.json".into(),
+        },
+    );
     let script = sample::Script::from(a.script);
-    let (mut t_render, mut t_sign, mut bytes) = (Duration::ZERO, Duration::ZERO, 0usize);
+    let (mut t_render, mut t_sign, mut t_cred, mut bytes) =
+        (Duration::ZERO, Duration::ZERO, Duration::ZERO, 0usize);
     let start = Instant::now();
     for i in 0..a.n {
         let job = sample::job(script, i, a.template.as_deref());
         let verify_url = sample::verify_url("https://certs.example.org", &job);
         let t0 = Instant::now();
-        let pdf = renderer
-            .render(
-                &job,
-                &RenderContext {
-                    verify_url: &verify_url,
-                },
-            )?
-            .pdf;
+        let rendered = renderer.render(
+            &job,
+            &RenderContext {
+                verify_url: &verify_url,
+            },
+        )?;
+        let pdf = rendered.pdf;
         let t1 = Instant::now();
         let sig = key.sign_detached(&pdf)?;
         key.verify_detached(&pdf, &sig)?;
+        let t2 = Instant::now();
+        let vu = job
+            .verify_uuid
+            .as_ref()
+            .context("sample jobs have a verify uuid")?;
+        let facts = testamur_ws::job::credential_facts(&job, vu, &rendered.noun);
+        issuer.issue(&facts)?;
         t_render += t1 - t0;
-        t_sign += t1.elapsed();
+        t_sign += t2 - t1;
+        t_cred += t2.elapsed();
         bytes += pdf.len();
     }
     let total = start.elapsed();
     println!(
-        "render+sign+verify, one thread, {} certificates, template {}, {} names",
+        "render + OpenPGP sign+verify + credential (issue+verify), one thread, {} certificates, template {}, {} names",
         a.n,
         a.template.as_deref().unwrap_or("(default)"),
         match a.script {
@@ -180,9 +197,10 @@ fn render(a: &BenchArgs) -> anyhow::Result<ExitCode> {
         a.n as f64 / total.as_secs_f64()
     );
     println!(
-        "  render {:.3} ms/cert, sign+verify {:.3} ms/cert",
+        "  render {:.3} ms/cert, sign+verify {:.3} ms/cert, credential {:.3} ms/cert",
         ms(t_render, a.n),
-        ms(t_sign, a.n)
+        ms(t_sign, a.n),
+        ms(t_cred, a.n)
     );
     println!(
         "  average PDF size {:.1} KB",

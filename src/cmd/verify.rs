@@ -1,6 +1,9 @@
-//! `testamur verify CERT.pdf CERT.pdf.sig [--key KEY]`: offline signature check.
+//! `testamur verify [CERT.pdf CERT.pdf.sig] [--key KEY] [--credential credential.json
+//! [--did-document did.json]]`: offline checks of what a workserver published: the
+//! detached OpenPGP signature of the PDF, and the Open Badges credential's proof.
+//! Prints one VALID or INVALID line per check; exits 1 if any check fails.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -8,16 +11,65 @@ use clap::Args;
 
 #[derive(Args)]
 pub struct VerifyArgs {
-    pdf: PathBuf,
-    signature: PathBuf,
+    /// The certificate (PDF); with its detached signature (`.pdf.sig`).
+    pdf: Option<PathBuf>,
+    signature: Option<PathBuf>,
     /// The signer's public key (default: signing-key.asc found in ./keys or next to the files).
     #[arg(long)]
     key: Option<PathBuf>,
+    /// An Open Badges credential (`cert/{uuid}/credential.json`) to check.
+    #[arg(long)]
+    credential: Option<PathBuf>,
+    /// The did:web issuer's DID document (the file its did:web URL serves,
+    /// e.g. `.well-known/did.json` in storage); not needed for did:key.
+    #[arg(long)]
+    did_document: Option<PathBuf>,
+}
+
+fn read(p: &Path) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(p).with_context(|| format!("reading {}", p.display()))
 }
 
 pub fn run(a: VerifyArgs) -> anyhow::Result<ExitCode> {
-    let key = match a.key {
-        Some(k) => k,
+    let mut ok = true;
+    match (&a.pdf, &a.signature) {
+        (Some(pdf), Some(sig)) => ok &= signature(pdf, sig, a.key.as_deref())?,
+        (Some(_), None) => {
+            anyhow::bail!("give the PDF and its signature: testamur verify CERT.pdf CERT.pdf.sig")
+        }
+        (None, _) if a.credential.is_none() => anyhow::bail!(
+            "nothing to check: give CERT.pdf CERT.pdf.sig, --credential credential.json, or both"
+        ),
+        (None, _) => {}
+    }
+    if let Some(c) = &a.credential {
+        let doc = a.did_document.as_deref().map(read).transpose()?;
+        match testamur_ws::credential::check::check(&read(c)?, doc.as_deref()) {
+            Ok(v) => println!(
+                "VALID: {} is a credential issued by {} to {:?} for {:?} (valid from {}, {})",
+                c.display(),
+                v.issuer,
+                v.learner,
+                v.course,
+                v.valid_from,
+                v.id
+            ),
+            Err(e) => {
+                println!("INVALID: {} — {e}", c.display());
+                ok = false;
+            }
+        }
+    }
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn signature(pdf_path: &Path, sig_path: &Path, key: Option<&Path>) -> anyhow::Result<bool> {
+    let key = match key {
+        Some(k) => k.to_owned(),
         None => ["keys/signing-key.asc", "signing-key.asc"]
             .iter()
             .map(PathBuf::from)
@@ -25,22 +77,21 @@ pub fn run(a: VerifyArgs) -> anyhow::Result<ExitCode> {
             .context("no public key given; pass --key signing-key.asc")?,
     };
     let cert = testamur_ws::sign::load_cert(&key)?;
-    let pdf = std::fs::read(&a.pdf).with_context(|| format!("reading {}", a.pdf.display()))?;
-    let sig = std::fs::read(&a.signature)
-        .with_context(|| format!("reading {}", a.signature.display()))?;
+    let pdf = read(pdf_path)?;
+    let sig = read(sig_path)?;
     match testamur_ws::sign::verify_detached(&cert, &pdf, &sig) {
         Ok(()) => {
             println!(
                 "VALID: {} is signed by {} (key {})",
-                a.pdf.display(),
+                pdf_path.display(),
                 testamur_ws::sign::signer_name(&cert),
                 cert.fingerprint()
             );
-            Ok(ExitCode::SUCCESS)
+            Ok(true)
         }
         Err(e) => {
-            println!("INVALID: {} — {e}", a.pdf.display());
-            Ok(ExitCode::from(1))
+            println!("INVALID: {} — {e}", pdf_path.display());
+            Ok(false)
         }
     }
 }

@@ -158,6 +158,57 @@ async fn fifty_published_credentials_verify_with_digital_bazaars_verifier() {
         assert!(!ok, "the tampered {} verifies", f.display());
     }
 
+    // `testamur verify` checks the same offline: the PDF's signature and the
+    // credential against the published DID document; the tampered ones fail.
+    let verify_cli = |cred: &std::path::Path| {
+        std::process::Command::new(crate::helpers::BIN)
+            .arg("verify")
+            .arg("--credential")
+            .arg(cred)
+            .arg("--did-document")
+            .arg(storage.join(".well-known/did.json"))
+            .output()
+            .unwrap()
+    };
+    let out = verify_cli(&files[0]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.starts_with("VALID: ") && stdout.contains(DID_WEB),
+        "{stdout}"
+    );
+    for t in &tampered {
+        let out = verify_cli(t);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(1), "{stdout}");
+        assert!(stdout.starts_with("INVALID: "), "{stdout}");
+    }
+    let cert0 = lms.certificate(ids[0].as_str()).await.unwrap().unwrap();
+    let pdf = stored(&storage, cert0.download_url.as_deref().unwrap());
+    let sig = stored(&storage, cert0.signature_url.as_deref().unwrap());
+    let out = std::process::Command::new(crate::helpers::BIN)
+        .arg("verify")
+        .args([&pdf, &sig])
+        .arg("--key")
+        .arg(storage.join("keys/signing-key.asc"))
+        .arg("--credential")
+        .arg(&files[0])
+        .arg("--did-document")
+        .arg(storage.join(".well-known/did.json"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(stdout.matches("VALID: ").count(), 2, "{stdout}");
+
     // Deleted: the credential goes with the version's other files, and the
     // verification record says revoked.
     let mut del = reqs[2].clone();

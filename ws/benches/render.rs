@@ -1,6 +1,7 @@
 //! Criterion benchmarks for the per-certificate CPU work of a workserver: rendering
 //! the shipped templates with Latin and CJK names, and signing (with the check
-//! before publishing). Throughput is in certificates, so criterion reports
+//! before publishing): the detached OpenPGP signature and the Open Badges
+//! credential's proof. Throughput is in certificates, so criterion reports
 //! certificates per second on one core.
 //!
 //!     cargo bench -p testamur-ws --bench render
@@ -11,6 +12,8 @@
 use std::path::PathBuf;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use testamur_common::config::IssuerDid;
+use testamur_ws::credential::Issuer;
 use testamur_ws::render::{RenderContext, Renderer};
 use testamur_ws::sample::{self, Script};
 use testamur_ws::sign::{self, SigningKey};
@@ -36,6 +39,13 @@ fn render_one(renderer: &Renderer, script: Script, template: &str, i: usize) -> 
 fn render(c: &mut Criterion) {
     let renderer = Renderer::load(&templates()).expect("shipped templates load");
     let key = key();
+    let issuer = Issuer::from_seed(
+        &[7; 32],
+        IssuerDid::Web {
+            did: "did:web:certs.example.org".into(),
+            document_path: ".well-known/did.json".into(),
+        },
+    );
     let mut g = c.benchmark_group("certificate");
     g.throughput(Throughput::Elements(1));
     // One count for all benchmarks: no benchmark meets the names (and so the
@@ -49,6 +59,20 @@ fn render(c: &mut Criterion) {
         for (script, label) in [(Script::Latin, "latin"), (Script::Cjk, "cjk")] {
             g.bench_function(format!("render/{template}/{label}"), |b| {
                 b.iter(|| render_one(&renderer, script, template, next()))
+            });
+            g.bench_function(format!("render+sign+credential/{template}/{label}"), |b| {
+                b.iter(|| {
+                    let job = sample::job(script, next(), Some(template));
+                    let url = sample::verify_url("https://certs.example.org", &job);
+                    let out = renderer
+                        .render(&job, &RenderContext { verify_url: &url })
+                        .expect("renders");
+                    let sig = key.sign_detached(&out.pdf).expect("signs");
+                    key.verify_detached(&out.pdf, &sig).expect("verifies");
+                    let vu = job.verify_uuid.as_ref().expect("a verify uuid");
+                    let facts = testamur_ws::job::credential_facts(&job, vu, &out.noun);
+                    (sig, issuer.issue(&facts).expect("issues"))
+                })
             });
             g.bench_function(format!("render+sign/{template}/{label}"), |b| {
                 b.iter(|| {
@@ -66,6 +90,14 @@ fn render(c: &mut Criterion) {
             let sig = key.sign_detached(&pdf).expect("signs");
             key.verify_detached(&pdf, &sig).expect("verifies");
             sig
+        })
+    });
+    let job = sample::job(Script::Latin, 0, Some("letter"));
+    let vu = job.verify_uuid.clone().expect("a verify uuid");
+    g.bench_function("credential", |b| {
+        b.iter(|| {
+            let facts = testamur_ws::job::credential_facts(&job, &vu, "Certificate");
+            issuer.issue(&facts).expect("issues")
         })
     });
     g.finish();

@@ -85,6 +85,28 @@ fn signing_time(cert: &JobCertificate) -> std::time::SystemTime {
         .unwrap_or_else(std::time::SystemTime::now)
 }
 
+/// What a job's credential says: the learner's name as given (the username when
+/// the LMS gave none), the course, the issuer's name, the dates.
+pub fn credential_facts<'a>(
+    cert: &'a JobCertificate,
+    vu: &'a PublicUuid,
+    noun: &'a str,
+) -> crate::credential::Facts<'a> {
+    crate::credential::Facts {
+        verify_uuid: vu,
+        learner: cert.name.as_deref().unwrap_or(cert.username.as_str()),
+        course_id: cert.course_id.as_str(),
+        course_name: cert
+            .course_name
+            .as_deref()
+            .unwrap_or(cert.course_id.as_str()),
+        org: cert.org.as_deref(),
+        issued_date: &cert.issued_date,
+        signed_at: cert.requested_at.as_deref().and_then(whole_seconds),
+        noun,
+    }
+}
+
 /// An RFC 3339 time to the second, UTC (`2026-11-23T10:15:00Z`), as the
 /// credential's proof says when it was made.
 fn whole_seconds(t: &str) -> Option<String> {
@@ -201,26 +223,16 @@ impl Pipeline {
         let Some(issuer) = &self.credentials else {
             return Ok(None);
         };
-        let facts = crate::credential::Facts {
-            verify_uuid: vu,
-            learner: cert.name.as_deref().unwrap_or(cert.username.as_str()),
-            course_id: cert.course_id.as_str(),
-            course_name: cert
-                .course_name
-                .as_deref()
-                .unwrap_or(cert.course_id.as_str()),
-            org: cert.org.as_deref(),
-            issued_date: &cert.issued_date,
-            signed_at: cert.requested_at.as_deref().and_then(whole_seconds),
-            noun,
-        };
-        issuer.issue(&facts).map(Some).map_err(|e| {
-            JobError::permanent(
-                FailCode::Signing,
-                &format!("credential on {}", self.workserver),
-                e,
-            )
-        })
+        issuer
+            .issue(&credential_facts(cert, vu, noun))
+            .map(Some)
+            .map_err(|e| {
+                JobError::permanent(
+                    FailCode::Signing,
+                    &format!("credential on {}", self.workserver),
+                    e,
+                )
+            })
     }
 
     /// Carries out a job outside the cluster (no lease to lose).

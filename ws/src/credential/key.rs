@@ -99,4 +99,22 @@ mod tests {
         );
         assert!(from_pem("").unwrap_err().contains("BEGIN"));
     }
+
+    #[test]
+    fn a_key_others_can_read_is_refused_with_the_command_that_fixes_it() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("credential.key");
+        std::fs::write(&path, generate_pem().unwrap()).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let err = load(&path).unwrap_err();
+        assert!(matches!(err, KeyError::Permissions { .. }), "{err}");
+        assert!(err.to_string().contains("chmod 600"), "{err}");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(load(&path).is_ok());
+        std::fs::write(&path, "not a key").unwrap();
+        assert!(matches!(load(&path), Err(KeyError::Format { .. })));
+        let missing = load(&dir.path().join("absent.key")).unwrap_err();
+        assert!(matches!(missing, KeyError::Read { .. }), "{missing}");
+    }
 }

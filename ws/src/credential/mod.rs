@@ -3,11 +3,12 @@
 //! embedded Data Integrity proof of the `eddsa-rdfc-2022` cryptosuite, which a
 //! learner can keep in a wallet and anyone can check offline.
 //!
-//! - [`credential`]: the credential's JSON and the same statements as RDF.
+//! - [`document`]: the credential's JSON and the same statements as RDF.
 //! - [`rdf`]: RDFC-1.0 canonical N-Quads, which the proof signs.
 //! - [`did`]: the issuer's identifier, `did:key` or `did:web`, and its DID document.
 //! - [`key`]: the Ed25519 key file.
 //! - [`multibase`]: base58-btc for keys and proof values.
+//! - [`check`]: checking a published credential offline (`testamur verify`).
 //!
 //! The proof (Data Integrity EdDSA Cryptosuites v1.0, section 3.3): SHA-256 of
 //! the canonical proof options (the proof without `proofValue`, with the
@@ -17,8 +18,9 @@
 //! `created` is when the CC accepted the job's request (the same for every
 //! attempt), so a retried job publishes the same bytes.
 
-pub mod credential;
+pub mod check;
 pub mod did;
+pub mod document;
 pub mod key;
 pub mod multibase;
 pub mod rdf;
@@ -27,8 +29,8 @@ use ed25519_dalek::{Signer as _, SigningKey, VerifyingKey};
 use sha2::{Digest, Sha256};
 use testamur_common::config::CredentialsConfig;
 
-pub use self::credential::Facts;
 use self::did::IssuerId;
+pub use self::document::Facts;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CredentialError {
@@ -85,8 +87,8 @@ impl Issuer {
     /// returned.
     pub fn issue(&self, facts: &Facts) -> Result<Vec<u8>, CredentialError> {
         let created = facts.created()?;
-        let (mut doc, statements) = credential::document(facts, &self.id)?;
-        let options = credential::proof_options(&created, &self.id.verification_method);
+        let (mut doc, statements) = document::document(facts, &self.id)?;
+        let options = document::proof_options(&created, &self.id.verification_method);
         let hash = Self::hash_data(&statements, &options.1)?;
         let signature = self.key.sign(&hash);
         self.verifying
@@ -106,7 +108,7 @@ impl Issuer {
 
     /// What the proof signs: SHA-256 of the canonical proof options, then of the
     /// canonical credential.
-    fn hash_data(
+    pub(super) fn hash_data(
         statements: &[rdf::Quad],
         proof_options: &[rdf::Quad],
     ) -> Result<[u8; 64], CredentialError> {

@@ -334,11 +334,11 @@ mod tests {
             (&ob, "IdentityObject", IDENTITY_OBJECT),
             (&vc, "name", NAME),
             (&ob, "name", NAME),
-            (&vcs, "name", NAME),
+            (vcs, "name", NAME),
             (&ob, "description", DESCRIPTION),
-            (&vcs, "issuer", ISSUER),
-            (&vcs, "validFrom", VALID_FROM),
-            (&vcs, "credentialSubject", CREDENTIAL_SUBJECT),
+            (vcs, "issuer", ISSUER),
+            (vcs, "validFrom", VALID_FROM),
+            (vcs, "credentialSubject", CREDENTIAL_SUBJECT),
             (subj, "achievement", ACHIEVEMENT),
             (subj, "identifier", IDENTIFIER),
             (idobj, "identityHash", IDENTITY_HASH),
@@ -367,7 +367,7 @@ mod tests {
         assert_eq!(idobj["hashed"]["@type"], OB_BOOLEAN);
         for (ctx, term) in [
             (&ob, "name"),
-            (&vcs, "name"),
+            (vcs, "name"),
             (&ob, "narrative"),
             (idobj, "identityHash"),
         ] {
