@@ -150,6 +150,13 @@ pub async fn run(a: DemoArgs, log_json: bool) -> anyhow::Result<ExitCode> {
             public.display()
         );
         println!("public key:  {}", key.display());
+        let credential = public.join(format!("cert/{vu}/credential.json"));
+        if credential.is_file() {
+            println!(
+                "credentials: {}/cert/<verify_uuid>/credential.json (Open Badges 3.0, did:key)",
+                public.display()
+            );
+        }
         println!("\ncheck one with gpg, in a throwaway keyring (gpg warns that the key is not");
         println!("certified: expected for a key you have only just imported):");
         println!(
@@ -159,11 +166,15 @@ pub async fn run(a: DemoArgs, log_json: bool) -> anyhow::Result<ExitCode> {
             pdf.display()
         );
         println!(
-            "or offline with testamur:\n  {} verify {} {} --key {}",
+            "or offline with testamur (the signature, and the credential's proof):\n  {} verify {} {} --key {}{}",
             exe.display(),
             pdf.display(),
             sig.display(),
-            key.display()
+            key.display(),
+            match credential.is_file() {
+                true => format!(" --credential {}", credential.display()),
+                false => String::new(),
+            }
         );
     }
     if a.serve {
