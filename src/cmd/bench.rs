@@ -174,7 +174,7 @@ fn render(a: &BenchArgs) -> anyhow::Result<ExitCode> {
             .verify_uuid
             .as_ref()
             .context("sample jobs have a verify uuid")?;
-        let facts = testamur_ws::job::credential_facts(&job, vu, &rendered.noun);
+        let facts = testamur_ws::signed_at::credential_facts(&job, vu, &rendered.noun);
         issuer.issue(&facts)?;
         t_render += t1 - t0;
         t_sign += t2 - t1;

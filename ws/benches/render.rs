@@ -70,7 +70,7 @@ fn render(c: &mut Criterion) {
                     let sig = key.sign_detached(&out.pdf).expect("signs");
                     key.verify_detached(&out.pdf, &sig).expect("verifies");
                     let vu = job.verify_uuid.as_ref().expect("a verify uuid");
-                    let facts = testamur_ws::job::credential_facts(&job, vu, &out.noun);
+                    let facts = testamur_ws::signed_at::credential_facts(&job, vu, &out.noun);
                     (sig, issuer.issue(&facts).expect("issues"))
                 })
             });
@@ -96,7 +96,7 @@ fn render(c: &mut Criterion) {
     let vu = job.verify_uuid.clone().expect("a verify uuid");
     g.bench_function("credential", |b| {
         b.iter(|| {
-            let facts = testamur_ws::job::credential_facts(&job, &vu, "Certificate");
+            let facts = testamur_ws::signed_at::credential_facts(&job, &vu, "Certificate");
             issuer.issue(&facts).expect("issues")
         })
     });

@@ -72,57 +72,6 @@ fn render_failed(workserver: &str, e: crate::render::RenderError) -> JobError {
     }
 }
 
-/// When a job's signatures say they were made: when the CC accepted its request
-/// (the same for every attempt, so a retry signs the same bytes), or now for a
-/// job from an earlier CC that does not say.
-fn signing_time(cert: &JobCertificate) -> std::time::SystemTime {
-    cert.requested_at
-        .as_deref()
-        .and_then(|t| {
-            time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
-        })
-        .map(std::time::SystemTime::from)
-        .unwrap_or_else(std::time::SystemTime::now)
-}
-
-/// What a job's credential says: the learner's name as given (the username when
-/// the LMS gave none), the course, the issuer's name, the dates.
-pub fn credential_facts<'a>(
-    cert: &'a JobCertificate,
-    vu: &'a PublicUuid,
-    noun: &'a str,
-) -> crate::credential::Facts<'a> {
-    crate::credential::Facts {
-        verify_uuid: vu,
-        learner: cert.name.as_deref().unwrap_or(cert.username.as_str()),
-        course_id: cert.course_id.as_str(),
-        course_name: cert
-            .course_name
-            .as_deref()
-            .unwrap_or(cert.course_id.as_str()),
-        org: cert.org.as_deref(),
-        issued_date: &cert.issued_date,
-        signed_at: cert.requested_at.as_deref().and_then(whole_seconds),
-        noun,
-    }
-}
-
-/// An RFC 3339 time to the second, UTC (`2026-11-23T10:15:00Z`), as the
-/// credential's proof says when it was made.
-fn whole_seconds(t: &str) -> Option<String> {
-    let t = time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()?;
-    let t = t.to_offset(time::UtcOffset::UTC);
-    Some(format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second()
-    ))
-}
-
 /// Pauses between attempts of one storage call within a job.
 const RETRY_PAUSES_MS: [u64; 4] = [200, 500, 1000, 2000];
 
@@ -185,7 +134,7 @@ impl Pipeline {
         let pdf = rendered.pdf;
         let signature = self
             .key
-            .sign_detached_at(&pdf, signing_time(cert))
+            .sign_detached_at(&pdf, crate::signed_at::signing_time(cert))
             .map_err(|e| {
                 JobError::transient(
                     FailCode::Signing,
@@ -224,7 +173,7 @@ impl Pipeline {
             return Ok(None);
         };
         issuer
-            .issue(&credential_facts(cert, vu, noun))
+            .issue(&crate::signed_at::credential_facts(cert, vu, noun))
             .map(Some)
             .map_err(|e| {
                 JobError::permanent(

@@ -24,6 +24,7 @@ pub mod render;
 pub mod report;
 pub mod sample;
 pub mod sign;
+pub mod signed_at;
 pub mod storage;
 pub mod verify_page;
 pub mod worker;
