@@ -32,6 +32,13 @@ pub fn random_hex(n: usize) -> String {
     hex::encode(buf)
 }
 
+/// A random number from the operating system.
+pub fn random_u32() -> u32 {
+    let mut buf = [0u8; 4];
+    getrandom::fill(&mut buf).expect("the operating system's random source failed");
+    u32::from_le_bytes(buf)
+}
+
 fn check_text(what: &'static str, s: &str, max: usize) -> Result<(), IdError> {
     if s.trim().is_empty() {
         return Err(IdError::Empty { what });

@@ -34,6 +34,12 @@ pub fn credential_path(verify: &PublicUuid) -> String {
     format!("cert/{verify}/credential.json")
 }
 
+/// A status list's signed credential (Bitstring Status List), overwritten at
+/// every change; named by each credential's `statusListCredential`.
+pub fn status_list_path(list: u32) -> String {
+    format!("status/{list}.json")
+}
+
 pub fn verify_dir(verify: &PublicUuid) -> String {
     format!("cert/{verify}/")
 }

@@ -17,6 +17,7 @@
 //! - [`config`]: `cc.conf` / `ws.conf` parsing with errors that name file and key.
 //! - [`secret`]: secrets that never print and compare in constant time.
 //! - [`tls`]: loading PEM files into rustls server and client configs.
+//! - [`status_list`]: Bitstring Status List entries and publications on the wire.
 //! - [`html`]: escaping for the HTML pages (verification page, dashboard).
 //! - [`error_chain`]: an error and its causes on one line.
 //!
@@ -36,6 +37,7 @@ pub mod request;
 pub mod scripts;
 pub mod secret;
 pub mod state;
+pub mod status_list;
 pub mod time_fmt;
 pub mod tls;
 pub mod wire;

@@ -55,6 +55,10 @@ pub struct Capabilities {
     /// checks submissions against the catalogue of the workservers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub templates: Option<crate::catalog::Catalog>,
+    /// Extension: the workserver publishes Bitstring Status Lists (it issues
+    /// credentials): it may be leased their publications (`LeaseResponse::status_lists`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub status_lists: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -100,6 +104,10 @@ pub struct LeaseRequest {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LeaseResponse {
     pub jobs: Vec<LeasedJob>,
+    /// Extension: status lists to publish (workservers with
+    /// `capabilities.status_lists` only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub status_lists: Vec<crate::status_list::LeasedStatusList>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -155,6 +163,10 @@ pub struct JobCertificate {
     /// queued by earlier releases.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub requested_at: Option<String>,
+    /// For add/regen: the new version's status list entry, the same for every
+    /// attempt (extension, docs/API.md); absent for jobs queued by earlier releases.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<crate::status_list::StatusEntry>,
 }
 
 /// `GET /verify/{verify_uuid}` (public): whether the certificate version published

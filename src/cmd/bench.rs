@@ -174,7 +174,7 @@ fn render(a: &BenchArgs) -> anyhow::Result<ExitCode> {
             .verify_uuid
             .as_ref()
             .context("sample jobs have a verify uuid")?;
-        let facts = testamur_ws::signed_at::credential_facts(&job, vu, &rendered.noun);
+        let facts = testamur_ws::signed_at::credential_facts(&job, vu, &rendered.noun, &bench_list_url);
         issuer.issue(&facts)?;
         t_render += t1 - t0;
         t_sign += t2 - t1;
@@ -215,4 +215,9 @@ fn ms(d: Duration, n: usize) -> f64 {
 
 pub(super) fn sequoia_cert(armored: &str) -> anyhow::Result<testamur_ws::sign::Cert> {
     testamur_ws::sign::parse_cert(armored.as_bytes()).context("parsing the generated key")
+}
+
+/// Where the benchmark's credentials say their status lists are.
+fn bench_list_url(list: u32) -> String {
+    format!("https://certs.example.org/status/{list}.json")
 }

@@ -376,6 +376,7 @@ fn job(i: usize) -> JobCertificate {
         verify_uuid: Some(PublicUuid::generate()),
         previous: None,
         requested_at: None,
+        status: None,
     }
 }
 

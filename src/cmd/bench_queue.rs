@@ -149,7 +149,9 @@ async fn worker(
             let jobs = client
                 .lease(&session, free, Duration::from_millis(wait))
                 .await
-                .context("lease")?;
+                .context("lease")?
+                // It registers without [credentials]: never leased a status list.
+                .jobs;
             if !jobs.is_empty() {
                 held_n += jobs.len() as u32;
                 for job in &jobs {

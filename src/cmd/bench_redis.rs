@@ -70,6 +70,7 @@ pub async fn measure(n: usize, batch: u32, dir: &std::path::Path) -> anyhow::Res
             max_attempts: 3,
             alive_within: Duration::from_secs(3600),
             catalog: None,
+            status_lists: false,
         })
         .await?;
     let jobs = (0..n).map(new_job).collect::<anyhow::Result<Vec<_>>>()?;
@@ -94,7 +95,8 @@ pub async fn measure(n: usize, batch: u32, dir: &std::path::Path) -> anyhow::Res
                         Duration::from_secs(3600),
                     )
                     .await?
-                    .context("the workserver is registered")?;
+                    .context("the workserver is registered")?
+                    .jobs;
                 if leased.is_empty() {
                     break;
                 }

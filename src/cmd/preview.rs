@@ -69,6 +69,7 @@ pub fn run(a: PreviewArgs) -> anyhow::Result<ExitCode> {
         verify_uuid: Some(PublicUuid::generate()),
         previous: None,
         requested_at: None,
+        status: None,
     };
     let verify_url = "https://certs.example.org/cert/00000000-0000-4000-8000-000000000000/";
     renderer.check_verify_url(verify_url)?;

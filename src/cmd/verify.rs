@@ -1,7 +1,9 @@
 //! `testamur verify [CERT.pdf CERT.pdf.sig] [--key KEY] [--credential credential.json
-//! [--did-document did.json]]`: offline checks of what a workserver published: the
-//! detached OpenPGP signature of the PDF, and the Open Badges credential's proof.
-//! Prints one VALID or INVALID line per check; exits 1 if any check fails.
+//! [--did-document did.json] [--status-list status.json]]`: offline checks of what a
+//! workserver published: the detached OpenPGP signature of the PDF, the Open
+//! Badges credential's proof and, given its status list, whether it was revoked.
+//! Prints one VALID, INVALID or REVOKED line per check; exits 1 if any check fails
+//! or the credential is revoked.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -24,6 +26,10 @@ pub struct VerifyArgs {
     /// e.g. `.well-known/did.json` in storage); not needed for did:key.
     #[arg(long)]
     did_document: Option<PathBuf>,
+    /// The credential's status list (the file its `statusListCredential` names,
+    /// `status/{n}.json` in storage): says whether it was revoked, as of that file.
+    #[arg(long, requires = "credential")]
+    status_list: Option<PathBuf>,
 }
 
 fn read(p: &Path) -> anyhow::Result<Vec<u8>> {
@@ -45,15 +51,20 @@ pub fn run(a: VerifyArgs) -> anyhow::Result<ExitCode> {
     if let Some(c) = &a.credential {
         let doc = a.did_document.as_deref().map(read).transpose()?;
         match testamur_ws::credential::check::check(&read(c)?, doc.as_deref()) {
-            Ok(v) => println!(
-                "VALID: {} is a credential issued by {} to {:?} for {:?} (valid from {}, {})",
-                c.display(),
-                v.issuer,
-                v.learner,
-                v.course,
-                v.valid_from,
-                v.id
-            ),
+            Ok(v) => {
+                println!(
+                    "VALID: {} is a credential issued by {} to {:?} for {:?} (valid from {}, {})",
+                    c.display(),
+                    v.issuer,
+                    v.learner,
+                    v.course,
+                    v.valid_from,
+                    v.id
+                );
+                if let Some(l) = &a.status_list {
+                    ok &= status(l, &v, doc.as_deref())?;
+                }
+            }
             Err(e) => {
                 println!("INVALID: {} — {e}", c.display());
                 ok = false;
@@ -64,6 +75,39 @@ pub fn run(a: VerifyArgs) -> anyhow::Result<ExitCode> {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
+    })
+}
+
+/// The credential's bit in its status list; false when revoked or unchecked.
+fn status(
+    list: &Path,
+    checked: &testamur_ws::credential::check::Checked,
+    did_document: Option<&[u8]>,
+) -> anyhow::Result<bool> {
+    use testamur_ws::credential::check::check_status;
+    Ok(match check_status(&read(list)?, checked, did_document) {
+        Ok(s) if s.revoked => {
+            println!(
+                "REVOKED: {} is revoked by its issuer (status list {} of {})",
+                checked.id,
+                list.display(),
+                s.as_of
+            );
+            false
+        }
+        Ok(s) => {
+            println!(
+                "VALID: {} is not revoked (status list {} of {})",
+                checked.id,
+                list.display(),
+                s.as_of
+            );
+            true
+        }
+        Err(e) => {
+            println!("INVALID: {} — {e}", list.display());
+            false
+        }
     })
 }
 

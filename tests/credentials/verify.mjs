@@ -1,20 +1,27 @@
 // An independent check of testamur's Open Badges 3.0 credentials: Digital Bazaar's
 // VC library (@digitalbazaar/vc with the eddsa-rdfc-2022 cryptosuite, a real
-// JSON-LD processor and RDFC-1.0 canonicalizer) verifies each credential offline.
+// JSON-LD processor and RDFC-1.0 canonicalizer) verifies each credential offline,
+// and @digitalbazaar/vc-bitstring-status-list (`checkStatus`) its Bitstring Status
+// List entry: it loads the status list credential, verifies it, checks that its
+// issuer and status purpose match, decodes the list and reads the credential's bit.
 //
 //   node verify.mjs CONTEXTS_DIR STORAGE_DIR BASE_URL FILE...
 //
 // The document loader serves only the pinned contexts of CONTEXTS_DIR (testamur's
 // `contexts/`), did:key documents (made by Digital Bazaar's did:key driver, from
-// the key in the identifier) and did:web documents read from the published
-// storage (BASE_URL names STORAGE_DIR): nothing is fetched from the network.
-// Prints one JSON line per file: {"file", "verified", "error"}; exits 0.
+// the key in the identifier), and did:web documents and status list credentials
+// read from the published storage (BASE_URL names STORAGE_DIR): nothing is
+// fetched from the network.
+// Prints one JSON line per file: {"file", "verified", "revoked", "error"}, where
+// `revoked` is the status bit of the credential's revocation entry as the library
+// reports it (null without one, or on error); exits 0.
 // Installed by scripts/setup.sh --test (tests/credentials/package.json).
 
 import fs from 'node:fs';
 import path from 'node:path';
 
 import * as vc from '@digitalbazaar/vc';
+import {checkStatus} from '@digitalbazaar/vc-bitstring-status-list';
 import {DataIntegrityProof} from '@digitalbazaar/data-integrity';
 import {cryptosuite as eddsaRdfc2022CryptoSuite} from '@digitalbazaar/eddsa-rdfc-2022-cryptosuite';
 import * as Ed25519Multikey from '@digitalbazaar/ed25519-multikey';
@@ -39,6 +46,16 @@ function didWebUrl(did) {
   return segs.length ? `https://${h}/${segs.join('/')}/did.json` : `https://${h}/.well-known/did.json`;
 }
 
+// The JSON document a URL under BASE_URL names in the storage.
+function stored(url) {
+  const rel = url.slice(baseUrl.length);
+  const file = path.resolve(storageDir, rel);
+  if(!file.startsWith(path.resolve(storageDir) + path.sep)) {
+    throw new Error(`${url} names no file in the storage`);
+  }
+  return JSON.parse(fs.readFileSync(file, 'utf8'));
+}
+
 async function documentLoader(url) {
   if(CONTEXTS[url]) {
     const document = JSON.parse(fs.readFileSync(path.join(contextsDir, CONTEXTS[url]), 'utf8'));
@@ -54,7 +71,7 @@ async function documentLoader(url) {
     if(!docUrl.startsWith(baseUrl)) {
       throw new Error(`${did} resolves to ${docUrl}, outside the storage at ${baseUrl}`);
     }
-    const doc = JSON.parse(fs.readFileSync(path.join(storageDir, docUrl.slice(baseUrl.length)), 'utf8'));
+    const doc = stored(docUrl);
     if(doc.id !== did) {
       throw new Error(`the DID document at ${docUrl} is for ${doc.id}, not ${did}`);
     }
@@ -70,7 +87,19 @@ async function documentLoader(url) {
       document: {'@context': doc['@context'], ...vm},
     };
   }
+  // A status list credential (or any other published document) in the storage.
+  if(url.startsWith(baseUrl) && !url.includes('#')) {
+    return {contextUrl: null, documentUrl: url, document: stored(url)};
+  }
   throw new Error(`not served offline: ${url}`);
+}
+
+function messages(e) {
+  const all = [];
+  for(let x = e; x; x = x.cause) {
+    (x.errors || [x]).forEach(y => all.push(y.message || String(y)));
+  }
+  return all.join('; ');
 }
 
 for(const file of files) {
@@ -78,12 +107,31 @@ for(const file of files) {
   try {
     const credential = JSON.parse(fs.readFileSync(file, 'utf8'));
     const suite = new DataIntegrityProof({cryptosuite: eddsaRdfc2022CryptoSuite});
-    const result = await vc.verifyCredential({credential, suite, documentLoader});
-    const error = result.error ?
-      (result.error.errors || [result.error]).map(e => e.message || String(e)).join('; ') : null;
-    out = {file, verified: result.verified, error};
+    let status = null;
+    const result = await vc.verifyCredential({
+      credential, suite, documentLoader,
+      // The status check, its answer kept: `verified` says the list was checked,
+      // the entry's `status` whether the bit is set.
+      checkStatus: async options => {
+        status = await checkStatus({
+          ...options,
+          verifyBitstringStatusListCredential: true,
+          verifyMatchingIssuers: true,
+        });
+        return status;
+      },
+    });
+    const entry = status && status.verified &&
+      (status.results || []).find(r => r.credentialStatus.statusPurpose === 'revocation');
+    const errors = [result.error, status && status.error].filter(Boolean);
+    out = {
+      file,
+      verified: result.verified === true,
+      revoked: entry ? entry.status : null,
+      error: errors.length ? errors.map(messages).join('; ') : null,
+    };
   } catch(e) {
-    out = {file, verified: false, error: String(e && e.stack || e)};
+    out = {file, verified: false, revoked: null, error: String(e && e.stack || e)};
   }
   console.log(JSON.stringify(out));
 }

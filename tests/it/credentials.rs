@@ -2,9 +2,10 @@
 //! Bazaar's `@digitalbazaar/vc` with the `eddsa-rdfc-2022` cryptosuite (its own
 //! JSON-LD processor and RDFC-1.0 canonicalizer, from the npm registry; installed
 //! by `scripts/setup.sh --test`) verifies credentials published by a real
-//! cluster, offline: tests/credentials/verify.mjs serves only the pinned contexts
-//! (`contexts/`), did:key documents made by Digital Bazaar's own did:key driver,
-//! and the did:web DID document the workservers published in storage.
+//! cluster, offline, and `@digitalbazaar/vc-bitstring-status-list` their status:
+//! tests/credentials/verify.mjs serves only the pinned contexts (`contexts/`),
+//! did:key documents made by Digital Bazaar's own did:key driver, and the did:web
+//! DID document and status lists the workservers published in storage.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -39,8 +40,16 @@ fn verifier() -> PathBuf {
     script
 }
 
-/// Verifies `files` with Digital Bazaar's verifier: (verified, error) per file, in order.
-fn verify(storage: &Path, base_url: &str, files: &[PathBuf]) -> Vec<(bool, String)> {
+/// What Digital Bazaar's verifier says of one credential.
+struct Verdict {
+    verified: bool,
+    /// Its status list's bit (None: no status entry, or not checked).
+    revoked: Option<bool>,
+    error: String,
+}
+
+/// Verifies `files` with Digital Bazaar's verifier, in order.
+fn verify(storage: &Path, base_url: &str, files: &[PathBuf]) -> Vec<Verdict> {
     let out = Command::new("node")
         .arg(verifier())
         .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/contexts"))
@@ -62,11 +71,10 @@ fn verify(storage: &Path, base_url: &str, files: &[PathBuf]) -> Vec<(bool, Strin
     assert_eq!(lines.len(), files.len(), "{lines:?}");
     lines
         .iter()
-        .map(|l| {
-            (
-                l["verified"] == true,
-                l["error"].as_str().unwrap_or_default().to_owned(),
-            )
+        .map(|l| Verdict {
+            verified: l["verified"] == true,
+            revoked: l["revoked"].as_bool(),
+            error: l["error"].as_str().unwrap_or_default().to_owned(),
         })
         .collect()
 }
@@ -102,6 +110,7 @@ async fn fifty_published_credentials_verify_with_digital_bazaars_verifier() {
     assert_all_downloadable(&c, &ids).await;
 
     let mut files = Vec::new();
+    let mut indexes = std::collections::HashSet::new();
     for (id, req) in ids.iter().zip(&reqs) {
         let cert = lms.certificate(id.as_str()).await.unwrap().unwrap();
         let vu = cert.verify_uuid.clone().unwrap();
@@ -123,6 +132,14 @@ async fn fifty_published_credentials_verify_with_digital_bazaars_verifier() {
         assert_eq!(cred["issuer"]["id"], DID_WEB);
         assert_eq!(cred["issuer"]["name"], req.org.as_deref().unwrap());
         assert_eq!(cred["proof"]["cryptosuite"], "eddsa-rdfc-2022");
+        // Its own entry in the first status list.
+        let st = &cred["credentialStatus"];
+        assert_eq!(st["type"], "BitstringStatusListEntry");
+        assert_eq!(st["statusPurpose"], "revocation");
+        assert_eq!(st["statusListCredential"], format!("{BASE_URL}status/0.json"));
+        let index = st["statusListIndex"].as_str().expect("the index is a string");
+        assert_eq!(st["id"], format!("{BASE_URL}status/0.json#{index}"));
+        assert!(indexes.insert(index.to_owned()), "two credentials at index {index}");
         // The public verification record links it too.
         let v = lms.verification(vu.as_str()).await.unwrap().unwrap();
         assert_eq!(v.credential_url.as_deref(), Some(url.as_str()));
@@ -145,17 +162,22 @@ async fn fifty_published_credentials_verify_with_digital_bazaars_verifier() {
     ];
     let mut all = files.clone();
     all.extend(tampered.iter().cloned());
+    // Their status list is published (a list is published when first used).
+    let list = storage.join("status/0.json");
+    wait_for(|| list.exists(), "status/0.json to be published").await;
     let results = verify(&storage, BASE_URL, &all);
-    for (f, (ok, err)) in files.iter().zip(&results) {
+    for (f, v) in files.iter().zip(&results) {
         assert!(
-            ok,
-            "{} does not verify: {err}\n{}",
+            v.verified && v.revoked == Some(false),
+            "{} does not verify (revoked: {:?}): {}\n{}",
             f.display(),
+            v.revoked,
+            v.error,
             std::fs::read_to_string(f).unwrap()
         );
     }
-    for (f, (ok, _)) in tampered.iter().zip(&results[files.len()..]) {
-        assert!(!ok, "the tampered {} verifies", f.display());
+    for (f, v) in tampered.iter().zip(&results[files.len()..]) {
+        assert!(!v.verified, "the tampered {} verifies", f.display());
     }
 
     // `testamur verify` checks the same offline: the PDF's signature and the
@@ -209,6 +231,15 @@ async fn fifty_published_credentials_verify_with_digital_bazaars_verifier() {
     );
     assert_eq!(stdout.matches("VALID: ").count(), 2, "{stdout}");
 
+    // Kept before they are revoked: the credentials of a deleted version and of
+    // a replaced one.
+    let keep = |i: usize| {
+        let p = dir.path().join(format!("kept-{i}.json"));
+        std::fs::copy(&files[i], &p).unwrap();
+        p
+    };
+    let (deleted, replaced) = (keep(2), keep(3));
+
     // Deleted: the credential goes with the version's other files, and the
     // verification record says revoked.
     let mut del = reqs[2].clone();
@@ -224,6 +255,72 @@ async fn fifty_published_credentials_verify_with_digital_bazaars_verifier() {
         !files[2].exists(),
         "a deleted version's credential is removed"
     );
+
+    // Regenerated: the replaced version's credential is revoked, the new one not.
+    let mut regen = reqs[3].clone();
+    regen.action = Some("regen".into());
+    let id = lms.submit(&regen).await.unwrap().unwrap().cert_id;
+    let cert = lms
+        .wait_final(id.as_str(), std::time::Duration::from_secs(60))
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", dump_logs(&c.dir().join("logs"))));
+    assert_eq!(cert.state, CertState::Downloadable);
+    let renewed = stored(&storage, cert.credential_url.as_deref().unwrap());
+
+    // The list is published again with both bits set (soon: its publication is
+    // leased before any certificate's job).
+    let index_of = |f: &Path| -> u32 {
+        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(f).unwrap()).unwrap();
+        v["credentialStatus"]["statusListIndex"].as_str().unwrap().parse().unwrap()
+    };
+    let bit_set = |i: u32| {
+        let Ok(bytes) = std::fs::read(&list) else { return false };
+        let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        let enc = v["credentialSubject"]["encodedList"].as_str().unwrap();
+        let bits = testamur_ws::credential::status_list::decode(enc, 16_384).unwrap();
+        testamur_common::status_list::bit(&bits, i) == Some(true)
+    };
+    let (di, ri) = (index_of(&deleted), index_of(&replaced));
+    wait_for(|| bit_set(di) && bit_set(ri), "the revocations in status/0.json").await;
+    let after = verify(&storage, BASE_URL, &[deleted.clone(), replaced.clone(), renewed.clone(), files[0].clone()]);
+    let revoked: Vec<Option<bool>> = after.iter().map(|v| v.revoked).collect();
+    assert_eq!(
+        revoked,
+        [Some(true), Some(true), Some(false), Some(false)],
+        "deleted, replaced, regenerated, untouched: {:?}",
+        after.iter().map(|v| &v.error).collect::<Vec<_>>()
+    );
+    assert!(after.iter().all(|v| v.verified), "the proofs still verify");
+
+    // `testamur verify --status-list` says the same offline.
+    let status_cli = |cred: &Path| {
+        let out = std::process::Command::new(crate::helpers::BIN)
+            .arg("verify")
+            .arg("--credential")
+            .arg(cred)
+            .arg("--did-document")
+            .arg(storage.join(".well-known/did.json"))
+            .arg("--status-list")
+            .arg(&list)
+            .output()
+            .unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let (code, stdout) = status_cli(&deleted);
+    assert_eq!(code, Some(1), "{stdout}");
+    assert!(stdout.contains("REVOKED: "), "{stdout}");
+    let (code, stdout) = status_cli(&renewed);
+    assert_eq!(code, Some(0), "{stdout}");
+    assert!(stdout.contains("is not revoked"), "{stdout}");
+}
+
+/// Waits (60 s at most) for `cond`.
+async fn wait_for(cond: impl Fn() -> bool, what: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !cond() {
+        assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }
 
 /// A did:key credential from the pipeline itself: a retried job publishes the
@@ -261,9 +358,9 @@ fn a_retried_job_publishes_identical_bytes_and_did_key_verifies() {
         std::slice::from_ref(&file),
     );
     assert!(
-        results[0].0,
+        results[0].verified,
         "{}\n{}",
-        results[0].1,
+        results[0].error,
         String::from_utf8_lossy(&bytes[2])
     );
 }

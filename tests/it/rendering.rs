@@ -50,6 +50,7 @@ pub(crate) fn job(name: &str, course: &str, template: Option<&str>) -> JobCertif
         verify_uuid: Some(PublicUuid::parse("25daeae4-5d47-4404-99cb-6c9a703aa14c").unwrap()),
         previous: None,
         requested_at: None,
+        status: None,
     }
 }
 

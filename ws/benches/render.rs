@@ -70,7 +70,7 @@ fn render(c: &mut Criterion) {
                     let sig = key.sign_detached(&out.pdf).expect("signs");
                     key.verify_detached(&out.pdf, &sig).expect("verifies");
                     let vu = job.verify_uuid.as_ref().expect("a verify uuid");
-                    let facts = testamur_ws::signed_at::credential_facts(&job, vu, &out.noun);
+                    let facts = testamur_ws::signed_at::credential_facts(&job, vu, &out.noun, &bench_list_url);
                     (sig, issuer.issue(&facts).expect("issues"))
                 })
             });
@@ -96,7 +96,7 @@ fn render(c: &mut Criterion) {
     let vu = job.verify_uuid.clone().expect("a verify uuid");
     g.bench_function("credential", |b| {
         b.iter(|| {
-            let facts = testamur_ws::signed_at::credential_facts(&job, &vu, "Certificate");
+            let facts = testamur_ws::signed_at::credential_facts(&job, &vu, "Certificate", &bench_list_url);
             issuer.issue(&facts).expect("issues")
         })
     });
@@ -105,3 +105,8 @@ fn render(c: &mut Criterion) {
 
 criterion_group!(benches, render);
 criterion_main!(benches);
+
+/// Where the benchmark's credentials say their status lists are.
+fn bench_list_url(list: u32) -> String {
+    format!("https://certs.example.org/status/{list}.json")
+}

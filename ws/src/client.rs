@@ -16,7 +16,7 @@ use testamur_common::ids::{JobId, LeaseId, WsId};
 use testamur_common::wire::{
     Capabilities, CompleteManyRequest, CompleteManyResponse, CompleteRequest, Completion,
     CompletionOutcome, ErrorBody, ExtendResponse, FailRequest, HeartbeatRequest, HeartbeatResponse,
-    JobResult, LeaseRequest, LeaseResponse, LeasedJob, RegisterRequest, RegisterResponse,
+    JobResult, LeaseRequest, LeaseResponse, RegisterRequest, RegisterResponse,
 };
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -174,6 +174,8 @@ impl CcClient {
                 scripts: vec![],
                 storage: vec!["disk".into()],
                 templates: self.catalog.clone(),
+                // It signs status lists with the key it signs credentials with.
+                status_lists: config.credentials.is_some(),
             }),
         };
         let r: RegisterResponse = self
@@ -228,7 +230,7 @@ impl CcClient {
         s: &Session,
         max_jobs: u32,
         wait: Duration,
-    ) -> Result<Vec<LeasedJob>, ClientError> {
+    ) -> Result<LeaseResponse, ClientError> {
         let body = LeaseRequest {
             max_jobs,
             wait_ms: wait.as_millis() as u64,
@@ -242,7 +244,10 @@ impl CcClient {
                 Some(wait + Duration::from_secs(30)),
             )
             .await?;
-        Ok(r.map(|r| r.jobs).unwrap_or_default())
+        Ok(r.unwrap_or(LeaseResponse {
+            jobs: Vec::new(),
+            status_lists: Vec::new(),
+        }))
     }
 
     pub async fn extend(&self, s: &Session, lease: &LeaseId) -> Result<(), ClientError> {

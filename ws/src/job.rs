@@ -30,7 +30,7 @@ pub struct JobError {
 }
 
 impl JobError {
-    fn permanent(code: FailCode, stage: &str, e: impl std::fmt::Display) -> Self {
+    pub(crate) fn permanent(code: FailCode, stage: &str, e: impl std::fmt::Display) -> Self {
         Self {
             reason: format!("{stage}: {e}"),
             code,
@@ -38,7 +38,7 @@ impl JobError {
             retryable: false,
         }
     }
-    fn transient(code: FailCode, stage: &str, e: impl std::fmt::Display) -> Self {
+    pub(crate) fn transient(code: FailCode, stage: &str, e: impl std::fmt::Display) -> Self {
         Self {
             retryable: true,
             ..Self::permanent(code, stage, e)
@@ -173,7 +173,9 @@ impl Pipeline {
             return Ok(None);
         };
         issuer
-            .issue(&crate::signed_at::credential_facts(cert, vu, noun))
+            .issue(&crate::signed_at::credential_facts(cert, vu, noun, &|list| {
+                self.storage.url(&storage::status_list_path(list))
+            }))
             .map(Some)
             .map_err(|e| {
                 JobError::permanent(
@@ -216,9 +218,9 @@ struct PageFiles<'a> {
 }
 
 /// One job's storage work, every call behind its fence.
-struct Fenced<'a> {
-    pipeline: &'a Pipeline,
-    fence: &'a dyn LeaseCheck,
+pub(crate) struct Fenced<'a> {
+    pub(crate) pipeline: &'a Pipeline,
+    pub(crate) fence: &'a dyn LeaseCheck,
 }
 
 impl std::ops::Deref for Fenced<'_> {
@@ -356,7 +358,7 @@ impl Fenced<'_> {
     }
 
     /// Writes one file of `batch`, retrying while that may help.
-    fn store(
+    pub(crate) fn store(
         &self,
         batch: &mut dyn Batch,
         rel: &str,
@@ -369,7 +371,7 @@ impl Fenced<'_> {
     /// Makes `batch`'s files durable. Not retried: after a failed fsync what is
     /// on disk is unknown, so the job fails (retryable) and its next attempt
     /// writes the files again.
-    fn commit(&self, batch: Box<dyn Batch + '_>) -> Result<(), JobError> {
+    pub(crate) fn commit(&self, batch: Box<dyn Batch + '_>) -> Result<(), JobError> {
         batch.commit().map_err(|e| {
             JobError::transient(
                 FailCode::Storage,

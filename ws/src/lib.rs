@@ -10,6 +10,7 @@
 //! - [`verify_page`]: the public verification page of a certificate.
 //! - [`sign`]: OpenPGP keys and detached signatures (sequoia).
 //! - [`credential`]: the Open Badges 3.0 credential of each version (Data Integrity, eddsa-rdfc-2022).
+//! - [`status_job`]: publishing a status list's signed credential (leased like a job).
 //! - [`storage`]: where certificates are published.
 //!
 //! Architecture invariant: CPU work and file I/O run on tokio's blocking pool,
@@ -25,6 +26,7 @@ pub mod report;
 pub mod sample;
 pub mod sign;
 pub mod signed_at;
+pub mod status_job;
 pub mod storage;
 pub mod verify_page;
 pub mod worker;

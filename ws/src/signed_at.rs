@@ -24,11 +24,13 @@ pub fn signing_time(cert: &JobCertificate) -> SystemTime {
 }
 
 /// What a job's credential says: the learner's name as given (the username when
-/// the LMS gave none), the course, the issuer's name, the dates.
+/// the LMS gave none), the course, the issuer's name, the dates, its status list
+/// entry (`list_url`: where a list is published).
 pub fn credential_facts<'a>(
     cert: &'a JobCertificate,
     vu: &'a PublicUuid,
     noun: &'a str,
+    list_url: &dyn Fn(u32) -> String,
 ) -> crate::credential::Facts<'a> {
     crate::credential::Facts {
         verify_uuid: vu,
@@ -42,12 +44,16 @@ pub fn credential_facts<'a>(
         issued_date: &cert.issued_date,
         signed_at: requested_at(cert).map(whole_seconds),
         noun,
+        status: cert.status.map(|s| crate::credential::document::StatusRef {
+            list_url: list_url(s.list),
+            index: s.index,
+        }),
     }
 }
 
 /// RFC 3339 to the second, UTC (`2026-11-23T10:15:00Z`), as the credential's
 /// proof says when it was made.
-fn whole_seconds(t: OffsetDateTime) -> String {
+pub fn whole_seconds(t: OffsetDateTime) -> String {
     let t = t.to_offset(UtcOffset::UTC);
     format!(
         "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",

@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use testamur_common::config::WsConfig;
+use testamur_common::ids::{JobId, LeaseId};
+use testamur_common::status_list::LeasedStatusList;
 use testamur_common::wire::{JobResult, LeasedJob};
 use tokio::sync::{watch, RwLock, Semaphore};
 use tracing::Instrument;
@@ -297,17 +299,18 @@ async fn lease_loop(
             _ = stop.changed() => return,
         };
         match leased {
-            Ok(jobs) => {
+            Ok(leased) => {
                 delay = Duration::from_millis(250);
-                busy = !jobs.is_empty();
-                for job in jobs {
+                busy = !leased.jobs.is_empty() || !leased.status_lists.is_empty();
+                let work = leased.status_lists.into_iter().map(Work::StatusList);
+                for job in work.chain(leased.jobs.into_iter().map(|j| Work::Job(Box::new(j)))) {
                     let Some(permit) = held.pop() else {
-                        tracing::error!(job_id = %job.job_id, "the CC sent more jobs than asked for; releasing it");
+                        tracing::error!(job_id = %job.job_id(), "the CC sent more jobs than asked for; releasing it");
                         let _ = shared
                             .client
                             .fail(
                                 &session,
-                                &job.lease_id,
+                                job.lease_id(),
                                 &JobError {
                                     reason: format!(
                                         "workserver {} over capacity: the CC sent more jobs than asked for",
@@ -325,14 +328,13 @@ async fn lease_loop(
                         .held
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
-                        .insert(job.job_id.clone());
+                        .insert(job.job_id().clone());
                     let shared = shared.clone();
                     let session = session.clone();
-                    let span = tracing::info_span!("job", job_id = %job.job_id, lease_id = %job.lease_id,
-                        cert_id = %job.certificate.cert_id, action = %job.action, attempt = job.attempt);
+                    let span = job.span();
                     tokio::spawn(
                         async move {
-                            let id = job.job_id.clone();
+                            let id = job.job_id().clone();
                             run_job(&shared, &session, job, sent).await;
                             shared
                                 .held
@@ -358,13 +360,45 @@ async fn lease_loop(
     }
 }
 
+/// What one lease is for: a certificate's job, or a status list's publication.
+enum Work {
+    Job(Box<LeasedJob>),
+    StatusList(LeasedStatusList),
+}
+
+impl Work {
+    fn job_id(&self) -> &JobId {
+        match self {
+            Work::Job(j) => &j.job_id,
+            Work::StatusList(s) => &s.job_id,
+        }
+    }
+
+    fn lease_id(&self) -> &LeaseId {
+        match self {
+            Work::Job(j) => &j.lease_id,
+            Work::StatusList(s) => &s.lease_id,
+        }
+    }
+
+    /// The span of its log lines (job, lease and cert ids).
+    fn span(&self) -> tracing::Span {
+        match self {
+            Work::Job(j) => tracing::info_span!("job", job_id = %j.job_id, lease_id = %j.lease_id,
+                cert_id = %j.certificate.cert_id, action = %j.action, attempt = j.attempt),
+            Work::StatusList(s) => tracing::info_span!("status_list", job_id = %s.job_id,
+                lease_id = %s.lease_id, list = s.list, version = s.version, attempt = s.attempt),
+        }
+    }
+}
+
 /// One leased job: the pipeline on the blocking pool behind the lease's fence,
 /// the lease extended meanwhile, then the result reported. `sent`: when the lease
 /// request was sent (the lease surely lasts `lease_ttl` from then).
 async fn run_job(
     shared: &Arc<Shared>,
     session: &Session,
-    job: LeasedJob,
+    job: Work,
     sent: std::time::Instant,
 ) {
     let guard = Arc::new(LeaseGuard::new(
@@ -375,7 +409,7 @@ async fn run_job(
     let extender = {
         let shared = shared.clone();
         let session = session.clone();
-        let lease = job.lease_id.clone();
+        let lease = job.lease_id().clone();
         let guard = guard.clone();
         tokio::spawn(
             async move {
@@ -399,14 +433,16 @@ async fn run_job(
         )
     };
     let pipeline = shared.pipeline.clone();
-    let action = job.action;
-    let cert = job.certificate.clone();
+    let lease_id = job.lease_id().clone();
     let started = std::time::Instant::now();
     let fence = guard.clone();
     // The job's span (job, lease and cert ids) on the lines the job logs.
     let span = tracing::Span::current();
     let outcome = tokio::task::spawn_blocking(move || {
-        span.in_scope(|| pipeline.run_fenced(action, &cert, fence.as_ref()))
+        span.in_scope(|| match &job {
+            Work::Job(j) => pipeline.run_fenced(j.action, &j.certificate, fence.as_ref()),
+            Work::StatusList(s) => pipeline.publish_status_list(s, fence.as_ref()),
+        })
     })
     .await;
     extender.abort();
@@ -432,10 +468,10 @@ async fn run_job(
             Ok(result) => {
                 shared
                     .reporter
-                    .complete(session, &job.lease_id, result.clone())
+                    .complete(session, &lease_id, result.clone())
                     .await
             }
-            Err(e) => shared.client.fail(session, &job.lease_id, e).await,
+            Err(e) => shared.client.fail(session, &lease_id, e).await,
         };
         match sent {
             Ok(()) => {

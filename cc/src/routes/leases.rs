@@ -7,7 +7,6 @@ use axum::extract::{Path, State};
 use axum::Json;
 use testamur_common::ids::{LeaseId, WsId};
 use testamur_common::layout::{check_urls, ReportedUrls};
-use testamur_common::state::CertState;
 use testamur_common::time_fmt::rfc3339_ms;
 use testamur_common::wire::{
     CompleteManyRequest, CompleteManyResponse, CompleteRequest, CompletionOutcome,
@@ -19,7 +18,7 @@ use crate::app::AppState;
 use crate::error::ApiError;
 use crate::extract::{JsonBody, WsCaller};
 use crate::metrics::{metrics, WorkserverLabels};
-use crate::store::{FailOutcome, Fenced};
+use crate::store::{Completed, FailOutcome, Fenced};
 use testamur_common::failure::FailCode;
 
 /// How often a waiting lease request looks for jobs queued by other CCs.
@@ -49,7 +48,7 @@ pub async fn lease(
     loop {
         // Register interest before looking, so a job queued in between wakes us.
         let notified = state.jobs_queued.notified();
-        let jobs = state
+        let leased = state
             .store
             .lease(
                 &caller.0,
@@ -60,13 +59,23 @@ pub async fn lease(
             .await?
             .ok_or_else(|| ApiError::unauthorized("unknown workserver; register again"))?;
         let now = tokio::time::Instant::now();
-        if !jobs.is_empty() || now >= deadline || *shutdown.borrow() {
-            for j in &jobs {
+        if !leased.is_empty() || now >= deadline || *shutdown.borrow() {
+            for j in &leased.jobs {
                 tracing::info!(job_id = %j.job_id, lease_id = %j.lease_id, cert_id = %j.certificate.cert_id,
                     ws_id = %caller.0, attempt = j.attempt, action = %j.action, "job leased");
             }
-            metrics().job("leased", jobs.len() as u64);
-            return Ok(Json(LeaseResponse { jobs }));
+            for s in &leased.status_lists {
+                tracing::info!(job_id = %s.job_id, lease_id = %s.lease_id, list = s.list, version = s.version,
+                    ws_id = %caller.0, attempt = s.attempt, "status list publication leased");
+            }
+            metrics().job(
+                "leased",
+                (leased.jobs.len() + leased.status_lists.len()) as u64,
+            );
+            return Ok(Json(LeaseResponse {
+                jobs: leased.jobs,
+                status_lists: leased.status_lists,
+            }));
         }
         let wake = deadline.min(now + POLL);
         tokio::select! {
@@ -107,10 +116,13 @@ pub async fn complete(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let lease = lease_id(&lease)?;
     check_result(&body.result)?;
-    let new_state = complete_one(&state, &caller.0, &lease, &body.result)
+    let done = complete_one(&state, &caller.0, &lease, &body.result)
         .await?
         .map_err(|(_, refusal)| refusal)?;
-    Ok(Json(serde_json::json!({ "state": new_state })))
+    Ok(Json(match done {
+        Completed::Cert(new_state) => serde_json::json!({ "state": new_state }),
+        Completed::StatusList(list) => serde_json::json!({ "status_list": list }),
+    }))
 }
 
 /// `POST /v1/leases/complete` (extension): several completions, each checked and
@@ -154,10 +166,13 @@ pub async fn complete_many(
     let mut results = Vec::with_capacity(n);
     for ((lease, result), answer) in checked.iter().zip(answers) {
         results.push(match recorded(&state, &caller.0, lease, result, answer?) {
-            Ok(new_state) => CompletionOutcome {
+            Ok(done) => CompletionOutcome {
                 lease_id: lease.to_string(),
                 status: CompletionStatus::Ok,
-                state: Some(new_state),
+                state: match done {
+                    Completed::Cert(s) => Some(s),
+                    Completed::StatusList(_) => None,
+                },
                 error: None,
             },
             Err((status, refusal)) => CompletionOutcome {
@@ -178,7 +193,7 @@ async fn complete_one(
     ws: &WsId,
     lease: &LeaseId,
     result: &JobResult,
-) -> Result<Result<CertState, (CompletionStatus, ApiError)>, ApiError> {
+) -> Result<Result<Completed, (CompletionStatus, ApiError)>, ApiError> {
     let answer = state.store.complete(lease, ws, result).await?;
     Ok(recorded(state, ws, lease, result, answer))
 }
@@ -190,10 +205,15 @@ fn recorded(
     ws: &WsId,
     lease: &LeaseId,
     result: &JobResult,
-    answer: Fenced<(CertState, String)>,
-) -> Result<CertState, (CompletionStatus, ApiError)> {
+    answer: Fenced<(Completed, String)>,
+) -> Result<Completed, (CompletionStatus, ApiError)> {
     match answer {
-        Fenced::Ok((new_state, ws_name)) => {
+        Fenced::Ok((Completed::StatusList(list), _)) => {
+            tracing::info!(job_id = %lease.job_id(), lease_id = %lease, ws_id = %ws, list, "status list published");
+            metrics().job("completed", 1);
+            Ok(Completed::StatusList(list))
+        }
+        Fenced::Ok((Completed::Cert(new_state), ws_name)) => {
             tracing::info!(job_id = %lease.job_id(), lease_id = %lease, ws_id = %ws, state = %new_state, "job completed");
             state.callbacks_due.notify_one();
             let m = metrics();
@@ -212,7 +232,7 @@ fn recorded(
                     .get_or_create(&ws)
                     .observe(t.store_ms / 1000.0);
             }
-            Ok(new_state)
+            Ok(Completed::Cert(new_state))
         }
         Fenced::Lost => {
             tracing::warn!(job_id = %lease.job_id(), lease_id = %lease, ws_id = %ws, "completion with a lost lease discarded");

@@ -125,6 +125,7 @@ pub async fn register(
             max_attempts: state.config.max_attempts,
             alive_within: 3 * state.config.heartbeat_interval,
             catalog,
+            status_lists: body.capabilities.as_ref().is_some_and(|c| c.status_lists),
         })
         .await?;
     // Submissions on this CC count this workserver's templates at once.

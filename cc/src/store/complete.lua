@@ -3,7 +3,9 @@
 -- ARGV: P, now_ms, at, success map ("add:downloadable,regen:downloadable,delete:deleted"),
 -- bucket key, bucket ttl, then per job: jid, lease, ws, du, vu, download_url,
 -- verify_url, signature_url, sha256, key fingerprint, credential_url.
--- Returns three strings per job: 'ok', the new state, the workserver's name; or 'lost',
+-- Returns three strings per job: 'ok', the new state, the workserver's name; or
+-- 'published', the list, the workserver's name for a status list's publication
+-- (its result has no uuids or URLs: the list's place is the workserver's layout); or 'lost',
 -- '', ''; or 'corrupt', what is wrong, ''; or 'mismatch', du, vu when an add or regen reports other uuids than the
 -- job's own (nothing changes then): a workserver publishes where the job says,
 -- never where it likes.
@@ -13,12 +15,29 @@ for a, s in string.gmatch(map, '(%w+):(%w+)') do targets[a] = s end
 
 local done_by = {}
 
+-- A status list published as it was when leased (`sver`): recorded, and queued
+-- again when it changed since.
+local function status_published(jid, jk, ws)
+  local list, sver = hget(jk, 'list') or '0', tonumber(hget(jk, 'sver') or '0') or 0
+  local base = P .. 'status:' .. list
+  redis.call('ZREM', P .. 'leases', jid)
+  redis.call('SREM', P .. 'ws:' .. ws .. ':jobs', jid)
+  redis.call('DEL', jk)
+  if redis.call('GET', base .. ':job') == jid then redis.call('DEL', base .. ':job') end
+  if sver >= (tonumber(redis.call('HGET', base .. ':pub', 'ver') or '0') or 0) then
+    redis.call('HSET', base .. ':pub', 'ver', sver, 'at', at, 'ms', now_ms)
+  end
+  if (tonumber(redis.call('GET', base .. ':ver') or '0') or 0) > sver then status_enqueue(P, list, now_ms) end
+  return 'published', list, ws
+end
+
 local function complete_one(jid, lease, ws, rdu, rvu, durl, vurl, surl, sha, fp, curl)
   if not fenced(P, jid, lease, ws) then return 'lost', '', '' end
   local jk = P .. 'job:' .. jid
+  if hget(jk, 'kind') == 'status' then return status_published(jid, jk, ws) end
   -- Everything of the job this script needs, in one read.
   local j = redis.call('HMGET', jk, 'cert_id', 'action', 'download_uuid', 'verify_uuid',
-    'previous_verify_uuid', 'callback_url', 'callback_key', 'callback_host', 'drawn_version', 'attempt')
+    'previous_verify_uuid', 'callback_url', 'callback_key', 'callback_host', 'drawn_version', 'attempt', 'si')
   local cid, action = j[1], j[2]
   local target = targets[action]
   if action ~= 'delete' then
@@ -46,12 +65,19 @@ local function complete_one(jid, lease, ws, rdu, rvu, durl, vurl, surl, sha, fp,
     detail = 'removed download_uuid=' .. ((cv and cv.d ~= '' and cv.d) or '-')
     if rec.c then rec.g = 1 end
     rec.sha, rec.t, rec.tv = nil, nil, nil
-    for _, v in ipairs(rec.vs or {}) do v.st, v.ra, v.u = 'r', at, nil end
+    for _, v in ipairs(rec.vs or {}) do
+      v.st, v.ra, v.u = 'r', at, nil
+      status_revoke(P, v.si, now_ms)
+    end
   else
     rec.vs = rec.vs or {}
     if replaced ~= '' and replaced ~= rvu then
       for _, v in ipairs(rec.vs) do
-        if v.v == replaced then v.st, v.sa, v.u = 's', at, (v.ra and at) or nil end
+        if v.v == replaced then
+          v.st, v.sa, v.u = 's', at, (v.ra and at) or nil
+          -- A replaced version's credential no longer holds.
+          status_revoke(P, v.si, now_ms)
+        end
       end
     end
     -- With the template this version was drawn with (the job's, pinned at submit),
@@ -66,6 +92,7 @@ local function complete_one(jid, lease, ws, rdu, rvu, durl, vurl, surl, sha, fp,
     end
     local ver = (k and rec.vs[k]) or {v = rvu, d = rdu}
     ver.k = key_ref(P, fp)
+    ver.si = tonumber(j[11] or '')
     set_urls(P, ver, durl, vurl, surl, curl)
     if not k then
       rec.vs[#rec.vs + 1] = ver
@@ -104,7 +131,7 @@ for ws, k in pairs(done_by) do
   names[ws] = hget(P .. 'ws:' .. ws, 'name') or ws
 end
 for i = 1, #out, 3 do
-  if out[i] == 'ok' then out[i + 2] = names[out[i + 2]] end
+  if out[i] == 'ok' or out[i] == 'published' then out[i + 2] = names[out[i + 2]] end
 end
 if n > 0 then
   redis.call('INCRBY', bucket, n)

@@ -2,7 +2,9 @@
 -- capacity minus what it already holds.
 -- ARGV: P, ws, n, ttl_ms, alive_ms, then n lease secrets.
 -- Returns {'ok', exp_ms, job...} where each job is {jid, lease_id, attempt, action, du, vu,
--- previous du, previous vu, cert_id, the certificate's record (JSON, record.lua)}, or
+-- previous du, previous vu, cert_id, the certificate's record (JSON, record.lua),
+-- requested_at, status list index}, or a status list's publication {jid, lease_id,
+-- attempt, 'status', list, its version, its bits (raw bytes)}; or
 -- {'unknown_ws'}. A
 -- draining workserver gets no jobs. Expiry is on Redis's clock.
 --
@@ -72,6 +74,28 @@ local function next_source()
 end
 
 local leased = 0
+-- Status lists' publications first (a revocation is urgent), to the workservers
+-- that said they publish them (capabilities.status_lists).
+if hget(wk, 'status_lists') == '1' then
+  while leased < n do
+    local jid = redis.call('RPOP', P .. 'squeue')
+    if not jid then break end
+    local jk = P .. 'job:' .. jid
+    if redis.call('HGET', jk, 'status') == 'queued' then
+      leased = leased + 1
+      local lease = jid .. '.' .. ARGV[5 + leased]
+      local attempt = redis.call('HINCRBY', jk, 'attempt', 1)
+      local list = hget(jk, 'list') or '0'
+      local base = P .. 'status:' .. list
+      local ver = redis.call('GET', base .. ':ver') or '0'
+      redis.call('HSET', jk, 'status', 'leased', 'lease_id', lease, 'lease_exp', exp, 'ws_id', ws,
+        'leased_at', now, 'sver', ver)
+      redis.call('ZADD', P .. 'leases', exp, jid)
+      redis.call('SADD', wk .. ':jobs', jid)
+      out[#out + 1] = {jid, lease, tostring(attempt), 'status', list, ver, redis.call('GET', base .. ':bits') or ''}
+    end
+  end
+end
 while leased < n do
   local s = next_source()
   if not s then break end
@@ -89,11 +113,11 @@ while leased < n do
     redis.call('ZADD', P .. 'leases', exp, jid)
     redis.call('SADD', wk .. ':jobs', jid)
     local j = redis.call('HMGET', jk, 'cert_id', 'action', 'download_uuid', 'verify_uuid',
-      'previous_download_uuid', 'previous_verify_uuid', 'requested_at')
+      'previous_download_uuid', 'previous_verify_uuid', 'requested_at', 'si')
     -- The certificate's record as stored (the CC takes the learner fields from
     -- it): read, not decoded here. Its attempts are the job's while it is pending.
     local raw = load_stored(P, j[1]) or ''
-    out[#out + 1] = {jid, lease, tostring(attempt), j[2], j[3] or '', j[4] or '', j[5] or '', j[6] or '', j[1], raw, j[7] or ''}
+    out[#out + 1] = {jid, lease, tostring(attempt), j[2], j[3] or '', j[4] or '', j[5] or '', j[6] or '', j[1], raw, j[7] or '', j[8] or ''}
   end
 end
 return out

@@ -18,12 +18,79 @@ end
 -- template version at submit (listed in `tqueues` while it may hold jobs), else
 -- `queue` (deletes, and jobs submitted before any workserver sent a catalogue).
 local function job_queue(P, jk)
+  if hget(jk, 'kind') == 'status' then return P .. 'squeue' end
   local tq = hget(jk, 'tq')
   if tq and tq ~= '' then
     redis.call('SADD', P .. 'tqueues', tq)
     return P .. 'queue:' .. tq
   end
   return P .. 'queue'
+end
+
+-- Bitstring Status Lists (W3C Recommendation): every published version's credential
+-- has its own index in one list, whose bit set means revoked. A list has
+-- STATUS_SIZE entries (16 KiB, the spec's minimum, for herd privacy); the global
+-- index g is list floor(g / STATUS_SIZE), position g % STATUS_SIZE. Keys per list n:
+-- `status:{n}:alloc` (the positions given out), `:count`, `:bits` (revoked), `:ver`
+-- (counts its changes), `:job` (its publication job, at most one), `:pub` (the
+-- version last published, when), `:retry` (when to try again after a publication
+-- failed for good); `status:open` the list positions come from, `status:lists`.
+local STATUS_SIZE = 131072
+-- A published list is published again after this long even when unchanged, so a
+-- write that landed late (a stalled storage request of a lost lease) is undone.
+local STATUS_REFRESH_MS = 3600000
+local STATUS_RETRY_MS = 60000
+
+-- Queue the publication of list n unless one is queued or running.
+local function status_enqueue(P, n, now_ms)
+  local sk = P .. 'status:' .. n .. ':job'
+  if redis.call('EXISTS', sk) == 1 then return end
+  local seq = redis.call('INCR', P .. 'status:seq')
+  local jid = string.sub(redis.sha1hex(P .. 'status list ' .. n .. ' publication ' .. seq), 1, 32)
+  redis.call('SET', sk, jid)
+  redis.call('DEL', P .. 'status:' .. n .. ':retry')
+  redis.call('HSET', P .. 'job:' .. jid, 'kind', 'status', 'list', n, 'attempt', 0, 'status', 'queued',
+    'enqueued_at', now_ms)
+  redis.call('LPUSH', P .. 'squeue', jid)
+end
+
+-- List n changed (a bit was set, or it was first used): publish it again.
+local function status_touch(P, n, now_ms)
+  redis.call('INCR', P .. 'status:' .. n .. ':ver')
+  redis.call('SADD', P .. 'status:lists', n)
+  status_enqueue(P, n, now_ms)
+end
+
+-- A fresh global index for a new version's credential, never given before. `rnd`
+-- (from the CC) picks the position, so positions say nothing of the order of issue;
+-- a taken one gives the next free one.
+local function status_alloc(P, rnd, now_ms)
+  local n = tonumber(redis.call('GET', P .. 'status:open') or '0')
+  if tonumber(redis.call('GET', P .. 'status:' .. n .. ':count') or '0') >= STATUS_SIZE then
+    n = n + 1
+    redis.call('SET', P .. 'status:open', n)
+  end
+  local ak = P .. 'status:' .. n .. ':alloc'
+  local pos = (tonumber(rnd) or 0) % STATUS_SIZE
+  if redis.call('GETBIT', ak, pos) == 1 then
+    -- From its byte on (past the string's end counts as free), else from the start.
+    local p = redis.call('BITPOS', ak, 0, math.floor(pos / 8))
+    if p < 0 or p >= STATUS_SIZE then p = redis.call('BITPOS', ak, 0) end
+    pos = p
+  end
+  redis.call('SETBIT', ak, pos, 1)
+  if redis.call('INCR', P .. 'status:' .. n .. ':count') == 1 then status_touch(P, n, now_ms) end
+  return n * STATUS_SIZE + pos
+end
+
+-- Revoke the credential of global index g (nil: a version issued before status lists).
+local function status_revoke(P, g, now_ms)
+  g = tonumber(g)
+  if not g then return end
+  local n = math.floor(g / STATUS_SIZE)
+  if redis.call('SETBIT', P .. 'status:' .. n .. ':bits', g % STATUS_SIZE, 1) == 0 then
+    status_touch(P, n, now_ms)
+  end
 end
 
 -- Whether workserver `ws` takes jobs: heard from within alive_ms (on Redis's clock,
@@ -109,6 +176,23 @@ local function attempt_failed(P, jid, f, retryable, max_attempts, now_ms, at)
   local attempt = tonumber(hget(jk, 'attempt') or '0')
   local ws = unlease(P, jid, jk)
   if ws then redis.call('HINCRBY', P .. 'ws:' .. ws, 'failed', 1) end
+  if hget(jk, 'kind') == 'status' then
+    -- A status list's publication: again while attempts remain, else after
+    -- STATUS_RETRY_MS (reap.lua); the list stays as last published meanwhile.
+    local n = hget(jk, 'list') or '?'
+    record_error(P, at, '', jid, 'publishing status list ' .. n .. ': ' .. f.detail)
+    if retryable and attempt < max_attempts then
+      redis.call('HSET', jk, 'enqueued_at', now_ms)
+      redis.call('LPUSH', P .. 'squeue', jid)
+      return 'requeued'
+    end
+    redis.call('DEL', jk)
+    if redis.call('GET', P .. 'status:' .. n .. ':job') == jid then
+      redis.call('DEL', P .. 'status:' .. n .. ':job')
+    end
+    redis.call('SET', P .. 'status:' .. n .. ':retry', tonumber(now_ms) + STATUS_RETRY_MS)
+    return 'error'
+  end
   local rec = load(P, cid)
   if not rec then
     -- The certificate's record is gone (removed behind our back): nothing to retry for.

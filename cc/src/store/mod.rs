@@ -75,6 +75,7 @@ use testamur_common::config::{Durability, RedisSettings};
 use testamur_common::failure::FailCode;
 use testamur_common::ids::{CertId, CourseId, JobId, LeaseId, PublicUuid, Username, WsId, WsName};
 use testamur_common::state::{Action, CertState};
+use testamur_common::status_list::{LeasedStatusList, StatusEntry};
 use testamur_common::time_fmt::{now_ms, rfc3339_ms};
 use testamur_common::wire::{
     JobCertificate, JobResult, LeasedJob, PublishedVersion, RecentError, WorkserverStatus,
@@ -239,6 +240,26 @@ pub enum SubmitOutcome {
     IdempotencyMismatch,
 }
 
+/// What one lease call gave a workserver.
+#[derive(Default)]
+pub struct Leased {
+    pub jobs: Vec<LeasedJob>,
+    pub status_lists: Vec<LeasedStatusList>,
+}
+
+impl Leased {
+    pub fn is_empty(&self) -> bool {
+        self.jobs.is_empty() && self.status_lists.is_empty()
+    }
+}
+
+/// What a completion recorded: a certificate's new state, or a status list published.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Completed {
+    Cert(CertState),
+    StatusList(u32),
+}
+
 pub enum Fenced<T> {
     Ok(T),
     /// The lease is not (or no longer) held by the caller.
@@ -269,6 +290,8 @@ pub struct Registration<'a> {
     pub alive_within: Duration,
     /// The templates it can draw (stored under their digest).
     pub catalog: Option<&'a testamur_common::catalog::Catalog>,
+    /// Whether it publishes status lists (capabilities.status_lists).
+    pub status_lists: bool,
 }
 
 pub enum RegisterOutcome {
@@ -443,6 +466,8 @@ impl Store {
                     .arg(job.queue.as_deref().unwrap_or(""))
                     .arg(ikey)
                     .arg(ihash)
+                    // Where in its status list the new version's entry goes.
+                    .arg(testamur_common::ids::random_u32())
                     .arg(job.fields.len());
                 for (k, v) in &job.fields {
                     inv.arg(*k).arg(v);
@@ -490,7 +515,7 @@ impl Store {
         max: u32,
         ttl: Duration,
         alive_within: Duration,
-    ) -> Result<Option<Vec<LeasedJob>>> {
+    ) -> Result<Option<Leased>> {
         let mut inv = self.scripts.lease.prepare_invoke();
         inv.arg(P)
             .arg(ws.as_str())
@@ -522,15 +547,26 @@ impl Store {
             .transpose()?
             .and_then(|e| e.parse().ok())
             .ok_or_else(|| StoreError::Corrupt("lease script answered no expiry".into()))?;
-        let mut jobs = Vec::new();
+        let mut leased = Leased::default();
         for item in items {
-            let Value::Array(parts) = item else {
+            let Value::Array(mut parts) = item else {
                 return Err(StoreError::Corrupt("lease entry is not a list".into()));
             };
+            if parts.len() == 7 {
+                // A status list's publication: its bits are raw bytes.
+                let bits = match parts.pop() {
+                    Some(Value::BulkString(b)) => b,
+                    _ => Vec::new(),
+                };
+                let parts: Vec<String> =
+                    parts.into_iter().map(value_string).collect::<Result<_>>()?;
+                leased.status_lists.push(leased_status_list(parts, &bits, exp)?);
+                continue;
+            }
             let parts: Vec<String> = parts.into_iter().map(value_string).collect::<Result<_>>()?;
-            jobs.push(leased_job(parts, exp)?);
+            leased.jobs.push(leased_job(parts, exp)?);
         }
-        Ok(Some(jobs))
+        Ok(Some(leased))
     }
 
     /// Extend a lease by `ttl` from now on Redis's clock; the new expiry (ms).
@@ -558,7 +594,7 @@ impl Store {
         lease: &LeaseId,
         ws: &WsId,
         result: &JobResult,
-    ) -> Result<Fenced<(CertState, String)>> {
+    ) -> Result<Fenced<(Completed, String)>> {
         self.complete_many(ws, &[(lease, result)])
             .await?
             .pop()
@@ -573,7 +609,7 @@ impl Store {
         &self,
         ws: &WsId,
         items: &[(&LeaseId, &JobResult)],
-    ) -> Result<Vec<Result<Fenced<(CertState, String)>>>> {
+    ) -> Result<Vec<Result<Fenced<(Completed, String)>>>> {
         if items.is_empty() {
             return Ok(Vec::new());
         }
@@ -621,7 +657,11 @@ impl Store {
         Ok(reply
             .chunks(3)
             .map(|r| match r[0].as_str() {
-                "ok" => Ok(Fenced::Ok((parse_state(&r[1])?, r[2].clone()))),
+                "ok" => Ok(Fenced::Ok((Completed::Cert(parse_state(&r[1])?), r[2].clone()))),
+                "published" => Ok(Fenced::Ok((
+                    Completed::StatusList(r[1].parse().map_err(corrupt)?),
+                    r[2].clone(),
+                ))),
                 "lost" => Ok(Fenced::Lost),
                 "mismatch" => Ok(Fenced::Mismatch),
                 "corrupt" => Err(StoreError::Corrupt(r[1].clone())),
@@ -709,7 +749,8 @@ impl Store {
             .arg(r.peer)
             .arg(r.max_attempts)
             .arg(r.alive_within.as_millis() as u64)
-            .arg(FailCode::WorkserverLost.message());
+            .arg(FailCode::WorkserverLost.message())
+            .arg(if r.status_lists { "1" } else { "0" });
         match r.catalog {
             Some(catalog) => {
                 let json = serde_json::to_string(catalog)
@@ -1010,8 +1051,26 @@ fn corrupt(e: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(e.to_string())
 }
 
+/// A status list's publication as lease.lua answers it (the bits apart).
+fn leased_status_list(parts: Vec<String>, bits: &[u8], exp: i64) -> Result<LeasedStatusList> {
+    let [jid, lease, attempt, kind, list, version] = <[String; 6]>::try_from(parts)
+        .map_err(|p| StoreError::Corrupt(format!("status list lease has {} parts", p.len())))?;
+    if kind != "status" {
+        return Err(StoreError::Corrupt(format!("lease entry of kind {kind:?}")));
+    }
+    Ok(LeasedStatusList {
+        job_id: JobId::parse(&jid).map_err(corrupt)?,
+        lease_id: LeaseId::parse(&lease).map_err(corrupt)?,
+        lease_expires_at: rfc3339_ms(exp),
+        attempt: attempt.parse().map_err(corrupt)?,
+        list: list.parse().map_err(corrupt)?,
+        version: version.parse().map_err(corrupt)?,
+        bits: LeasedStatusList::encode_bits(bits),
+    })
+}
+
 fn leased_job(parts: Vec<String>, exp: i64) -> Result<LeasedJob> {
-    if parts.len() != 11 {
+    if parts.len() != 12 {
         return Err(StoreError::Corrupt(format!(
             "lease entry has {} parts",
             parts.len()
@@ -1032,6 +1091,14 @@ fn leased_job(parts: Vec<String>, exp: i64) -> Result<LeasedJob> {
     let requested_at = match next() {
         ms if ms.is_empty() => None,
         ms => Some(rfc3339_ms(ms.parse().map_err(corrupt)?)),
+    };
+    // Likewise the status list index (and deletes have none).
+    let status = match next() {
+        g if g.is_empty() => None,
+        g => Some(
+            StatusEntry::from_global(g.parse().map_err(corrupt)?)
+                .ok_or_else(|| StoreError::Corrupt(format!("status list index {g}")))?,
+        ),
     };
     if record.is_empty() {
         return Err(StoreError::Corrupt(format!(
@@ -1079,6 +1146,7 @@ fn leased_job(parts: Vec<String>, exp: i64) -> Result<LeasedJob> {
             verify_uuid,
             previous,
             requested_at,
+            status,
         },
         job_id,
     })

@@ -34,4 +34,19 @@ for _, ws in ipairs(redis.call('ZRANGEBYSCORE', P .. 'wsbeat', '-inf', now - dea
       lost_fault('workserver ' .. name .. ' stopped sending heartbeats (dead or cut off) while holding this job'), max_attempts, at)
   end
 end
+-- Status lists due for publication with none queued: changed but not published
+-- (a publication failed for good, STATUS_RETRY_MS ago), or not published for
+-- STATUS_REFRESH_MS. Few: one list holds STATUS_SIZE certificates.
+for _, list in ipairs(redis.call('SMEMBERS', P .. 'status:lists')) do
+  local base = P .. 'status:' .. list
+  if redis.call('EXISTS', base .. ':job') == 0 then
+    local ver = tonumber(redis.call('GET', base .. ':ver') or '0') or 0
+    local pub = redis.call('HMGET', base .. ':pub', 'ver', 'ms')
+    local retry = tonumber(redis.call('GET', base .. ':retry') or '0') or 0
+    local stale = now - (tonumber(pub[2] or '0') or 0) >= STATUS_REFRESH_MS
+    if (ver > (tonumber(pub[1] or '0') or 0) or stale) and now >= retry then
+      status_enqueue(P, list, now)
+    end
+  end
+end
 return handled

@@ -7,12 +7,12 @@
 -- refused instead of knocking the other out in turn; the name is marked in status.
 -- ARGV: P, name, ws, token_hash, capacity, version, at, instance, peer address,
 -- max_attempts, alive_ms (a workserver heard from within this is alive), what the LMS
--- is told when a workserver is lost, its catalogue's digest ('' = none sent) and JSON,
--- then template/version pairs of the catalogue.
+-- is told when a workserver is lost, whether it publishes status lists ('1'/'0'), its
+-- catalogue's digest ('' = none sent) and JSON, then template/version pairs of the catalogue.
 -- Returns {'ok', released} or {'conflict', other instance's address, its registered_at}.
 local P, name, ws, th, cap, version, at = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
 local inst, addr, max_attempts, alive_ms = ARGV[8], ARGV[9], tonumber(ARGV[10]), tonumber(ARGV[11])
-local lost, digest, catalog = ARGV[12], ARGV[13], ARGV[14]
+local lost, status_lists, digest, catalog = ARGV[12], ARGV[13], ARGV[14], ARGV[15]
 local now = now_ms()
 local released = 0
 local replaced_instance = ''
@@ -42,14 +42,15 @@ end
 if digest ~= '' then
   redis.call('SET', P .. 'catalog:' .. digest, catalog)
   redis.call('SET', P .. 'catalog:current', digest)
-  for i = 15, #ARGV, 2 do
+  for i = 16, #ARGV, 2 do
     redis.call('HSET', P .. 'ws:' .. ws .. ':tpl', ARGV[i], ARGV[i + 1])
     redis.call('SADD', P .. 'tplws:' .. ARGV[i] .. '@' .. ARGV[i + 1], ws)
   end
 end
 redis.call('HSET', P .. 'ws:' .. ws, 'catalog', digest, 'registered_ms', now, 'ws_id', ws, 'name', name, 'token_hash', th, 'capacity', cap,
   'version', version, 'registered_at', at, 'last_heartbeat', now, 'completed', 0, 'failed', 0, 'draining', 0,
-  'instance', inst, 'replaced_instance', replaced_instance, 'registered_from', addr)
+  'instance', inst, 'replaced_instance', replaced_instance, 'registered_from', addr,
+  'status_lists', status_lists)
 redis.call('SET', P .. 'tok:' .. th, ws)
 redis.call('SET', P .. 'wsname:' .. name, ws)
 redis.call('SADD', P .. 'workservers', ws)

@@ -4,8 +4,9 @@
 --   cid, jid, action, pending_state, allowed_from (comma list), allowed_absent ('1'/'0'),
 --   new_download_uuid, new_verify_uuid, callback_url, callback_key, callback_host,
 --   template queue ('{template}@{version}' the job is pinned to, '' = the plain queue),
---   idempotency key ('' = none), request hash, n, then n field/value pairs for the
---   certificate (an empty value deletes the field).
+--   idempotency key ('' = none), request hash, a random number (the position of
+--   the new version's status list entry, lib.lua status_alloc), n, then n
+--   field/value pairs for the certificate (an empty value deletes the field).
 -- Returns four strings per request: outcome ('ok' | 'illegal' | 'idem_mismatch'),
 -- state (the pending state for ok, the current one for illegal), job id, and
 -- '1' when an Idempotency-Key matched an earlier request (its answer is repeated,
@@ -13,7 +14,7 @@
 local P, now_ms, at, idem_ttl = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local out = {}
 
-local function submit_one(cid, jid, action, pending, allowed, allowed_absent, du, vu, cb_url, cb_key, cb_host, tq, f0, f1)
+local function submit_one(cid, jid, action, pending, allowed, allowed_absent, du, vu, cb_url, cb_key, cb_host, tq, rnd, f0, f1)
   local rec = load(P, cid)
   local cur = rec and rec.s
   if cur == nil then
@@ -70,6 +71,14 @@ local function submit_one(cid, jid, action, pending, allowed, allowed_absent, du
   redis.call('HSET', jk, 'cert_id', cid, 'action', action, 'attempt', 0, 'status', 'queued',
     'enqueued_at', now_ms, 'requested_at', now_ms)
   if du ~= '' then redis.call('HSET', jk, 'download_uuid', du, 'verify_uuid', vu) end
+  -- The status list index of the version this job publishes: given here, once,
+  -- so that every attempt issues the same credential; a republished version
+  -- keeps its own.
+  if action ~= 'delete' then
+    local si = republish and cv.si
+    if not si then si = status_alloc(P, rnd, now_ms) end
+    redis.call('HSET', jk, 'si', si)
+  end
   if pdu ~= '' then redis.call('HSET', jk, 'previous_download_uuid', pdu, 'previous_verify_uuid', pvu) end
   if cb_url ~= '' then
     redis.call('HSET', jk, 'callback_url', cb_url, 'callback_key', cb_key, 'callback_host', cb_host)
@@ -89,9 +98,9 @@ while i <= #ARGV do
   local cid, jid, action, pending = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   local allowed, absent, du, vu = ARGV[i + 4], ARGV[i + 5], ARGV[i + 6], ARGV[i + 7]
   local cb_url, cb_key, cb_host, tq = ARGV[i + 8], ARGV[i + 9], ARGV[i + 10], ARGV[i + 11]
-  local ikey, ihash = ARGV[i + 12], ARGV[i + 13]
-  local n = tonumber(ARGV[i + 14])
-  local f0 = i + 15
+  local ikey, ihash, rnd = ARGV[i + 12], ARGV[i + 13], ARGV[i + 14]
+  local n = tonumber(ARGV[i + 15])
+  local f0 = i + 16
   i = f0 + 2 * n
   local replayed = false
   local ik = P .. 'idem:' .. ikey
@@ -107,7 +116,7 @@ while i <= #ARGV do
     end
   end
   if not replayed then
-    local outcome, state = submit_one(cid, jid, action, pending, allowed, absent, du, vu, cb_url, cb_key, cb_host, tq, f0, i - 1)
+    local outcome, state = submit_one(cid, jid, action, pending, allowed, absent, du, vu, cb_url, cb_key, cb_host, tq, rnd, f0, i - 1)
     local rjid = ''
     if outcome == 'ok' then rjid = jid end
     table.insert(out, outcome); table.insert(out, state); table.insert(out, rjid); table.insert(out, '0')

@@ -10,6 +10,10 @@
 //! credential of any other shape is refused as such (`Shape`), never reported
 //! valid; an independent verifier (Digital Bazaar's, as the tests run) checks
 //! those.
+//!
+//! A status list credential (`--status-list`) is checked the same way (rebuilt
+//! from its facts, its proof by the credential's issuer), then the credential's
+//! bit in it is read.
 
 use ed25519_dalek::{Signature, VerifyingKey};
 use serde_json::{Map, Value};
@@ -17,8 +21,9 @@ use testamur_common::config::IssuerDid;
 use testamur_common::ids::PublicUuid;
 
 use super::did::IssuerId;
-use super::document::{self, Facts, CRYPTOSUITE_NAME};
-use super::{multibase, Issuer};
+use super::document::{self, Facts, StatusRef, CRYPTOSUITE_NAME};
+use super::{multibase, status_list, Issuer};
+use testamur_common::status_list::{bit, STATUS_LIST_SIZE};
 
 /// What a credential that verified says.
 #[derive(Debug, PartialEq, Eq)]
@@ -28,6 +33,16 @@ pub struct Checked {
     pub learner: String,
     pub course: String,
     pub valid_from: String,
+    /// Its entry in a status list, if it has one.
+    pub status: Option<StatusRef>,
+}
+
+/// What a status list says of a credential that verified.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Status {
+    pub revoked: bool,
+    /// When the list was made (its `validFrom`): it says nothing of later changes.
+    pub as_of: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -63,39 +78,11 @@ fn text<'a>(v: &'a Value, path: &[&str]) -> Result<&'a str, CheckError> {
 /// Checks a credential (the published JSON) and, for a `did:web` issuer, against
 /// its DID document (the JSON published at the URL the DID resolves to).
 pub fn check(json: &[u8], did_document: Option<&[u8]>) -> Result<Checked, CheckError> {
-    let mut given: Map<String, Value> =
-        serde_json::from_slice(json).map_err(|e| CheckError::NotJson(e.to_string()))?;
-    let proof = given
-        .remove("proof")
-        .ok_or_else(|| shape("no proof: the credential is not signed"))?;
-    let doc = Value::Object(given);
-
-    // The proof's fixed members, then the key it names.
-    if proof.get("type").and_then(Value::as_str) != Some("DataIntegrityProof")
-        || proof.get("cryptosuite").and_then(Value::as_str) != Some(CRYPTOSUITE_NAME)
-    {
-        return Err(shape(format!(
-            "the proof is not a DataIntegrityProof of {CRYPTOSUITE_NAME}"
-        )));
-    }
-    let created = text(&proof, &["created"])?;
-    let method = text(&proof, &["verificationMethod"])?;
-    let proof_value = text(&proof, &["proofValue"])?;
+    let (doc, proof) = split(json, "credential")?;
+    let p = Proof::of(&proof)?;
     let did = text(&doc, &["issuer", "id"])?;
-    let public = issuer_key(did, method, did_document)?;
-    let issuer_did = match did.starts_with("did:key:") {
-        true => IssuerDid::Key,
-        false => IssuerDid::Web {
-            did: did.to_owned(),
-            document_path: String::new(),
-        },
-    };
-    let id = IssuerId::new(issuer_did, public.as_bytes());
-    if id.did != did || id.verification_method != method {
-        return Err(CheckError::Key(format!(
-            "the proof names {method}, which is not a key of {did}"
-        )));
-    }
+    let (id, public) = signer(did, p.method, did_document)?;
+    let created = p.created;
 
     // The facts, read back; then the credential they give must be this one.
     let cred_id = text(&doc, &["id"])?;
@@ -128,6 +115,17 @@ pub fn check(json: &[u8], did_document: Option<&[u8]>) -> Result<Checked, CheckE
         .strip_prefix(&format!("Completed {course_name} ("))
         .and_then(|n| n.strip_suffix(&tail))
         .ok_or_else(|| shape("the criteria do not name the course"))?;
+    let status = match doc.get("credentialStatus") {
+        None => None,
+        Some(s) => Some(StatusRef {
+            list_url: text(s, &["statusListCredential"])?.to_owned(),
+            index: text(s, &["statusListIndex"])?
+                .parse()
+                .ok()
+                .filter(|i| *i < STATUS_LIST_SIZE)
+                .ok_or_else(|| shape("statusListIndex is not an index of a status list"))?,
+        }),
+    };
     let facts = Facts {
         verify_uuid: &verify_uuid,
         learner: text(&doc, &["credentialSubject", "name"])?,
@@ -137,6 +135,7 @@ pub fn check(json: &[u8], did_document: Option<&[u8]>) -> Result<Checked, CheckE
         issued_date,
         signed_at: Some(created.to_owned()),
         noun,
+        status,
     };
     let (rebuilt, statements) =
         document::document(&facts, &id).map_err(|e| shape(e.to_string()))?;
@@ -145,33 +144,157 @@ pub fn check(json: &[u8], did_document: Option<&[u8]>) -> Result<Checked, CheckE
             "it has members, or values, that testamur's credential of the same facts has not",
         ));
     }
-    let (mut options_json, options) = document::proof_options(created, method);
-    options_json.insert("proofValue".into(), proof_value.into());
-    if Value::Object(options_json) != proof {
-        return Err(shape("its proof has other members than testamur's proofs"));
-    }
-
-    let hash = Issuer::hash_data(&statements, &options).map_err(|e| shape(e.to_string()))?;
-    let signature = multibase::unz(proof_value)
-        .and_then(|b| <[u8; 64]>::try_from(b).ok())
-        .map(|b| Signature::from_bytes(&b))
-        .ok_or_else(|| {
-            CheckError::Invalid("proofValue is not a base58-btc Ed25519 signature".into())
-        })?;
-    public.verify_strict(&hash, &signature).map_err(|_| {
-        CheckError::Invalid(
-            "the signature is not the issuer's over this credential: it was changed after \
-             it was signed, or signed by another key"
-                .into(),
-        )
-    })?;
+    p.verify(&proof, &statements, &public, "credential")?;
     Ok(Checked {
         id: cred_id.to_owned(),
         issuer: did.to_owned(),
         learner: facts.learner.to_owned(),
         course: course_name.to_owned(),
         valid_from: valid_from.to_owned(),
+        status: facts.status,
     })
+}
+
+/// Checks a status list credential (the JSON published at the credential's
+/// `statusListCredential`) issued by the checked credential's issuer, and reads
+/// that credential's bit in it.
+pub fn check_status(
+    list: &[u8],
+    checked: &Checked,
+    did_document: Option<&[u8]>,
+) -> Result<Status, CheckError> {
+    let entry = checked
+        .status
+        .as_ref()
+        .ok_or_else(|| shape("the credential has no credentialStatus: no list names it"))?;
+    let (doc, proof) = split(list, "status list")?;
+    let p = Proof::of(&proof)?;
+    let url = text(&doc, &["id"])?;
+    if url != entry.list_url {
+        return Err(shape(format!(
+            "this is the status list {url}; the credential's is {}",
+            entry.list_url
+        )));
+    }
+    let issuer = text(&doc, &["issuer"])?;
+    if issuer != checked.issuer {
+        return Err(CheckError::Key(format!(
+            "the status list was issued by {issuer}, the credential by {}",
+            checked.issuer
+        )));
+    }
+    let (_, public) = signer(issuer, p.method, did_document)?;
+    let valid_from = text(&doc, &["validFrom"])?;
+    let encoded = text(&doc, &["credentialSubject", "encodedList"])?;
+    let (rebuilt, statements) = status_list::document(&status_list::ListFacts {
+        url,
+        issuer,
+        valid_from,
+        encoded_list: encoded,
+    });
+    if Value::Object(rebuilt) != doc {
+        return Err(shape(
+            "it has members, or values, that testamur's status lists have not",
+        ));
+    }
+    p.verify(&proof, &statements, &public, "status list")?;
+    let bits = status_list::decode(encoded, (STATUS_LIST_SIZE / 8) as usize).map_err(shape)?;
+    let revoked = bit(&bits, entry.index).ok_or_else(|| {
+        shape(format!(
+            "the list holds {} entries, not the credential's {}",
+            bits.len() * 8,
+            entry.index
+        ))
+    })?;
+    Ok(Status {
+        revoked,
+        as_of: valid_from.to_owned(),
+    })
+}
+
+/// A signed document's members without its proof, and the proof.
+fn split(json: &[u8], what: &str) -> Result<(Value, Value), CheckError> {
+    let mut given: Map<String, Value> = serde_json::from_slice(json)
+        .map_err(|e| CheckError::NotJson(format!("the {what}: {e}")))?;
+    let proof = given
+        .remove("proof")
+        .ok_or_else(|| shape(format!("no proof: the {what} is not signed")))?;
+    Ok((Value::Object(given), proof))
+}
+
+/// A proof's members, of testamur's one kind of proof.
+struct Proof<'a> {
+    created: &'a str,
+    method: &'a str,
+    value: &'a str,
+}
+
+impl<'a> Proof<'a> {
+    fn of(proof: &'a Value) -> Result<Self, CheckError> {
+        if proof.get("type").and_then(Value::as_str) != Some("DataIntegrityProof")
+            || proof.get("cryptosuite").and_then(Value::as_str) != Some(CRYPTOSUITE_NAME)
+        {
+            return Err(shape(format!(
+                "the proof is not a DataIntegrityProof of {CRYPTOSUITE_NAME}"
+            )));
+        }
+        Ok(Self {
+            created: text(proof, &["created"])?,
+            method: text(proof, &["verificationMethod"])?,
+            value: text(proof, &["proofValue"])?,
+        })
+    }
+
+    /// The proof (as given) is testamur's, over `statements`, by `public`.
+    fn verify(
+        &self,
+        proof: &Value,
+        statements: &[super::rdf::Quad],
+        public: &VerifyingKey,
+        what: &str,
+    ) -> Result<(), CheckError> {
+        let (mut options_json, options) = document::proof_options(self.created, self.method);
+        options_json.insert("proofValue".into(), self.value.into());
+        if &Value::Object(options_json) != proof {
+            return Err(shape("its proof has other members than testamur's proofs"));
+        }
+        let hash = Issuer::hash_data(statements, &options).map_err(|e| shape(e.to_string()))?;
+        let signature = multibase::unz(self.value)
+            .and_then(|b| <[u8; 64]>::try_from(b).ok())
+            .map(|b| Signature::from_bytes(&b))
+            .ok_or_else(|| {
+                CheckError::Invalid("proofValue is not a base58-btc Ed25519 signature".into())
+            })?;
+        public.verify_strict(&hash, &signature).map_err(|_| {
+            CheckError::Invalid(format!(
+                "the signature is not the issuer's over this {what}: it was changed after \
+                 it was signed, or signed by another key"
+            ))
+        })
+    }
+}
+
+/// The issuer's identifier and key for a proof made with `method`.
+fn signer(
+    did: &str,
+    method: &str,
+    did_document: Option<&[u8]>,
+) -> Result<(IssuerId, VerifyingKey), CheckError> {
+    let public = issuer_key(did, method, did_document)?;
+    let issuer_did = match did.starts_with("did:key:") {
+        true => IssuerDid::Key,
+        false => IssuerDid::Web {
+            did: did.to_owned(),
+            document_path: String::new(),
+        },
+    };
+    let id = IssuerId::new(issuer_did, public.as_bytes());
+    if id.did != did || id.verification_method != method {
+        return Err(CheckError::Key(format!(
+            "the proof names {method}, which is not a key of {did}"
+        )));
+    }
+    Ok((id, public))
 }
 
 /// The Ed25519 key of `method`: from a did:key identifier itself, or from the
@@ -253,6 +376,10 @@ mod tests {
             issued_date: "2026-11-23",
             signed_at: Some("2026-11-23T10:15:00Z".into()),
             noun: "Certificate",
+            status: Some(StatusRef {
+                list_url: "https://certs.example.org/status/0.json".into(),
+                index: 94_567,
+            }),
         }
     }
 
@@ -321,5 +448,35 @@ mod tests {
             check(&cred, Some(&theirs)),
             Err(CheckError::Key(_))
         ));
+    }
+
+    #[test]
+    fn a_status_list_tells_revoked_from_not_and_must_be_the_issuers_own() {
+        let vu = PublicUuid::generate();
+        let issuer = Issuer::from_seed(&[9; 32], IssuerDid::Key);
+        let checked = check(&issuer.issue(&facts(&vu)).unwrap(), None).unwrap();
+        let url = "https://certs.example.org/status/0.json";
+        let mut bits = vec![0u8; 16_384];
+        let clear = issuer.issue_status_list(url, &bits, "2026-12-03T10:00:00Z").unwrap();
+        bits[94_567 / 8] |= 0x80 >> (94_567 % 8);
+        let set = issuer.issue_status_list(url, &bits, "2026-12-03T11:00:00Z").unwrap();
+        assert!(!check_status(&clear, &checked, None).unwrap().revoked);
+        let s = check_status(&set, &checked, None).unwrap();
+        assert!(s.revoked);
+        assert_eq!(s.as_of, "2026-12-03T11:00:00Z");
+        // The bits changed without a new proof.
+        let mut forged: Value = serde_json::from_slice(&set).unwrap();
+        let clear_v: Value = serde_json::from_slice(&clear).unwrap();
+        forged["credentialSubject"]["encodedList"] = clear_v["credentialSubject"]["encodedList"].clone();
+        let forged = serde_json::to_vec(&forged).unwrap();
+        assert!(matches!(check_status(&forged, &checked, None), Err(CheckError::Invalid(_))));
+        // Another issuer's list, and another list.
+        let other = Issuer::from_seed(&[8; 32], IssuerDid::Key);
+        let theirs = other.issue_status_list(url, &bits, "2026-12-03T11:00:00Z").unwrap();
+        assert!(matches!(check_status(&theirs, &checked, None), Err(CheckError::Key(_))));
+        let elsewhere = issuer
+            .issue_status_list("https://certs.example.org/status/1.json", &bits, "2026-12-03T11:00:00Z")
+            .unwrap();
+        assert!(matches!(check_status(&elsewhere, &checked, None), Err(CheckError::Shape(_))));
     }
 }

@@ -12,7 +12,9 @@
 //! org's name), `validFrom` (the issued date), `credentialSubject` (an
 //! AchievementSubject: the learner's `name` as given, also as an IdentityObject
 //! of type `name`, unhashed; the `achievement`: the course, with an id derived
-//! from the issuer and the course id, name, description and criteria).
+//! from the issuer and the course id, name, description and criteria), and
+//! `credentialStatus` (a BitstringStatusListEntry, purpose revocation: the
+//! version's entry in its status list, `status_list.rs`) when the job gave one.
 
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
@@ -56,6 +58,15 @@ const CRYPTOSUITE_STRING: &str = "https://w3id.org/security#cryptosuiteString";
 const PROOF_PURPOSE: &str = "https://w3id.org/security#proofPurpose";
 const ASSERTION_METHOD: &str = "https://w3id.org/security#assertionMethod";
 const VERIFICATION_METHOD: &str = "https://w3id.org/security#verificationMethod";
+// The status entry's terms (VC 2.0 context, BitstringStatusListEntry's scope).
+const CREDENTIAL_STATUS: &str = "https://www.w3.org/2018/credentials#credentialStatus";
+const STATUS_LIST_ENTRY: &str = "https://www.w3.org/ns/credentials/status#BitstringStatusListEntry";
+pub(super) const STATUS_PURPOSE: &str = "https://www.w3.org/ns/credentials/status#statusPurpose";
+const STATUS_LIST_INDEX: &str = "https://www.w3.org/ns/credentials/status#statusListIndex";
+const STATUS_LIST_CREDENTIAL: &str =
+    "https://www.w3.org/ns/credentials/status#statusListCredential";
+/// The one status purpose testamur's lists have.
+pub const REVOCATION: &str = "revocation";
 
 pub const CRYPTOSUITE_NAME: &str = "eddsa-rdfc-2022";
 
@@ -75,6 +86,15 @@ pub struct Facts<'a> {
     pub signed_at: Option<String>,
     /// The template's noun ("Certificate").
     pub noun: &'a str,
+    /// The version's entry in a status list.
+    pub status: Option<StatusRef>,
+}
+
+/// A credential's entry in a status list: the list credential's URL, the index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusRef {
+    pub list_url: String,
+    pub index: u32,
 }
 
 impl Facts<'_> {
@@ -262,7 +282,30 @@ pub fn document(
         subject_json,
         Term::Blank(0),
     );
-    let json = n.json;
+    let mut json = n.json;
+    if let Some(s) = &f.status {
+        let entry = Term::iri(format!("{}#{}", s.list_url, s.index));
+        let mut e = Node::new(
+            &mut g,
+            entry.clone(),
+            &[("BitstringStatusListEntry", STATUS_LIST_ENTRY)],
+        );
+        // A string: verifiers match the entry by `type === "BitstringStatusListEntry"`.
+        e.json
+            .insert("type".into(), "BitstringStatusListEntry".into());
+        e.text("statusPurpose", STATUS_PURPOSE, REVOCATION, None);
+        e.text("statusListIndex", STATUS_LIST_INDEX, &s.index.to_string(), None);
+        e.json
+            .insert("statusListCredential".into(), s.list_url.clone().into());
+        e.link(STATUS_LIST_CREDENTIAL, Term::iri(s.list_url.clone()));
+        let entry_json = e.json;
+        json.insert("credentialStatus".into(), entry_json.into());
+        g.push(Quad {
+            s: Term::iri(format!("urn:uuid:{}", f.verify_uuid)),
+            p: CREDENTIAL_STATUS,
+            o: entry,
+        });
+    }
     Ok((json, g))
 }
 
@@ -322,6 +365,7 @@ mod tests {
         let (vc, ob) = contexts();
         let vcs = &vc["VerifiableCredential"]["@context"];
         let dip = &vc["DataIntegrityProof"]["@context"];
+        let entry = &vc["BitstringStatusListEntry"]["@context"];
         let subj = &ob["AchievementSubject"]["@context"];
         let idobj = &ob["IdentityObject"]["@context"];
         let ach = &ob["Achievement"]["@context"];
@@ -351,6 +395,11 @@ mod tests {
             (dip, "cryptosuite", CRYPTOSUITE),
             (dip, "proofPurpose", PROOF_PURPOSE),
             (dip, "verificationMethod", VERIFICATION_METHOD),
+            (vcs, "credentialStatus", CREDENTIAL_STATUS),
+            (&vc, "BitstringStatusListEntry", STATUS_LIST_ENTRY),
+            (entry, "statusPurpose", STATUS_PURPOSE),
+            (entry, "statusListIndex", STATUS_LIST_INDEX),
+            (entry, "statusListCredential", STATUS_LIST_CREDENTIAL),
             (
                 &dip["proofPurpose"]["@context"],
                 "assertionMethod",
@@ -365,11 +414,15 @@ mod tests {
         assert_eq!(dip["created"]["@type"], XSD_DATETIME);
         assert_eq!(dip["cryptosuite"]["@type"], CRYPTOSUITE_STRING);
         assert_eq!(idobj["hashed"]["@type"], OB_BOOLEAN);
+        assert_eq!(vcs["credentialStatus"]["@type"], "@id");
+        assert_eq!(entry["statusListCredential"]["@type"], "@id");
         for (ctx, term) in [
             (&ob, "name"),
             (vcs, "name"),
             (&ob, "narrative"),
             (idobj, "identityHash"),
+            (entry, "statusPurpose"),
+            (entry, "statusListIndex"),
         ] {
             assert!(ctx[term].get("@type").is_none(), "{term} is a plain string");
         }

@@ -8,6 +8,7 @@
 //! - [`did`]: the issuer's identifier, `did:key` or `did:web`, and its DID document.
 //! - [`key`]: the Ed25519 key file.
 //! - [`multibase`]: base58-btc for keys and proof values.
+//! - [`status_list`]: the signed Bitstring Status List credential of a list.
 //! - [`check`]: checking a published credential offline (`testamur verify`).
 //!
 //! The proof (Data Integrity EdDSA Cryptosuites v1.0, section 3.3): SHA-256 of
@@ -24,6 +25,7 @@ pub mod document;
 pub mod key;
 pub mod multibase;
 pub mod rdf;
+pub mod status_list;
 
 use ed25519_dalek::{Signer as _, SigningKey, VerifyingKey};
 use sha2::{Digest, Sha256};
@@ -87,9 +89,37 @@ impl Issuer {
     /// returned.
     pub fn issue(&self, facts: &Facts) -> Result<Vec<u8>, CredentialError> {
         let created = facts.created()?;
-        let (mut doc, statements) = document::document(facts, &self.id)?;
-        let options = document::proof_options(&created, &self.id.verification_method);
-        let hash = Self::hash_data(&statements, &options.1)?;
+        let (doc, statements) = document::document(facts, &self.id)?;
+        self.sign(doc, &statements, &created)
+    }
+
+    /// The signed status list credential of a list's bytes, to be published at
+    /// `url`, valid from `now` (`YYYY-MM-DDTHH:MM:SSZ`, also the proof's time).
+    pub fn issue_status_list(
+        &self,
+        url: &str,
+        bitmap: &[u8],
+        now: &str,
+    ) -> Result<Vec<u8>, CredentialError> {
+        let encoded = status_list::encode(bitmap)?;
+        let (doc, statements) = status_list::document(&status_list::ListFacts {
+            url,
+            issuer: &self.id.did,
+            valid_from: now,
+            encoded_list: &encoded,
+        });
+        self.sign(doc, &statements, now)
+    }
+
+    /// `doc` with its proof made at `created`, as published (JSON, a final newline).
+    fn sign(
+        &self,
+        mut doc: serde_json::Map<String, serde_json::Value>,
+        statements: &[rdf::Quad],
+        created: &str,
+    ) -> Result<Vec<u8>, CredentialError> {
+        let options = document::proof_options(created, &self.id.verification_method);
+        let hash = Self::hash_data(statements, &options.1)?;
         let signature = self.key.sign(&hash);
         self.verifying
             .verify_strict(&hash, &signature)

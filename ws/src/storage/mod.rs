@@ -84,8 +84,8 @@ pub const CONTENT_JSON: &str = "application/json";
 
 // The object layout is shared with the CC, which checks reported URLs against it.
 pub use testamur_common::layout::{
-    credential_path, pdf_path, pdf_sig_path, sig_path, verify_dir, verify_page_path,
-    PUBLIC_KEY_PATH,
+    credential_path, pdf_path, pdf_sig_path, sig_path, status_list_path, verify_dir,
+    verify_page_path, PUBLIC_KEY_PATH,
 };
 
 /// The `Cache-Control` of every published file. Nothing is `immutable`: a delete
