@@ -282,6 +282,14 @@ async fn fifty_published_credentials_verify_with_digital_bazaars_verifier() {
     };
     let (di, ri) = (index_of(&deleted), index_of(&replaced));
     wait_for(|| bit_set(di) && bit_set(ri), "the revocations in status/0.json").await;
+    // And the CC recorded it published as it is now (the workserver's completion
+    // was accepted, nothing is left to publish).
+    let redis_get = |args: &[&str]| c.redis.cli(args).unwrap().trim().to_owned();
+    wait_for(
+        || redis_get(&["HGET", "tm:status:0:pub", "ver"]) == redis_get(&["GET", "tm:status:0:ver"]),
+        "the CC to record the list's newest version as published",
+    )
+    .await;
     let after = verify(&storage, BASE_URL, &[deleted.clone(), replaced.clone(), renewed.clone(), files[0].clone()]);
     let revoked: Vec<Option<bool>> = after.iter().map(|v| v.revoked).collect();
     assert_eq!(

@@ -32,6 +32,7 @@ mod rollout;
 mod s3;
 mod scoping;
 mod scripts;
+mod status_lists;
 mod startup_checks;
 mod verify_page;
 mod xqueue;

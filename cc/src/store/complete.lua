@@ -22,6 +22,7 @@ local function status_published(jid, jk, ws)
   local base = P .. 'status:' .. list
   redis.call('ZREM', P .. 'leases', jid)
   redis.call('SREM', P .. 'ws:' .. ws .. ':jobs', jid)
+  done_by[ws] = (done_by[ws] or 0) + 1
   redis.call('DEL', jk)
   if redis.call('GET', base .. ':job') == jid then redis.call('DEL', base .. ':job') end
   if sver >= (tonumber(redis.call('HGET', base .. ':pub', 'ver') or '0') or 0) then
