@@ -118,7 +118,7 @@ impl Metrics {
         );
         r.register(
             "jobs",
-            "Job events on this CC: enqueued, leased, completed, failed_requeued, failed_final, expired (lease ran out; re-queued or ended by the reaper)",
+            "Job events on this CC: enqueued, leased, completed, failed_requeued, failed_final, expired (lease ran out; re-queued or ended by the reaper); status_list_leased, status_list_published (Bitstring Status List publications, not counted in the others)",
             m.jobs.clone(),
         );
         r.register(
@@ -200,6 +200,8 @@ impl Metrics {
             "failed_requeued",
             "failed_final",
             "expired",
+            "status_list_leased",
+            "status_list_published",
         ] {
             let _ = m.jobs.get_or_create(&EventLabels { event });
         }

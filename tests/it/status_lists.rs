@@ -221,4 +221,28 @@ async fn publications_go_to_publishers_follow_every_change_and_survive_a_lost_le
         c.redis.cli(&["HGET", "tm:status:0:pub", "ver"]).unwrap().trim(),
         "3"
     );
+    // Counted apart from the certificates' jobs: 4 jobs (2 adds, 2 deletes), 2
+    // publications, 3 leases of them; the workservers' completed counts are the jobs'.
+    let op = c.operator().unwrap();
+    let metrics = op
+        .http()
+        .get(op.url("/metrics"))
+        .bearer_auth(op.key().to_owned())
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for (event, n) in [
+        ("completed", 4),
+        ("status_list_published", 2),
+        ("status_list_leased", 3),
+    ] {
+        let line = format!("testamur_jobs_total{{event=\"{event}\"}} {n}");
+        assert!(metrics.lines().any(|l| l == line), "{line} in\n{metrics}");
+    }
+    let status = op.status().await.unwrap().unwrap();
+    let completed: u64 = status.workservers.iter().map(|w| w.completed).sum();
+    assert_eq!(completed, 4);
 }

@@ -68,10 +68,10 @@ pub async fn lease(
                 tracing::info!(job_id = %s.job_id, lease_id = %s.lease_id, list = s.list, version = s.version,
                     ws_id = %caller.0, attempt = s.attempt, "status list publication leased");
             }
-            metrics().job(
-                "leased",
-                (leased.jobs.len() + leased.status_lists.len()) as u64,
-            );
+            metrics().job("leased", leased.jobs.len() as u64);
+            if !leased.status_lists.is_empty() {
+                metrics().job("status_list_leased", leased.status_lists.len() as u64);
+            }
             return Ok(Json(LeaseResponse {
                 jobs: leased.jobs,
                 status_lists: leased.status_lists,
@@ -210,7 +210,7 @@ fn recorded(
     match answer {
         Fenced::Ok((Completed::StatusList(list), _)) => {
             tracing::info!(job_id = %lease.job_id(), lease_id = %lease, ws_id = %ws, list, "status list published");
-            metrics().job("completed", 1);
+            metrics().job("status_list_published", 1);
             Ok(Completed::StatusList(list))
         }
         Fenced::Ok((Completed::Cert(new_state), ws_name)) => {

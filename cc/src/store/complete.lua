@@ -22,14 +22,14 @@ local function status_published(jid, jk, ws)
   local base = P .. 'status:' .. list
   redis.call('ZREM', P .. 'leases', jid)
   redis.call('SREM', P .. 'ws:' .. ws .. ':jobs', jid)
-  done_by[ws] = (done_by[ws] or 0) + 1
   redis.call('DEL', jk)
   if redis.call('GET', base .. ':job') == jid then redis.call('DEL', base .. ':job') end
   if sver >= (tonumber(redis.call('HGET', base .. ':pub', 'ver') or '0') or 0) then
     redis.call('HSET', base .. ':pub', 'ver', sver, 'at', at, 'ms', now_ms)
   end
   if (tonumber(redis.call('GET', base .. ':ver') or '0') or 0) > sver then status_enqueue(P, list, now_ms) end
-  return 'published', list, ws
+  -- Not counted in the workserver's completed jobs (certificates).
+  return 'published', list, hget(P .. 'ws:' .. ws, 'name') or ws
 end
 
 local function complete_one(jid, lease, ws, rdu, rvu, durl, vurl, surl, sha, fp, curl)
@@ -132,7 +132,7 @@ for ws, k in pairs(done_by) do
   names[ws] = hget(P .. 'ws:' .. ws, 'name') or ws
 end
 for i = 1, #out, 3 do
-  if out[i] == 'ok' or out[i] == 'published' then out[i + 2] = names[out[i + 2]] end
+  if out[i] == 'ok' then out[i + 2] = names[out[i + 2]] end
 end
 if n > 0 then
   redis.call('INCRBY', bucket, n)

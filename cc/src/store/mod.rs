@@ -14,6 +14,11 @@
 //!   touch (record.lua `migrate_cert`) or by `testamur migrate`
 //! - `job:{job_id}` hash: action, attempt, status (queued|leased), lease_id, lease_exp, ws_id,
 //!   target uuids, and for a regen the uuids of the version it replaces
+//! - `status:{n}:alloc|count|bits|ver|job|pub|retry`, `status:open`, `status:lists`,
+//!   `status:seq`: the Bitstring Status Lists (lib.lua says what each holds); a list's
+//!   publication is a job (`kind` status, `list`, `sver` the version it was leased
+//!   at) queued in `squeue`, leased before the certificates' queues to workservers
+//!   whose hash has `status_lists` = 1
 //! - `queue` list of job ids (LPUSH to enqueue, RPOP to lease; re-released jobs go to the
 //!   RPOP end): jobs pinned to no template version (deletes; submissions made before
 //!   any workserver sent a catalogue); `queue:{template}@{version}` the same for jobs
