@@ -153,12 +153,66 @@ pub fn page(v: &Verification, page_url: &str) -> String {
         &format!(
             "  <h1>Certificate for <span dir=\"auto\">{name_e}</span></h1>\n  \
              <p class=\"status {class}\"><strong>{headline_e}</strong> {explain_e}</p>\n  \
-             <table>\n{rows}  </table>\n{links}",
+             <table>\n{rows}  </table>\n{links}{proofs}",
             name_e = e(name),
             headline_e = e(&headline),
             explain_e = e(&explain),
+            proofs = proofs(v),
         ),
     )
+}
+
+/// The proofs anyone can check without this page, and what each says now.
+fn proofs(v: &Verification) -> String {
+    let e = escape;
+    let mut rows = String::new();
+    if let Some(u) = link(v.signature_url.as_deref()) {
+        let key = v
+            .key_fingerprint
+            .as_deref()
+            .map(|fp| format!(" by key {}", e(fp)))
+            .unwrap_or_default();
+        let _ = writeln!(
+            rows,
+            "    <tr><th>OpenPGP signature</th><td>a <a href=\"{}\">detached signature</a> of the PDF{key}: \
+             <code>gpg --verify Certificate.pdf.sig Certificate.pdf</code></td></tr>",
+            e(u)
+        );
+    }
+    if let Some(u) = link(v.credential_url.as_deref()) {
+        let status = match &v.credential_status {
+            Some(s) => {
+                let state = match s.revoked {
+                    true => "<strong>revoked</strong>",
+                    false => "not revoked",
+                };
+                let list = match link(Some(&s.status_list_url)) {
+                    Some(l) => format!("<a href=\"{}\">its status list</a>", e(l)),
+                    None => "its status list".to_owned(),
+                };
+                let at = s
+                    .list_published_at
+                    .as_deref()
+                    .map(|t| format!(" (the list as published {})", e(t)))
+                    .unwrap_or_default();
+                format!(
+                    "; entry {} of {list}: {state}{at}",
+                    s.status_list_index
+                )
+            }
+            None => String::new(),
+        };
+        let _ = writeln!(
+            rows,
+            "    <tr><th>Open Badges 3.0 credential</th><td>a <a href=\"{}\">signed credential</a> \
+             (Data Integrity, eddsa-rdfc-2022){status}</td></tr>",
+            e(u)
+        );
+    }
+    match rows.is_empty() {
+        true => String::new(),
+        false => format!("  <h2>Proofs</h2>\n  <table>\n{rows}  </table>\n"),
+    }
 }
 
 /// The page for a link under which nothing was ever published.

@@ -51,6 +51,19 @@ pub struct LeasedStatusList {
     pub bits: String,
 }
 
+/// A published credential's status entry as `GET /verify/{uuid}` shows it
+/// (extension): where its list is, its index, whether its bit is set (it is set
+/// in the step that revokes or supersedes the version), and when the list was
+/// last published (what a verifier fetching it sees: from then on).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CredentialStatus {
+    pub status_list_url: String,
+    pub status_list_index: u32,
+    pub revoked: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub list_published_at: Option<String>,
+}
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum BitsError {
     #[error("the status list's bits are not base64: {0}")]

@@ -190,6 +190,9 @@ pub struct Verification {
     /// Extension: the version's Open Badges 3.0 credential, when one was published.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credential_url: Option<String>,
+    /// Extension: the credential's entry in its status list, when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential_status: Option<crate::status_list::CredentialStatus>,
     /// When the status last changed (RFC 3339).
     pub updated_at: String,
     /// Extensions: the uuid asked about, when this version was published, and

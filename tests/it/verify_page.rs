@@ -88,6 +88,21 @@ async fn browsers_get_the_live_verification_page_with_the_current_status() {
     // API clients (no Accept, */*, application/json) still get JSON.
     let v = lms.verification(&vu).await.unwrap().unwrap();
     assert_eq!(v.status, VerificationStatus::Valid);
+    // The proofs and their state: the signature by its key, the credential with
+    // its status list entry, not revoked.
+    let st = v.credential_status.clone().expect("the credential's status entry");
+    assert!(!st.revoked);
+    assert!(st.status_list_url.ends_with("/status/0.json"), "{}", st.status_list_url);
+    let fp = v.key_fingerprint.clone().unwrap();
+    assert!(body.contains("<h2>Proofs</h2>"), "{body}");
+    assert!(body.contains(&format!("detached signature</a> of the PDF by key {fp}")), "{body}");
+    assert!(
+        body.contains(&format!(
+            "entry {} of <a href=\"{}\">its status list</a>: not revoked",
+            st.status_list_index, st.status_list_url
+        )),
+        "{body}"
+    );
 
     // A regen supersedes the version: its page says so and links the current one.
     req.action = Some("regen".into());
@@ -102,6 +117,10 @@ async fn browsers_get_the_live_verification_page_with_the_current_status() {
     let (status, _, _, body) = browse(&lms, &vu).await;
     assert_eq!(status, 200);
     assert!(body.contains("<strong>Superseded on 20"), "{body}");
+    // Its credential is revoked in the status list (a verifier offline sees it too).
+    assert!(body.contains(": <strong>revoked</strong>"), "{body}");
+    let v = lms.verification(&vu).await.unwrap().unwrap();
+    assert!(v.credential_status.unwrap().revoked);
     assert!(
         !body.contains("linkedin.com"),
         "only a valid version offers LinkedIn: {body}"

@@ -13,6 +13,7 @@ use serde_json::Value as Json;
 use testamur_common::ids::{CertId, CourseId, PublicUuid, Username};
 use testamur_common::layout;
 use testamur_common::state::CertState;
+use testamur_common::status_list::{CredentialStatus, StatusEntry};
 use testamur_common::wire::{CertificateView, HistoryEntry, Verification, VerificationStatus};
 
 use super::{corrupt, parse_state, Result, Store, StoreError, P};
@@ -76,6 +77,9 @@ struct Version {
     /// 1: an Open Badges credential is published beside the page.
     #[serde(default)]
     cr: Option<u8>,
+    /// Its credential's global status list index.
+    #[serde(default)]
+    si: Option<u64>,
     /// Interned signing key id, or the fingerprint itself.
     #[serde(default)]
     k: Option<Json>,
@@ -479,6 +483,23 @@ impl Store {
         let printed = r.printed(k);
         let get = |n: &str| printed.get(n).cloned().unwrap_or_default();
         let urls = self.urls(v).await?;
+        let credential_status = match (&urls.credential, v.si.and_then(StatusEntry::from_global)) {
+            (Some(cred), Some(e)) => Some(CredentialStatus {
+                // Beside the credential: the same base URL, the list's path.
+                status_list_url: format!(
+                    "{}{}",
+                    cred.strip_suffix(&layout::credential_path(verify))
+                        .unwrap_or(cred),
+                    layout::status_list_path(e.list)
+                ),
+                status_list_index: e.index,
+                revoked: status != VerificationStatus::Valid,
+                list_published_at: c
+                    .hget(format!("{P}status:{}:pub", e.list), "at")
+                    .await?,
+            }),
+            _ => None,
+        };
         // Left out of the version while the history entry naming it holds it.
         let published_at = v.p.clone().or_else(|| {
             r.h.iter()
@@ -501,6 +522,7 @@ impl Store {
             download_url: nonempty(&urls.download),
             signature_url: nonempty(&urls.signature),
             credential_url: urls.credential,
+            credential_status,
             key_fingerprint: self.key_fingerprint(v).await?,
             updated_at,
             verify_uuid: verify.clone(),
