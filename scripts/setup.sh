@@ -15,9 +15,10 @@ PACKAGES=(redis-server gnupg poppler-utils fonts-dejavu-core fonts-noto-core fon
 # (a CC with a skewed clock), Python's venv (schemathesis, below) and haproxy
 # (tests/it/haproxy.rs runs the load balancer configuration of docs/DEPLOYMENT.md,
 # deploy/haproxy.cfg, in front of two CCs; the test starts its own process on free
-# ports, never the service that Debian's package installs).
+# ports, never the service that Debian's package installs), and libnss3-tools
+# (certutil: the NSS database of the test CA that pdfsig checks PDF signatures with).
 if [ "${1:-}" = "--test" ]; then
-  PACKAGES+=(chromium chromium-driver openssl faketime python3 python3-venv haproxy)
+  PACKAGES+=(chromium chromium-driver openssl faketime python3 python3-venv haproxy libnss3-tools)
   # Node.js for the independent credential verifier (Digital Bazaar's, below) and
   # bench/bullmq.sh; a Node.js from elsewhere (nodesource, nvm) is fine.
   if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then

@@ -54,6 +54,9 @@ pub struct ClusterSpec {
     /// `credentials.issuer` of the workservers ("did:key", a did:web identifier;
     /// None: no `[credentials]`, no Open Badges credentials).
     pub credentials: Option<String>,
+    /// `[pdf_signature]` with the development CA's document-signing certificate
+    /// (`tls/pdf-signing.pem`): the PDFs carry their own signature (PAdES).
+    pub pdf_signature: bool,
     /// `storage.base_url` of the directory storage (default: its file:// URL).
     pub base_url: Option<String>,
 }
@@ -95,6 +98,7 @@ impl ClusterSpec {
             log_json: false,
             cc_env: Vec::new(),
             credentials: Some("did:key".into()),
+            pdf_signature: true,
             base_url: None,
         }
     }
@@ -271,7 +275,11 @@ log_format = "{log_format}"
 {extra}
 
 {storage}keep_old_versions = {keep}
-{cache}{credentials}"#,
+{cache}{credentials}{pdf_signature}"#,
+            pdf_signature = match spec.pdf_signature {
+                true => "\n[pdf_signature]\ncert = \"tls/pdf-signing.pem\"\nkey = \"tls/pdf-signing.key\"\n",
+                false => "",
+            },
             credentials = match &spec.credentials {
                 Some(issuer) => format!(
                     "\n[credentials]\nkey = \"keys/credential.key\"\nissuer = \"{issuer}\"\n"

@@ -708,6 +708,25 @@ struct WsFile {
     storage: StorageFile,
     #[serde(default)]
     credentials: Option<credentials::CredentialsFile>,
+    #[serde(default)]
+    pdf_signature: Option<PdfSignatureFile>,
+}
+
+/// ws.conf `[pdf_signature]`: the PDF's own signature (PAdES), made with an X.509
+/// certificate of the operator's CA and its ECDSA P-256 key.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PdfSignatureFile {
+    /// PEM: the signing certificate, then the certificates of its chain.
+    cert: PathBuf,
+    /// PKCS#8 PEM, mode 0600.
+    key: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub struct PdfSignatureConfig {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 fn default_capacity() -> u32 {
@@ -837,6 +856,8 @@ pub struct WsConfig {
     pub storage: StorageConfig,
     /// `[credentials]`: an Open Badges 3.0 credential beside each certificate.
     pub credentials: Option<CredentialsConfig>,
+    /// `[pdf_signature]`: the PDF signed by the institution's certificate (PAdES).
+    pub pdf_signature: Option<PdfSignatureConfig>,
 }
 
 impl WsConfig {
@@ -934,6 +955,13 @@ impl WsConfig {
                 .as_ref()
                 .map(|c| c.validate(file, &base, &base_url))
                 .transpose()?,
+            pdf_signature: match &raw.pdf_signature {
+                Some(p) => Some(PdfSignatureConfig {
+                    cert: existing_file(file, "pdf_signature.cert", &base, &p.cert)?,
+                    key: existing_file(file, "pdf_signature.key", &base, &p.key)?,
+                }),
+                None => None,
+            },
             storage: StorageConfig {
                 backend: storage_backend(file, &base, &raw.storage)?,
                 base_url,

@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
-use testamur_ws::render::RenderContext;
 use testamur_ws::sample;
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -139,51 +138,40 @@ fn render(a: &BenchArgs) -> anyhow::Result<ExitCode> {
         .templates
         .clone()
         .unwrap_or_else(crate::devcluster::default_templates);
-    let renderer = testamur_ws::render::Renderer::load(&dir)?;
-    let (secret, _, _) = testamur_ws::sign::generate_key("bench")?;
-    let key = testamur_ws::sign::SigningKey::from_cert(sequoia_cert(&secret)?)?;
-    // The credential of every certificate too, as a workserver with
-    // `[credentials]` issues it (did:web: the longer identifier).
-    let issuer = testamur_ws::credential::Issuer::from_seed(
-        &[7; 32],
-        testamur_common::config::IssuerDid::Web {
-            did: "did:web:certs.example.org".into(),
-            document_path: ".well-known/did.json".into(),
-        },
-    );
+    let tmp = std::env::temp_dir().join(format!("testamur-bench-render-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp)?;
+    let pipeline = bench_pipeline(&dir, &tmp);
+    let _ = std::fs::remove_dir_all(&tmp);
+    let pipeline = pipeline?;
     let script = sample::Script::from(a.script);
-    let (mut t_render, mut t_sign, mut t_cred, mut bytes) =
-        (Duration::ZERO, Duration::ZERO, Duration::ZERO, 0usize);
+    let (mut t_render, mut t_sign, mut t_pdf_sign, mut t_cred, mut bytes) =
+        (0.0, 0.0, 0.0, Duration::ZERO, 0usize);
     let start = Instant::now();
     for i in 0..a.n {
         let job = sample::job(script, i, a.template.as_deref());
         let verify_url = sample::verify_url("https://certs.example.org", &job);
-        let t0 = Instant::now();
-        let rendered = renderer.render(
-            &job,
-            &RenderContext {
-                verify_url: &verify_url,
-            },
-        )?;
-        let pdf = rendered.pdf;
-        let t1 = Instant::now();
-        let sig = key.sign_detached(&pdf)?;
-        key.verify_detached(&pdf, &sig)?;
-        let t2 = Instant::now();
+        // What a workserver's job does before storage, as it does it.
+        let art = pipeline
+            .render_and_sign(&job, &verify_url)
+            .map_err(|e| anyhow::anyhow!("{}", e.reason))?;
+        let t = Instant::now();
         let vu = job
             .verify_uuid
             .as_ref()
             .context("sample jobs have a verify uuid")?;
-        let facts = testamur_ws::signed_at::credential_facts(&job, vu, &rendered.noun, &bench_list_url);
-        issuer.issue(&facts)?;
-        t_render += t1 - t0;
-        t_sign += t2 - t1;
-        t_cred += t2.elapsed();
-        bytes += pdf.len();
+        pipeline
+            .issue_credential(&job, vu, &art.noun)
+            .map_err(|e| anyhow::anyhow!("{}", e.reason))?
+            .context("the bench issues credentials")?;
+        t_cred += t.elapsed();
+        t_render += art.render_ms;
+        t_sign += art.sign_ms - art.pdf_sign_ms;
+        t_pdf_sign += art.pdf_sign_ms;
+        bytes += art.pdf.len();
     }
     let total = start.elapsed();
     println!(
-        "render + OpenPGP sign+verify + credential (issue+verify), one thread, {} certificates, template {}, {} names",
+        "render + PDF signature (PAdES) + OpenPGP sign+verify + credential (issue+verify), one thread, {} certificates, template {}, {} names",
         a.n,
         a.template.as_deref().unwrap_or("(default)"),
         match a.script {
@@ -196,10 +184,12 @@ fn render(a: &BenchArgs) -> anyhow::Result<ExitCode> {
         total.as_secs_f64(),
         a.n as f64 / total.as_secs_f64()
     );
+    let n = a.n as f64;
     println!(
-        "  render {:.3} ms/cert, sign+verify {:.3} ms/cert, credential {:.3} ms/cert",
-        ms(t_render, a.n),
-        ms(t_sign, a.n),
+        "  render {:.3} ms/cert, PDF signature+check {:.3} ms/cert, OpenPGP sign+verify {:.3} ms/cert, credential {:.3} ms/cert",
+        t_render / n,
+        t_pdf_sign / n,
+        t_sign / n,
         ms(t_cred, a.n)
     );
     println!(
@@ -217,7 +207,41 @@ pub(super) fn sequoia_cert(armored: &str) -> anyhow::Result<testamur_ws::sign::C
     testamur_ws::sign::parse_cert(armored.as_bytes()).context("parsing the generated key")
 }
 
-/// Where the benchmark's credentials say their status lists are.
-fn bench_list_url(list: u32) -> String {
-    format!("https://certs.example.org/status/{list}.json")
+/// A workserver's pipeline with every signature on: a new OpenPGP key, a
+/// credential issuer (did:web: the longer identifier), a development CA's PDF
+/// signing certificate (made in `tmp`); storage in `tmp`, never written to.
+fn bench_pipeline(
+    templates: &std::path::Path,
+    tmp: &std::path::Path,
+) -> anyhow::Result<testamur_ws::job::Pipeline> {
+    let (secret, _, _) = testamur_ws::sign::generate_key("bench")?;
+    let tls = crate::tlsgen::generate(tmp, &["localhost".into()])?;
+    let pdf_signer =
+        testamur_ws::pdf_sign::PdfSigner::load(&testamur_common::config::PdfSignatureConfig {
+            cert: tls.pdf_cert,
+            key: tls.pdf_key,
+        })?;
+    let storage = testamur_common::config::StorageConfig {
+        backend: testamur_common::config::StorageBackend::Dir {
+            dir: tmp.to_owned(),
+        },
+        base_url: "https://certs.example.org/".into(),
+        keep_old_versions: false,
+        cache_max_age: Duration::from_secs(300),
+    };
+    Ok(testamur_ws::job::Pipeline {
+        renderer: testamur_ws::render::Renderer::load(templates)?,
+        key: testamur_ws::sign::SigningKey::from_cert(sequoia_cert(&secret)?)?,
+        storage: std::sync::Arc::new(testamur_ws::storage::DiskStorage::new(tmp, &storage)?),
+        workserver: "bench".into(),
+        verify_page_url: None,
+        credentials: Some(testamur_ws::credential::Issuer::from_seed(
+            &[7; 32],
+            testamur_common::config::IssuerDid::Web {
+                did: "did:web:certs.example.org".into(),
+                document_path: ".well-known/did.json".into(),
+            },
+        )),
+        pdf_signer: Some(pdf_signer),
+    })
 }

@@ -395,6 +395,7 @@ fn render_capacity(n: usize) -> anyhow::Result<f64> {
                 j,
                 &RenderContext {
                     verify_url: &verify_url,
+                    signature: None,
                 },
             )?
             .pdf;

@@ -7,7 +7,7 @@ use clap::Subcommand;
 
 #[derive(Subcommand)]
 pub enum CertsCmd {
-    /// Write ca.pem, ca.key, server.pem, server.key (keys 0600).
+    /// Write ca.pem, ca.key, server.pem, server.key, pdf-signing.pem, pdf-signing.key (keys 0600).
     Init {
         #[arg(long, default_value = "certs")]
         dir: PathBuf,
@@ -36,6 +36,11 @@ pub fn run(cmd: CertsCmd) -> anyhow::Result<ExitCode> {
             println!(
                 "server key:         {}  (cc.conf ssl_key)",
                 files.server_key.display()
+            );
+            println!(
+                "PDF signing:        {} and {}  (ws.conf [pdf_signature] cert, key)",
+                files.pdf_cert.display(),
+                files.pdf_key.display()
             );
             println!("valid for: {}", hosts.join(", "));
             Ok(ExitCode::SUCCESS)

@@ -165,16 +165,28 @@ pub async fn run(a: DemoArgs, log_json: bool) -> anyhow::Result<ExitCode> {
             sig.display(),
             pdf.display()
         );
+        let status_list = public.join("status/0.json");
         println!(
-            "or offline with testamur (the signature, and the credential's proof):\n  {} verify {} {} --key {}{}",
+            "or offline with testamur (the PDF's own signature, the detached one, the credential's proof and its revocation status):\n  {} verify {} {} --key {}{}",
             exe.display(),
             pdf.display(),
             sig.display(),
             key.display(),
-            match credential.is_file() {
-                true => format!(" --credential {}", credential.display()),
-                false => String::new(),
+            match (credential.is_file(), status_list.is_file()) {
+                (true, true) => format!(
+                    " --credential {} --status-list {}",
+                    credential.display(),
+                    status_list.display()
+                ),
+                (true, false) => format!(" --credential {}", credential.display()),
+                _ => String::new(),
             }
+        );
+        let ca = cluster.dir().join("tls/ca.pem");
+        println!(
+            "the PDF's own signature (PAdES) with poppler, trusting the demo's CA:\n  n=$(mktemp -d); certutil -N -d sql:\"$n\" --empty-password && certutil -A -d sql:\"$n\" -n demo-ca -t CT,C,C -i {} && pdfsig -nssdir sql:\"$n\" {}",
+            ca.display(),
+            pdf.display()
         );
     }
     if a.serve {

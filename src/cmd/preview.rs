@@ -102,7 +102,7 @@ pub fn run(a: PreviewArgs) -> anyhow::Result<ExitCode> {
         );
         return Ok(ExitCode::FAILURE);
     }
-    let out = renderer.render(&job, &testamur_ws::render::RenderContext { verify_url })?;
+    let out = renderer.render(&job, &testamur_ws::render::RenderContext { verify_url, signature: None })?;
     for note in &out.notes {
         println!("note: template {}: {note}", out.template);
     }

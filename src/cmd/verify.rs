@@ -1,7 +1,8 @@
 //! `testamur verify [CERT.pdf CERT.pdf.sig] [--key KEY] [--credential credential.json
 //! [--did-document did.json] [--status-list status.json]]`: offline checks of what a
-//! workserver published: the detached OpenPGP signature of the PDF, the Open
-//! Badges credential's proof and, given its status list, whether it was revoked.
+//! workserver published: the PDF's own signature (PAdES, when it has one), the
+//! detached OpenPGP signature of the PDF, the Open Badges credential's proof and,
+//! given its status list, whether it was revoked.
 //! Prints one VALID, INVALID or REVOKED line per check; exits 1 if any check fails
 //! or the credential is revoked.
 
@@ -123,6 +124,23 @@ fn signature(pdf_path: &Path, sig_path: &Path, key: Option<&Path>) -> anyhow::Re
     let cert = testamur_ws::sign::load_cert(&key)?;
     let pdf = read(pdf_path)?;
     let sig = read(sig_path)?;
+    let mut ok = true;
+    // The PDF's own signature, when it has one: integrity and signer (whether
+    // its certificate is to be trusted is the reader's call: its CA).
+    match testamur_ws::pdf_sign::check::check(&pdf) {
+        Ok(c) => println!(
+            "VALID: {} carries its own PAdES signature over the whole file (certificate \
+             sha256 {}, signed {})",
+            pdf_path.display(),
+            c.cert_sha256,
+            c.signed_at.as_deref().unwrap_or("at an unstated time")
+        ),
+        Err(testamur_ws::pdf_sign::check::CheckError::Unsigned) => {}
+        Err(e) => {
+            println!("INVALID: {} — its PDF signature: {e}", pdf_path.display());
+            ok = false;
+        }
+    }
     match testamur_ws::sign::verify_detached(&cert, &pdf, &sig) {
         Ok(()) => {
             println!(
@@ -131,7 +149,7 @@ fn signature(pdf_path: &Path, sig_path: &Path, key: Option<&Path>) -> anyhow::Re
                 testamur_ws::sign::signer_name(&cert),
                 cert.fingerprint()
             );
-            Ok(true)
+            Ok(ok)
         }
         Err(e) => {
             println!("INVALID: {} — {e}", pdf_path.display());

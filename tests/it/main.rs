@@ -21,6 +21,7 @@ mod lms_api;
 mod memory;
 mod migration;
 mod operations;
+mod pades;
 mod production_redis;
 mod publishing;
 mod reconcile;

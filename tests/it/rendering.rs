@@ -61,6 +61,7 @@ pub(crate) fn render_to(dir: &Path, file: &str, j: &JobCertificate) -> PathBuf {
             j,
             &RenderContext {
                 verify_url: VERIFY_URL,
+                signature: None,
             },
         )
         .unwrap_or_else(|e| panic!("render {:?}: {e}", j.name));
@@ -332,6 +333,7 @@ fn same_job_gives_identical_bytes() {
     let j = job("Zoë Ångström 王小明", "Course", None);
     let ctx = RenderContext {
         verify_url: VERIFY_URL,
+        signature: None,
     };
     let a = renderer().render(&j, &ctx).unwrap().pdf;
     let b = renderer().render(&j, &ctx).unwrap().pdf;
@@ -359,6 +361,7 @@ fn same_job_gives_identical_bytes() {
 fn pdf_sizes_without_artwork_stay_small() {
     let ctx = RenderContext {
         verify_url: VERIFY_URL,
+        signature: None,
     };
     for name in ["Zoë Ångström", "王小明"] {
         let pdf = renderer()
@@ -383,6 +386,7 @@ fn undrawable_names_are_refused_with_the_characters() {
             &job("\u{12F90} Ankh", "Course", None),
             &RenderContext {
                 verify_url: VERIFY_URL,
+                signature: None,
             },
         )
         .err()
@@ -450,6 +454,7 @@ fn template_precedence_request_then_course_then_default() {
     let r = Renderer::load(t.path()).unwrap();
     let ctx = RenderContext {
         verify_url: VERIFY_URL,
+        signature: None,
     };
     let dir = tempfile::tempdir().unwrap();
     let size_for = |course: &str, template: Option<&str>| {
@@ -530,17 +535,27 @@ fn pipeline(templates: &Path, storage: &Path) -> testamur_ws::job::Pipeline {
         workserver: "test".into(),
         verify_page_url: None,
         credentials: None,
+        pdf_signer: None,
     }
 }
 
 /// [`pipeline`] with the default templates that also issues Open Badges
-/// credentials (did:key, a fixed key).
+/// credentials (did:key, a fixed key) and signs the PDFs (a new development CA's
+/// document-signing certificate, `testamur certs init`'s).
 pub(crate) fn pipeline_with_credentials(storage: &Path) -> testamur_ws::job::Pipeline {
+    let tls = tempfile::tempdir().unwrap();
+    let files = testamur::tlsgen::generate(tls.path(), &["localhost".into()]).unwrap();
+    let signer = testamur_ws::pdf_sign::PdfSigner::load(&testamur_common::config::PdfSignatureConfig {
+        cert: files.pdf_cert,
+        key: files.pdf_key,
+    })
+    .unwrap();
     testamur_ws::job::Pipeline {
         credentials: Some(testamur_ws::credential::Issuer::from_seed(
             &[42; 32],
             testamur_common::config::IssuerDid::Key,
         )),
+        pdf_signer: Some(signer),
         ..pipeline(&templates_dir(), storage)
     }
 }
@@ -858,6 +873,7 @@ fn a_long_name_gets_a_second_line_before_going_under_the_smallest_size() {
             &j,
             &RenderContext {
                 verify_url: VERIFY_URL,
+                signature: None,
             },
         )
         .unwrap();
@@ -889,6 +905,7 @@ fn a_long_name_gets_a_second_line_before_going_under_the_smallest_size() {
             &job("Zoë Ångström", "Course", Some("classic")),
             &RenderContext {
                 verify_url: VERIFY_URL,
+                signature: None,
             },
         )
         .unwrap();

@@ -152,6 +152,7 @@ fn a_script_without_an_installed_font_is_refused_with_whole_characters() {
             &job("\u{12F90} Ankh", "classic", None),
             &RenderContext {
                 verify_url: VERIFY_URL,
+                signature: None,
             },
         )
         .err()
@@ -190,6 +191,7 @@ fn a_course_or_template_lang_picks_the_face_when_the_request_gives_none() {
                 &j,
                 &RenderContext {
                     verify_url: VERIFY_URL,
+                    signature: None,
                 },
             )
             .unwrap()

@@ -324,13 +324,14 @@ template = "no-such-template"
         async move {
             let deadline = Instant::now() + Duration::from_secs(90);
             loop {
-                let st = lms.lock().unwrap();
-                let rows_done = users.iter().all(|u| {
-                    let s = &st.certs[&format!("{u}\n{LCOURSE}")].status;
-                    s != "generating" && s != "deleting"
-                });
-                let examples_done = examples.iter().all(|e| st.examples[e].status != "started");
-                drop(st);
+                let (rows_done, examples_done) = {
+                    let st = lms.lock().unwrap();
+                    let rows = users.iter().all(|u| {
+                        let s = &st.certs[&format!("{u}\n{LCOURSE}")].status;
+                        s != "generating" && s != "deleting"
+                    });
+                    (rows, examples.iter().all(|e| st.examples[e].status != "started"))
+                };
                 if rows_done && examples_done {
                     return true;
                 }

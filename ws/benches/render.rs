@@ -32,7 +32,7 @@ fn key() -> SigningKey {
 fn render_one(renderer: &Renderer, script: Script, template: &str, i: usize) -> Vec<u8> {
     let job = sample::job(script, i, Some(template));
     let url = sample::verify_url("https://certs.example.org", &job);
-    let ctx = RenderContext { verify_url: &url };
+    let ctx = RenderContext { verify_url: &url, signature: None };
     renderer.render(&job, &ctx).expect("renders").pdf
 }
 
@@ -65,7 +65,7 @@ fn render(c: &mut Criterion) {
                     let job = sample::job(script, next(), Some(template));
                     let url = sample::verify_url("https://certs.example.org", &job);
                     let out = renderer
-                        .render(&job, &RenderContext { verify_url: &url })
+                        .render(&job, &RenderContext { verify_url: &url, signature: None })
                         .expect("renders");
                     let sig = key.sign_detached(&out.pdf).expect("signs");
                     key.verify_detached(&out.pdf, &sig).expect("verifies");

@@ -86,6 +86,8 @@ pub struct Pipeline {
     pub verify_page_url: Option<String>,
     /// ws.conf `[credentials]`: who issues each version's Open Badges credential.
     pub credentials: Option<crate::credential::Issuer>,
+    /// ws.conf `[pdf_signature]`: who signs the PDFs themselves (PAdES).
+    pub pdf_signer: Option<crate::pdf_sign::PdfSigner>,
 }
 
 /// A rendered and signed certificate, before publishing.
@@ -97,8 +99,10 @@ pub struct Artifacts {
     pub verification: bool,
     pub noun: String,
     pub render_ms: f64,
-    /// Signing and the signature check.
+    /// Signing and the signature checks (the PDF's own and the OpenPGP one).
     pub sign_ms: f64,
+    /// Of which the PDF's own signature and its check.
+    pub pdf_sign_ms: f64,
 }
 
 impl Pipeline {
@@ -118,9 +122,14 @@ impl Pipeline {
         verify_url: &str,
     ) -> Result<Artifacts, JobError> {
         let started = std::time::Instant::now();
+        let signed_at = crate::signed_at::signing_time(cert);
+        let signature = self
+            .pdf_signer
+            .as_ref()
+            .map(|s| s.slot(crate::signed_at::utc_parts(signed_at)));
         let rendered = self
             .renderer
-            .render(cert, &RenderContext { verify_url })
+            .render(cert, &RenderContext { verify_url, signature })
             .map_err(|e| render_failed(&self.workserver, e))?;
         for note in &rendered.notes {
             // In the job's span too (job and lease ids) when run by the worker.
@@ -131,10 +140,23 @@ impl Pipeline {
         }
         let render_ms = started.elapsed().as_secs_f64() * 1000.0;
         let started = std::time::Instant::now();
-        let pdf = rendered.pdf;
+        let mut pdf_sign_ms = 0.0;
+        let mut pdf = rendered.pdf;
+        if let Some(signer) = &self.pdf_signer {
+            let t = std::time::Instant::now();
+            // Signed in place, then checked as a reader would before anything else
+            // signs these bytes.
+            let stage = format!("PDF signature on {}", self.workserver);
+            signer
+                .sign(&mut pdf)
+                .map_err(|e| JobError::transient(FailCode::Signing, &stage, e))?;
+            crate::pdf_sign::check::check(&pdf)
+                .map_err(|e| JobError::transient(FailCode::Signing, &stage, e))?;
+            pdf_sign_ms = t.elapsed().as_secs_f64() * 1000.0;
+        }
         let signature = self
             .key
-            .sign_detached_at(&pdf, crate::signed_at::signing_time(cert))
+            .sign_detached_at(&pdf, signed_at)
             .map_err(|e| {
                 JobError::transient(
                     FailCode::Signing,
@@ -158,6 +180,7 @@ impl Pipeline {
             noun: rendered.noun,
             render_ms,
             sign_ms: started.elapsed().as_secs_f64() * 1000.0,
+            pdf_sign_ms,
         })
     }
 
@@ -561,6 +584,7 @@ mod tests {
                 &[9; 32],
                 testamur_common::config::IssuerDid::Key,
             )),
+            pdf_signer: None,
         }
     }
 

@@ -9,6 +9,7 @@
 //! - [`render`]: templates, text layout in every script, and the PDF.
 //! - [`verify_page`]: the public verification page of a certificate.
 //! - [`sign`]: OpenPGP keys and detached signatures (sequoia).
+//! - [`pdf_sign`]: the PDF's own signature (PAdES B-B, ECDSA P-256) and its offline check.
 //! - [`credential`]: the Open Badges 3.0 credential of each version (Data Integrity, eddsa-rdfc-2022).
 //! - [`status_job`]: publishing a status list's signed credential (leased like a job).
 //! - [`storage`]: where certificates are published.
@@ -21,6 +22,7 @@ pub mod credential;
 pub mod ed25519;
 pub mod fence;
 pub mod job;
+pub mod pdf_sign;
 pub mod render;
 pub mod report;
 pub mod sample;

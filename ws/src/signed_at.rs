@@ -23,6 +23,19 @@ pub fn signing_time(cert: &JobCertificate) -> SystemTime {
         .unwrap_or_else(SystemTime::now)
 }
 
+/// `t` in UTC as [year, month, day, hour, minute, second] (the PDF signature's `/M`).
+pub fn utc_parts(t: SystemTime) -> [u16; 6] {
+    let t = OffsetDateTime::from(t).to_offset(UtcOffset::UTC);
+    [
+        t.year().clamp(0, 9999) as u16,
+        u8::from(t.month()) as u16,
+        t.day() as u16,
+        t.hour() as u16,
+        t.minute() as u16,
+        t.second() as u16,
+    ]
+}
+
 /// What a job's credential says: the learner's name as given (the username when
 /// the LMS gave none), the course, the issuer's name, the dates, its status list
 /// entry (`list_url`: where a list is published).

@@ -97,6 +97,13 @@ pub async fn pipeline(config: &WsConfig) -> anyhow::Result<Pipeline> {
         workserver: config.name.clone(),
         verify_page_url: config.verify_page_url.clone(),
         credentials,
+        pdf_signer: match &config.pdf_signature {
+            Some(p) => Some(
+                crate::pdf_sign::PdfSigner::load(p)
+                    .context("`pdf_signature` in ws.conf")?,
+            ),
+            None => None,
+        },
     })
 }
 

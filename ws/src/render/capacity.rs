@@ -365,6 +365,7 @@ mod tests {
                 &j,
                 &RenderContext {
                     verify_url: SAMPLE_VERIFY_URL,
+                    signature: None,
                 },
             )
             .map(|_| ())

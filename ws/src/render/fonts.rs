@@ -148,7 +148,7 @@ pub struct FontBook {
     files: Mutex<HashMap<PathBuf, &'static [u8]>>,
     /// Compressed subsets by font and glyph set: the fonts of a template's fixed
     /// text give the same subset on every certificate.
-    subsets: Mutex<HashMap<(FontIdx, Vec<u16>, u32), Arc<Vec<u8>>>>,
+    subsets: Mutex<HashMap<SubsetKey, Arc<Vec<u8>>>>,
     /// Shaping plans by font and buffer properties: building one costs as much as
     /// shaping a name.
     plans: Mutex<HashMap<PlanKey, Arc<rustybuzz::ShapePlan>>>,
@@ -159,6 +159,9 @@ struct Slot {
     info: FaceInfo,
     font: OnceLock<Result<Font, FontError>>,
 }
+
+/// A subset's cache key: the font, its glyphs, the subsetting options.
+type SubsetKey = (FontIdx, Vec<u16>, u32);
 
 type PlanKey = (
     FontIdx,

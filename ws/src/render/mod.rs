@@ -110,6 +110,8 @@ impl std::fmt::Display for LayoutNote {
 /// What the renderer needs besides the job: where the certificate can be verified.
 pub struct RenderContext<'a> {
     pub verify_url: &'a str,
+    /// Room for the PDF's own signature (PAdES), when the workserver signs PDFs.
+    pub signature: Option<pdf::SignatureSlot>,
 }
 
 pub struct Rendered {
@@ -322,6 +324,7 @@ impl Renderer {
             title: &title,
             subject: course,
             date: &cert.issued_date,
+            signature: ctx.signature,
         });
         Ok(Rendered {
             pdf,

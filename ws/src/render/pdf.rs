@@ -69,7 +69,24 @@ pub struct Meta<'a> {
     pub subject: &'a str,
     /// `YYYY-MM-DD`.
     pub date: &'a str,
+    /// Room for the PDF's own signature (`crate::pdf_sign` fills it in).
+    pub signature: Option<SignatureSlot>,
 }
+
+/// An invisible signature field whose signature dictionary is written with
+/// placeholders: `/ByteRange` [`BYTE_RANGE_PLACEHOLDER`] and `/Contents` a hex
+/// string of `contents_len` zero bytes, which the signer overwrites in place.
+#[derive(Debug, Clone, Copy)]
+pub struct SignatureSlot {
+    /// When it is signed, `YYYY-MM-DDTHH:MM:SSZ` (the dictionary's `/M`).
+    pub time: [u16; 6],
+    /// Bytes reserved for the CMS signature.
+    pub contents_len: usize,
+}
+
+/// What the signature dictionary's `/ByteRange` is written as before signing:
+/// as wide as any real range of a PDF under 2 GB (the signer pads with spaces).
+pub const BYTE_RANGE_PLACEHOLDER: &[u8] = b"/ByteRange [0 2147483647 2147483647 2147483647]";
 
 pub struct Page<'a> {
     book: &'a FontBook,
@@ -178,7 +195,9 @@ impl<'a> Page<'a> {
         let page_id = Ref::new(3);
         let content_id = Ref::new(4);
         let info_id = Ref::new(5);
-        let mut next = 6;
+        let field_id = Ref::new(6);
+        let sig_id = Ref::new(7);
+        let mut next = 8;
         let mut alloc = |n: i32| {
             let r = next;
             next += n;
@@ -379,12 +398,27 @@ impl<'a> Page<'a> {
         // about 400 bytes for four times the time.
         let packed = deflate(content.as_slice(), 1);
 
-        pdf.catalog(catalog_id).pages(pages_id);
+        {
+            let mut catalog = pdf.catalog(catalog_id);
+            catalog.pages(pages_id);
+            if meta.signature.is_some() {
+                catalog.form().fields([field_id]).sig_flags(
+                    pdf_writer::types::SigFlags::SIGNATURES_EXIST
+                        | pdf_writer::types::SigFlags::APPEND_ONLY,
+                );
+            }
+        }
         pdf.pages(pages_id).kids([page_id]).count(1);
+        if let Some(slot) = &meta.signature {
+            write_signature_slot(&mut pdf, slot, field_id, sig_id, page_id);
+        }
         let mut page = pdf.page(page_id);
         page.media_box(Rect::new(0.0, 0.0, self.size.0, self.size.1))
             .parent(pages_id)
             .contents(content_id);
+        if meta.signature.is_some() {
+            page.annotations([field_id]);
+        }
         let mut res = page.resources();
         {
             let mut fonts = res.fonts();
@@ -478,6 +512,43 @@ fn subset_tag(name: &str, gids: &[u16]) -> String {
         .iter()
         .map(|b| (b'A' + b % 26) as char)
         .collect()
+}
+
+/// The signature field (an invisible widget on the page) and its signature
+/// dictionary, with placeholders for the byte range and the CMS signature.
+fn write_signature_slot(pdf: &mut Pdf, slot: &SignatureSlot, field: Ref, sig: Ref, page: Ref) {
+    let mut f = pdf.indirect(field).dict();
+    f.pair(Name(b"Type"), Name(b"Annot"))
+        .pair(Name(b"Subtype"), Name(b"Widget"))
+        .pair(Name(b"FT"), Name(b"Sig"))
+        .pair(Name(b"T"), TextStr("Signature"))
+        .pair(Name(b"V"), sig)
+        .pair(Name(b"P"), page)
+        .pair(Name(b"Rect"), Rect::new(0.0, 0.0, 0.0, 0.0))
+        // Print | Locked.
+        .pair(Name(b"F"), 132);
+    f.finish();
+    let [y, mo, d, h, mi, s] = slot.time;
+    let date = pdf_writer::Date::new(y)
+        .month(mo as u8)
+        .day(d as u8)
+        .hour(h as u8)
+        .minute(mi as u8)
+        .second(s as u8)
+        .utc_offset_hour(0)
+        .utc_offset_minute(0);
+    let mut d = pdf.indirect(sig).dict();
+    d.pair(Name(b"Type"), Name(b"Sig"))
+        .pair(Name(b"Filter"), Name(b"Adobe.PPKLite"))
+        .pair(Name(b"SubFilter"), Name(b"ETSI.CAdES.detached"))
+        .pair(Name(b"M"), date);
+    // The placeholders, last: /ByteRange then /Contents (a hex string: bytes
+    // that are not ASCII are written in hex).
+    d.insert(Name(b"ByteRange"))
+        .array()
+        .items([0, i32::MAX, i32::MAX, i32::MAX]);
+    d.pair(Name(b"Contents"), Str(&vec![0x80u8; slot.contents_len]));
+    d.finish();
 }
 
 fn pdf_date(iso: &str) -> Option<pdf_writer::Date> {
