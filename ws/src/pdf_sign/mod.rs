@@ -249,7 +249,7 @@ mod tests {
     /// A certificate as far as a signature reads one (issuer, serial, key),
     /// unsigned: the checks here are the signature's, not the chain's.
     fn cert_of(key: &SigningKey) -> Vec<u8> {
-        let point = key.verifying_key().to_encoded_point(false);
+        let point = key.verifying_key().to_sec1_point(false);
         let alg = der::seq(&[&der::oid(OID_ECDSA_SHA256)]);
         let name = der::seq(&[]);
         let spki = der::seq(&[
