@@ -166,6 +166,16 @@ pub fn page(v: &Verification, page_url: &str) -> String {
 fn proofs(v: &Verification) -> String {
     let e = escape;
     let mut rows = String::new();
+    if let (Some(fp), Some(u)) = (v.pdf_signer_sha256.as_deref(), link(v.download_url.as_deref())) {
+        let _ = writeln!(
+            rows,
+            "    <tr><th>PDF signature</th><td><a href=\"{}\">the PDF</a> is signed by the issuer's \
+             certificate (PAdES; SHA-256 {}): a PDF reader shows the signer and whether the file \
+             changed</td></tr>",
+            e(u),
+            e(fp)
+        );
+    }
     if let Some(u) = link(v.signature_url.as_deref()) {
         let key = v
             .key_fingerprint

@@ -187,6 +187,10 @@ pub struct Verification {
     pub download_url: Option<String>,
     pub signature_url: Option<String>,
     pub key_fingerprint: Option<String>,
+    /// Extension: SHA-256 of the certificate that signed the PDF itself (PAdES),
+    /// when it carries such a signature.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pdf_signer_sha256: Option<String>,
     /// Extension: the version's Open Badges 3.0 credential, when one was published.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credential_url: Option<String>,
@@ -310,6 +314,10 @@ pub struct JobResult {
     /// Fingerprint of the key that signed (extension; shown by `GET /verify`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_fingerprint: Option<String>,
+    /// SHA-256 (hex) of the certificate whose signature the PDF itself carries
+    /// (PAdES; extension, ws.conf `[pdf_signature]`; shown by `GET /verify`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pdf_signer_sha256: Option<String>,
     /// Where the workserver's time went (extension; the CC's `/metrics`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timings: Option<JobTimings>,

@@ -113,6 +113,7 @@ pub(crate) fn result_for(job: &LeasedJob) -> JobResult {
         credential_url: vu.as_ref().map(layout::credential_path).and_then(url),
         sha256: Some(job.job_id.as_str().repeat(2)),
         key_fingerprint: Some("0123456789ABCDEF0123456789ABCDEF01234567".into()),
+        pdf_signer_sha256: None,
         timings: None,
     }
 }

@@ -105,6 +105,8 @@ async fn batch_completions_are_fenced_one_by_one_and_bounded() {
     bad_url["result"]["download_url"] = json!("https://evil.example/x.pdf");
     let mut negative = completion(&a_jobs[2]);
     negative["result"]["timings"] = json!({"render_ms": 1.0, "sign_ms": 1.0, "store_ms": -1.0});
+    let mut pdf_signer = completion(&a_jobs[2]);
+    pdf_signer["result"]["pdf_signer_sha256"] = json!("<script>");
     for (bad, field) in [
         (
             json!({"lease_id": "not-a-lease", "result": {}}),
@@ -112,6 +114,7 @@ async fn batch_completions_are_fenced_one_by_one_and_bounded() {
         ),
         (bad_url, "completions[1].result.download_url"),
         (negative, "completions[1].result.timings"),
+        (pdf_signer, "completions[1].result.pdf_signer_sha256"),
     ] {
         let (st, body) = post(
             &c,

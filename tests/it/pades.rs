@@ -49,6 +49,7 @@ async fn pdfsig_trusts_every_published_pdf_signature_and_catches_a_changed_byte(
     let db = nss_db(nss.path(), &c.info.ca_cert);
 
     let mut pdfs = Vec::new();
+    let first = lms.certificate(ids[0].as_str()).await.unwrap().unwrap();
     for id in &ids {
         let cert = lms.certificate(id.as_str()).await.unwrap().unwrap();
         let url = cert.download_url.unwrap();
@@ -99,6 +100,14 @@ async fn pdfsig_trusts_every_published_pdf_signature_and_catches_a_changed_byte(
     };
     let (code, stdout) = verify(pdf);
     assert_eq!(code, Some(0), "{stdout}");
+    // The signer GET /verify names (and the page shows) is the one in the PDF.
+    let v = lms
+        .verification(first.verify_uuid.unwrap().as_str())
+        .await
+        .unwrap()
+        .unwrap();
+    let signer = v.pdf_signer_sha256.expect("the PDF signer's certificate");
+    assert!(stdout.contains(&format!("certificate sha256 {signer}")), "{stdout}");
     assert!(stdout.contains("carries its own PAdES signature over the whole file"), "{stdout}");
     assert_eq!(stdout.matches("VALID: ").count(), 2, "{stdout}");
     let (code, stdout) = verify(&changed);

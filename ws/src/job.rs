@@ -144,14 +144,15 @@ impl Pipeline {
         let mut pdf = rendered.pdf;
         if let Some(signer) = &self.pdf_signer {
             let t = std::time::Instant::now();
-            // Signed in place, then checked as a reader would before anything else
-            // signs these bytes.
-            let stage = format!("PDF signature on {}", self.workserver);
-            signer
-                .sign(&mut pdf)
-                .map_err(|e| JobError::transient(FailCode::Signing, &stage, e))?;
-            crate::pdf_sign::check::check(&pdf)
-                .map_err(|e| JobError::transient(FailCode::Signing, &stage, e))?;
+            // Signed in place (its signature checked with the certificate's key)
+            // before anything else signs these bytes.
+            signer.sign(&mut pdf).map_err(|e| {
+                JobError::transient(
+                    FailCode::Signing,
+                    &format!("PDF signature on {}", self.workserver),
+                    e,
+                )
+            })?;
             pdf_sign_ms = t.elapsed().as_secs_f64() * 1000.0;
         }
         let signature = self
@@ -338,6 +339,7 @@ impl Fenced<'_> {
             credential_url: cred_rel.map(|rel| self.storage.url(&rel)),
             sha256: Some(art.sha256),
             key_fingerprint: Some(self.key.fingerprint()),
+            pdf_signer_sha256: self.pdf_signer.as_ref().map(|s| s.cert_sha256_hex()),
             timings: Some(JobTimings {
                 render_ms: art.render_ms,
                 sign_ms: art.sign_ms,

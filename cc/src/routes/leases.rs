@@ -332,6 +332,14 @@ pub fn check_result(r: &JobResult) -> Result<(), ApiError> {
             ));
         }
     }
+    if let Some(fp) = &r.pdf_signer_sha256 {
+        if !hex(fp, &[64]) {
+            return Err(ApiError::invalid(
+                "result.pdf_signer_sha256",
+                "pdf_signer_sha256 must be the SHA-256 of the PDF signing certificate in hex (64 digits)",
+            ));
+        }
+    }
     if let Some(fp) = &r.key_fingerprint {
         if !hex(fp, &[40, 64]) {
             return Err(ApiError::invalid(

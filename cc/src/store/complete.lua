@@ -2,7 +2,8 @@
 -- mismatched changes nothing and does not stop the others).
 -- ARGV: P, now_ms, at, success map ("add:downloadable,regen:downloadable,delete:deleted"),
 -- bucket key, bucket ttl, then per job: jid, lease, ws, du, vu, download_url,
--- verify_url, signature_url, sha256, key fingerprint, credential_url.
+-- verify_url, signature_url, sha256, key fingerprint, credential_url, the PDF
+-- signing certificate's SHA-256 ('' for none).
 -- Returns three strings per job: 'ok', the new state, the workserver's name; or
 -- 'published', the list, the workserver's name for a status list's publication
 -- (its result has no uuids or URLs: the list's place is the workserver's layout); or 'lost',
@@ -32,7 +33,7 @@ local function status_published(jid, jk, ws)
   return 'published', list, hget(P .. 'ws:' .. ws, 'name') or ws
 end
 
-local function complete_one(jid, lease, ws, rdu, rvu, durl, vurl, surl, sha, fp, curl)
+local function complete_one(jid, lease, ws, rdu, rvu, durl, vurl, surl, sha, fp, curl, pfp)
   if not fenced(P, jid, lease, ws) then return 'lost', '', '' end
   local jk = P .. 'job:' .. jid
   if hget(jk, 'kind') == 'status' then return status_published(jid, jk, ws) end
@@ -93,6 +94,7 @@ local function complete_one(jid, lease, ws, rdu, rvu, durl, vurl, surl, sha, fp,
     end
     local ver = (k and rec.vs[k]) or {v = rvu, d = rdu}
     ver.k = key_ref(P, fp)
+    ver.pk = key_ref(P, pfp)
     ver.si = tonumber(j[11] or '')
     set_urls(P, ver, durl, vurl, surl, curl)
     if not k then
@@ -117,9 +119,9 @@ end
 
 local out = {}
 local n = 0
-for i = 7, #ARGV, 11 do
+for i = 7, #ARGV, 12 do
   local a, b, c = complete_one(ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4],
-    ARGV[i + 5], ARGV[i + 6], ARGV[i + 7], ARGV[i + 8], ARGV[i + 9], ARGV[i + 10])
+    ARGV[i + 5], ARGV[i + 6], ARGV[i + 7], ARGV[i + 8], ARGV[i + 9], ARGV[i + 10], ARGV[i + 11])
   if a == 'ok' then n = n + 1 end
   table.insert(out, a)
   table.insert(out, b)

@@ -648,7 +648,8 @@ impl Store {
                 .arg(opt(&result.signature_url))
                 .arg(opt(&result.sha256))
                 .arg(opt(&result.key_fingerprint))
-                .arg(opt(&result.credential_url));
+                .arg(opt(&result.credential_url))
+                .arg(opt(&result.pdf_signer_sha256));
         }
         let reply: Vec<String> = inv.invoke_async(&mut self.conn.clone()).await?;
         self.confirm().await?;

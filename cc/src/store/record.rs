@@ -77,6 +77,9 @@ struct Version {
     /// 1: an Open Badges credential is published beside the page.
     #[serde(default)]
     cr: Option<u8>,
+    /// The PDF signing certificate's SHA-256 (interned like `k`).
+    #[serde(default)]
+    pk: Option<Json>,
     /// Its credential's global status list index.
     #[serde(default)]
     si: Option<u64>,
@@ -308,7 +311,12 @@ impl Store {
     }
 
     async fn key_fingerprint(&self, v: &Version) -> Result<Option<String>> {
-        Ok(match &v.k {
+        self.key_ref(&v.k).await
+    }
+
+    /// A signing key id of a version (`k`, `pk`): interned, or the value itself.
+    async fn key_ref(&self, k: &Option<Json>) -> Result<Option<String>> {
+        Ok(match k {
             Some(Json::Number(n)) => match n.as_i64() {
                 Some(id) => Some(self.interned("key", id).await?),
                 None => None,
@@ -524,6 +532,7 @@ impl Store {
             credential_url: urls.credential,
             credential_status,
             key_fingerprint: self.key_fingerprint(v).await?,
+            pdf_signer_sha256: self.key_ref(&v.pk).await?,
             updated_at,
             verify_uuid: verify.clone(),
             published_at,

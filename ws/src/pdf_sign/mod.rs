@@ -12,7 +12,9 @@
 //!   dictionary's `/M` (the job's request time), as PAdES asks: no CMS
 //!   signing-time attribute. Signed attributes: content-type, message-digest and
 //!   signing-certificate-v2 (the certificate's SHA-256, binding it to the signature).
-//! - [`check`] verifies such a signature offline (`testamur verify`).
+//! - Every signature is checked with the certificate's key before it is written
+//!   into the PDF; [`check`] verifies a whole signed PDF as a reader does
+//!   (`testamur verify`, the tests).
 
 pub mod check;
 pub mod der;
@@ -64,6 +66,8 @@ pub enum PdfSignError {
     NoSlot,
     #[error("the signature takes {need} bytes, more than the {room} reserved (a bug)")]
     TooBig { need: usize, room: usize },
+    #[error("the PDF signature just made does not verify with the certificate's key (a fault: nothing was published)")]
+    SelfCheck,
 }
 
 /// Who signs PDFs, with what certificate chain.
@@ -74,6 +78,8 @@ pub struct PdfSigner {
     /// IssuerAndSerialNumber of the signer's certificate (DER).
     issuer_serial: Vec<u8>,
     cert_sha256: [u8; 32],
+    /// The certificate's public key (SEC1 point), which checks every signature made.
+    point: Vec<u8>,
 }
 
 impl PdfSigner {
@@ -124,9 +130,15 @@ impl PdfSigner {
         Ok(Self {
             issuer_serial: der::seq(&[parts.issuer, parts.serial]),
             cert_sha256: Sha256::digest(first).into(),
+            point: parts.public_key[1..].to_vec(),
             chain,
             key,
         })
+    }
+
+    /// SHA-256 of the signing certificate, hex (what `GET /verify` shows).
+    pub fn cert_sha256_hex(&self) -> String {
+        hex::encode(self.cert_sha256)
     }
 
     /// The signature field the renderer leaves for [`PdfSigner::sign`].
@@ -163,7 +175,7 @@ impl PdfSigner {
         let mut h = Sha256::new();
         h.update(&pdf[..open]);
         h.update(&pdf[close..]);
-        let cms = self.cms(&h.finalize());
+        let cms = self.cms(&h.finalize())?;
         let room = (close - open - 2) / 2;
         if cms.len() > room {
             return Err(PdfSignError::TooBig {
@@ -177,12 +189,19 @@ impl PdfSigner {
         Ok(())
     }
 
-    /// The CMS SignedData over a byte range's SHA-256.
-    fn cms(&self, digest: &[u8]) -> Vec<u8> {
+    /// The CMS SignedData over a byte range's SHA-256. Its signature is checked
+    /// with the certificate's key (by aws-lc, not the code that made it) before
+    /// it is returned: a faulty deterministic ECDSA signature can give the key
+    /// away, and a wrong one must never be published.
+    fn cms(&self, digest: &[u8]) -> Result<Vec<u8>, PdfSignError> {
+        use aws_lc_rs::signature::{UnparsedPublicKey, ECDSA_P256_SHA256_ASN1};
         let sha256 = der::seq(&[&der::oid(OID_SHA256)]);
         let attrs = signed_attributes(digest, &self.cert_sha256);
         // Signed over as a SET OF (tag 0x31), stored as [0] IMPLICIT.
         let signature: Signature = self.key.sign(&attrs);
+        UnparsedPublicKey::new(&ECDSA_P256_SHA256_ASN1, &self.point)
+            .verify(&attrs, signature.to_der().as_bytes())
+            .map_err(|_| PdfSignError::SelfCheck)?;
         let mut stored_attrs = attrs;
         stored_attrs[0] = 0xa0;
         let signer_info = der::seq(&[
@@ -200,7 +219,10 @@ impl PdfSigner {
             &der::tlv(0xa0, &self.chain.concat()),
             &der::tlv(0x31, &signer_info),
         ]);
-        der::seq(&[&der::oid(OID_SIGNED_DATA), &der::tlv(0xa0, &signed_data)])
+        Ok(der::seq(&[
+            &der::oid(OID_SIGNED_DATA),
+            &der::tlv(0xa0, &signed_data),
+        ]))
     }
 }
 
