@@ -265,9 +265,17 @@ fn bad_config_files_stop_startup_naming_file_and_key() {
          region = \"r\"\nbase_url = \"https://x/\"\n",
         concat!(env!("CARGO_MANIFEST_DIR"), "/templates")
     );
-    let cases = cases
-        .into_iter()
-        .chain([("ws", "ws3.conf", s3.as_str(), "`storage.bucket`")]);
+    // A PDF signing certificate that is not there.
+    let pades = format!(
+        "name = \"w\"\ncc_url = \"https://cc\"\ncc_pass = \"0123456789abcdef\"\n\
+         signing_key = \"ws4.conf\"\ntemplates = \"{}\"\n[storage]\ndir = \"p\"\n\
+         base_url = \"https://x/\"\n[pdf_signature]\ncert = \"nope.pem\"\nkey = \"ws4.conf\"\n",
+        concat!(env!("CARGO_MANIFEST_DIR"), "/templates")
+    );
+    let cases = cases.into_iter().chain([
+        ("ws", "ws3.conf", s3.as_str(), "`storage.bucket`"),
+        ("ws", "ws4.conf", pades.as_str(), "`pdf_signature.cert`"),
+    ]);
     for (cmd, file, text, needle) in cases {
         let path = dir.path().join(file);
         if !text.is_empty() {

@@ -330,4 +330,22 @@ mod tests {
         let mut small = slotted(16);
         assert!(matches!(signer.sign(&mut small), Err(PdfSignError::TooBig { .. })));
     }
+
+    #[test]
+    fn a_key_others_can_read_is_refused_with_the_command_that_fixes_it() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("pdf-signing.key");
+        std::fs::write(&key, "-----BEGIN PRIVATE KEY-----\n-----END PRIVATE KEY-----\n").unwrap();
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let cfg = PdfSignatureConfig {
+            cert: dir.path().join("pdf-signing.pem"),
+            key: key.clone(),
+        };
+        let err = PdfSigner::load(&cfg).err().unwrap().to_string();
+        assert!(err.contains("chmod 600") && err.contains("pdf-signing.key"), "{err}");
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let err = PdfSigner::load(&cfg).err().unwrap().to_string();
+        assert!(err.contains("not an ECDSA P-256 private key"), "{err}");
+    }
 }
