@@ -64,6 +64,19 @@ pub struct CredentialStatus {
     pub list_published_at: Option<String>,
 }
 
+/// One status list in `GET /v1/status` (extension): how many changes it had, which
+/// of them is published and when, and whether a publication is queued or running.
+/// `published < changes` for long means revocations are not out yet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusListStatus {
+    pub list: u32,
+    pub changes: u64,
+    pub published: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub published_at: Option<String>,
+    pub publishing: bool,
+}
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum BitsError {
     #[error("the status list's bits are not base64: {0}")]

@@ -593,6 +593,9 @@ pub struct StatusResponse {
     /// for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub redis: Option<RedisStatus>,
+    /// Extension: the Bitstring Status Lists and how far their publication is.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub status_lists: Vec<crate::status_list::StatusListStatus>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

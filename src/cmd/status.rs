@@ -48,6 +48,19 @@ pub async fn run(a: TargetArgs) -> anyhow::Result<ExitCode> {
             ""
         }
     );
+    for l in &s.status_lists {
+        println!(
+            "status list {}: {} of {} changes published{}{}",
+            l.list,
+            l.published,
+            l.changes,
+            l.published_at
+                .as_deref()
+                .map(|t| format!(" (at {t})"))
+                .unwrap_or_default(),
+            if l.publishing { ", publishing" } else { "" }
+        );
+    }
     if !s.recent_errors.is_empty() {
         println!("recent errors:");
         for e in s.recent_errors.iter().take(10) {

@@ -245,4 +245,12 @@ async fn publications_go_to_publishers_follow_every_change_and_survive_a_lost_le
     let status = op.status().await.unwrap().unwrap();
     let completed: u64 = status.workservers.iter().map(|w| w.completed).sum();
     assert_eq!(completed, 4);
+    // The operator status shows the list published as it is, nothing in flight.
+    let lists = &status.status_lists;
+    assert_eq!(lists.len(), 1, "{lists:?}");
+    assert_eq!(
+        (lists[0].list, lists[0].changes, lists[0].published, lists[0].publishing),
+        (0, 3, 3, false)
+    );
+    assert!(lists[0].published_at.is_some());
 }

@@ -123,10 +123,15 @@ impl Pipeline {
     ) -> Result<Artifacts, JobError> {
         let started = std::time::Instant::now();
         let signed_at = crate::signed_at::signing_time(cert);
-        let signature = self
-            .pdf_signer
-            .as_ref()
-            .map(|s| s.slot(crate::signed_at::utc_parts(signed_at)));
+        // The PDF's own signature claims the issued date (midnight UTC), so the
+        // PDF depends only on what it prints: a retry, and a republish of the
+        // same version (`testamur reconcile --apply`), give the same bytes.
+        let signature = self.pdf_signer.as_ref().map(|s| {
+            s.slot(
+                crate::signed_at::date_parts(&cert.issued_date)
+                    .unwrap_or_else(|| crate::signed_at::utc_parts(signed_at)),
+            )
+        });
         let rendered = self
             .renderer
             .render(cert, &RenderContext { verify_url, signature })

@@ -36,6 +36,14 @@ pub fn utc_parts(t: SystemTime) -> [u16; 6] {
     ]
 }
 
+/// A `YYYY-MM-DD` date at midnight, as [`utc_parts`] gives a time.
+pub fn date_parts(date: &str) -> Option<[u16; 6]> {
+    let mut it = date.split('-').map(|p| p.parse::<u16>().ok());
+    let (y, m, d) = (it.next()??, it.next()??, it.next()??);
+    (it.next().is_none() && (1..=12).contains(&m) && (1..=31).contains(&d))
+        .then_some([y, m, d, 0, 0, 0])
+}
+
 /// What a job's credential says: the learner's name as given (the username when
 /// the LMS gave none), the course, the issuer's name, the dates, its status list
 /// entry (`list_url`: where a list is published).
@@ -82,6 +90,13 @@ pub fn whole_seconds(t: OffsetDateTime) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn issued_dates_give_midnight_and_others_nothing() {
+        assert_eq!(date_parts("2026-11-23"), Some([2026, 11, 23, 0, 0, 0]));
+        assert_eq!(date_parts("2026-13-01"), None);
+        assert_eq!(date_parts("yesterday"), None);
+    }
 
     #[test]
     fn the_proof_time_is_the_request_time_to_the_second_in_utc() {

@@ -73,6 +73,7 @@ pub async fn collect(state: &AppState) -> Result<StatusResponse, ApiError> {
             })
             .collect(),
         redis: Some(state.store.redis_status().await?),
+        status_lists: state.store.status_lists().await?,
     })
 }
 

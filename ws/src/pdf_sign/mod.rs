@@ -9,7 +9,8 @@
 //! - ECDSA P-256 with SHA-256: what Adobe Acrobat and NSS (pdfsig) both accept,
 //!   a tenth of RSA's cost per signature, and with RFC 6979 nonces deterministic:
 //!   a retried job signs the same bytes. The claimed signing time is the
-//!   dictionary's `/M` (the job's request time), as PAdES asks: no CMS
+//!   dictionary's `/M` (the issued date, so that the PDF depends only on what it
+//!   prints: a republished version is byte-identical), as PAdES asks: no CMS
 //!   signing-time attribute. Signed attributes: content-type, message-digest and
 //!   signing-certificate-v2 (the certificate's SHA-256, binding it to the signature).
 //! - Every signature is checked with the certificate's key before it is written
