@@ -166,7 +166,10 @@ pub fn page(v: &Verification, page_url: &str) -> String {
 fn proofs(v: &Verification) -> String {
     let e = escape;
     let mut rows = String::new();
-    if let (Some(fp), Some(u)) = (v.pdf_signer_sha256.as_deref(), link(v.download_url.as_deref())) {
+    if let (Some(fp), Some(u)) = (
+        v.pdf_signer_sha256.as_deref(),
+        link(v.download_url.as_deref()),
+    ) {
         let _ = writeln!(
             rows,
             "    <tr><th>PDF signature</th><td><a href=\"{}\">the PDF</a> is signed by the issuer's \
@@ -205,10 +208,7 @@ fn proofs(v: &Verification) -> String {
                     .as_deref()
                     .map(|t| format!(" (the list as published {})", e(t)))
                     .unwrap_or_default();
-                format!(
-                    "; entry {} of {list}: {state}{at}",
-                    s.status_list_index
-                )
+                format!("; entry {} of {list}: {state}{at}", s.status_list_index)
             }
             None => String::new(),
         };

@@ -102,7 +102,13 @@ pub fn run(a: PreviewArgs) -> anyhow::Result<ExitCode> {
         );
         return Ok(ExitCode::FAILURE);
     }
-    let out = renderer.render(&job, &testamur_ws::render::RenderContext { verify_url, signature: None })?;
+    let out = renderer.render(
+        &job,
+        &testamur_ws::render::RenderContext {
+            verify_url,
+            signature: None,
+        },
+    )?;
     for note in &out.notes {
         println!("note: template {}: {note}", out.template);
     }

@@ -136,10 +136,18 @@ async fn fifty_published_credentials_verify_with_digital_bazaars_verifier() {
         let st = &cred["credentialStatus"];
         assert_eq!(st["type"], "BitstringStatusListEntry");
         assert_eq!(st["statusPurpose"], "revocation");
-        assert_eq!(st["statusListCredential"], format!("{BASE_URL}status/0.json"));
-        let index = st["statusListIndex"].as_str().expect("the index is a string");
+        assert_eq!(
+            st["statusListCredential"],
+            format!("{BASE_URL}status/0.json")
+        );
+        let index = st["statusListIndex"]
+            .as_str()
+            .expect("the index is a string");
         assert_eq!(st["id"], format!("{BASE_URL}status/0.json#{index}"));
-        assert!(indexes.insert(index.to_owned()), "two credentials at index {index}");
+        assert!(
+            indexes.insert(index.to_owned()),
+            "two credentials at index {index}"
+        );
         // The public verification record links it too.
         let v = lms.verification(vu.as_str()).await.unwrap().unwrap();
         assert_eq!(v.credential_url.as_deref(), Some(url.as_str()));
@@ -272,17 +280,27 @@ async fn fifty_published_credentials_verify_with_digital_bazaars_verifier() {
     // leased before any certificate's job).
     let index_of = |f: &Path| -> u32 {
         let v: serde_json::Value = serde_json::from_slice(&std::fs::read(f).unwrap()).unwrap();
-        v["credentialStatus"]["statusListIndex"].as_str().unwrap().parse().unwrap()
+        v["credentialStatus"]["statusListIndex"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap()
     };
     let bit_set = |i: u32| {
-        let Ok(bytes) = std::fs::read(&list) else { return false };
+        let Ok(bytes) = std::fs::read(&list) else {
+            return false;
+        };
         let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
         let enc = v["credentialSubject"]["encodedList"].as_str().unwrap();
         let bits = testamur_ws::credential::status_list::decode(enc, 16_384).unwrap();
         testamur_common::status_list::bit(&bits, i) == Some(true)
     };
     let (di, ri) = (index_of(&deleted), index_of(&replaced));
-    wait_for(|| bit_set(di) && bit_set(ri), "the revocations in status/0.json").await;
+    wait_for(
+        || bit_set(di) && bit_set(ri),
+        "the revocations in status/0.json",
+    )
+    .await;
     // And the CC recorded it published as it is now (the workserver's completion
     // was accepted, nothing is left to publish).
     let redis_get = |args: &[&str]| c.redis.cli(args).unwrap().trim().to_owned();
@@ -291,7 +309,16 @@ async fn fifty_published_credentials_verify_with_digital_bazaars_verifier() {
         "the CC to record the list's newest version as published",
     )
     .await;
-    let after = verify(&storage, BASE_URL, &[deleted.clone(), replaced.clone(), renewed.clone(), files[0].clone()]);
+    let after = verify(
+        &storage,
+        BASE_URL,
+        &[
+            deleted.clone(),
+            replaced.clone(),
+            renewed.clone(),
+            files[0].clone(),
+        ],
+    );
     let revoked: Vec<Option<bool>> = after.iter().map(|v| v.revoked).collect();
     assert_eq!(
         revoked,
@@ -313,7 +340,10 @@ async fn fifty_published_credentials_verify_with_digital_bazaars_verifier() {
             .arg(&list)
             .output()
             .unwrap();
-        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned())
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
     };
     let (code, stdout) = status_cli(&deleted);
     assert_eq!(code, Some(1), "{stdout}");
@@ -327,7 +357,10 @@ async fn fifty_published_credentials_verify_with_digital_bazaars_verifier() {
 async fn wait_for(cond: impl Fn() -> bool, what: &str) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     while !cond() {
-        assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }

@@ -14,13 +14,27 @@ fn nss_db(dir: &Path, ca: &Path) -> String {
     let db = format!("sql:{}", dir.display());
     for args in [
         vec!["-N", "-d", &db, "--empty-password"],
-        vec!["-A", "-d", &db, "-n", "testamur test CA", "-t", "CT,C,C", "-i", ca.to_str().unwrap()],
+        vec![
+            "-A",
+            "-d",
+            &db,
+            "-n",
+            "testamur test CA",
+            "-t",
+            "CT,C,C",
+            "-i",
+            ca.to_str().unwrap(),
+        ],
     ] {
         let out = Command::new("certutil")
             .args(&args)
             .output()
             .expect("certutil (libnss3-tools, scripts/setup.sh --test) is installed");
-        assert!(out.status.success(), "certutil {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "certutil {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     db
 }
@@ -56,9 +70,14 @@ async fn pdfsig_trusts_every_published_pdf_signature_and_catches_a_changed_byte(
         let rel = url.split("/downloads/").nth(1).unwrap();
         pdfs.push((
             c.info.storage_dir.join("downloads").join(rel),
-            c.info
-                .storage_dir
-                .join(cert.signature_url.unwrap().split("/cert/").nth(1).map(|r| format!("cert/{r}")).unwrap()),
+            c.info.storage_dir.join(
+                cert.signature_url
+                    .unwrap()
+                    .split("/cert/")
+                    .nth(1)
+                    .map(|r| format!("cert/{r}"))
+                    .unwrap(),
+            ),
         ));
     }
     for (pdf, _) in &pdfs {
@@ -96,7 +115,10 @@ async fn pdfsig_trusts_every_published_pdf_signature_and_catches_a_changed_byte(
             .arg(c.info.storage_dir.join("keys/signing-key.asc"))
             .output()
             .unwrap();
-        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned())
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
     };
     let (code, stdout) = verify(pdf);
     assert_eq!(code, Some(0), "{stdout}");
@@ -107,10 +129,19 @@ async fn pdfsig_trusts_every_published_pdf_signature_and_catches_a_changed_byte(
         .unwrap()
         .unwrap();
     let signer = v.pdf_signer_sha256.expect("the PDF signer's certificate");
-    assert!(stdout.contains(&format!("certificate sha256 {signer}")), "{stdout}");
-    assert!(stdout.contains("carries its own PAdES signature over the whole file"), "{stdout}");
+    assert!(
+        stdout.contains(&format!("certificate sha256 {signer}")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("carries its own PAdES signature over the whole file"),
+        "{stdout}"
+    );
     assert_eq!(stdout.matches("VALID: ").count(), 2, "{stdout}");
     let (code, stdout) = verify(&changed);
     assert_eq!(code, Some(1), "{stdout}");
-    assert!(stdout.contains("INVALID: ") && stdout.contains("its PDF signature"), "{stdout}");
+    assert!(
+        stdout.contains("INVALID: ") && stdout.contains("its PDF signature"),
+        "{stdout}"
+    );
 }

@@ -545,11 +545,12 @@ fn pipeline(templates: &Path, storage: &Path) -> testamur_ws::job::Pipeline {
 pub(crate) fn pipeline_with_credentials(storage: &Path) -> testamur_ws::job::Pipeline {
     let tls = tempfile::tempdir().unwrap();
     let files = testamur::tlsgen::generate(tls.path(), &["localhost".into()]).unwrap();
-    let signer = testamur_ws::pdf_sign::PdfSigner::load(&testamur_common::config::PdfSignatureConfig {
-        cert: files.pdf_cert,
-        key: files.pdf_key,
-    })
-    .unwrap();
+    let signer =
+        testamur_ws::pdf_sign::PdfSigner::load(&testamur_common::config::PdfSignatureConfig {
+            cert: files.pdf_cert,
+            key: files.pdf_key,
+        })
+        .unwrap();
     testamur_ws::job::Pipeline {
         credentials: Some(testamur_ws::credential::Issuer::from_seed(
             &[42; 32],

@@ -19,8 +19,10 @@ async fn register_publisher(c: &TestCluster, name: &str) -> String {
     let reg: Value = api
         .http()
         .post(api.url("/v1/workservers/register"))
-        .json(&json!({"name": name, "cc_pass": c.info.cc_pass, "capacity": 4, "version": "test",
-                      "capabilities": {"status_lists": true}}))
+        .json(
+            &json!({"name": name, "cc_pass": c.info.cc_pass, "capacity": 4, "version": "test",
+                      "capabilities": {"status_lists": true}}),
+        )
         .send()
         .await
         .unwrap()
@@ -50,7 +52,10 @@ async fn complete(c: &TestCluster, token: &str, lease_id: &Value, result: Value)
     let api = c.operator().unwrap();
     let r = api
         .http()
-        .post(api.url(&format!("/v1/leases/{}/complete", lease_id.as_str().unwrap())))
+        .post(api.url(&format!(
+            "/v1/leases/{}/complete",
+            lease_id.as_str().unwrap()
+        )))
         .bearer_auth(token)
         .json(&json!({ "result": result }))
         .send()
@@ -96,12 +101,21 @@ async fn indexes_are_never_given_twice_and_a_full_list_opens_the_next() {
     }
     let rest = (STATUS_LIST_SIZE / 64 - 1) * 64;
     for (width, at) in [(32, rest), (16, rest + 32), (8, rest + 48)] {
-        args.extend(["SET".into(), format!("i{width}"), at.to_string(), "-1".into()]);
+        args.extend([
+            "SET".into(),
+            format!("i{width}"),
+            at.to_string(),
+            "-1".into(),
+        ]);
     }
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     c.redis.cli(&args).unwrap();
     c.redis
-        .cli(&["SET", "tm:status:0:count", &(STATUS_LIST_SIZE - 8).to_string()])
+        .cli(&[
+            "SET",
+            "tm:status:0:count",
+            &(STATUS_LIST_SIZE - 8).to_string(),
+        ])
         .unwrap();
     assert_eq!(
         c.redis.cli(&["BITCOUNT", key]).unwrap().trim(),
@@ -119,11 +133,18 @@ async fn indexes_are_never_given_twice_and_a_full_list_opens_the_next() {
     given.sort();
     let last = STATUS_LIST_SIZE as u64 - 8;
     let want_first: Vec<(u64, u64)> = (last..STATUS_LIST_SIZE as u64).map(|i| (0, i)).collect();
-    assert_eq!(&given[..8], &want_first[..], "the 8 free positions of list 0, once each");
+    assert_eq!(
+        &given[..8],
+        &want_first[..],
+        "the 8 free positions of list 0, once each"
+    );
     assert!(given[8..].iter().all(|(l, _)| *l == 1), "{given:?}");
     assert_ne!(given[8], given[9], "list 1 gives distinct positions too");
     assert_eq!(c.redis.cli(&["GET", "tm:status:open"]).unwrap().trim(), "1");
-    assert_eq!(c.redis.cli(&["GET", "tm:status:1:count"]).unwrap().trim(), "2");
+    assert_eq!(
+        c.redis.cli(&["GET", "tm:status:1:count"]).unwrap().trim(),
+        "2"
+    );
 
     // A retried job keeps its index: fail one, lease it again.
     let api = c.operator().unwrap();
@@ -167,17 +188,28 @@ async fn publications_go_to_publishers_follow_every_change_and_survive_a_lost_le
     let index = entry(&a["jobs"][0]).1 as u32;
     for j in a["jobs"].as_array().unwrap() {
         let (code, body) = complete(&c, &plain, &j["lease_id"], published(j)).await;
-        assert_eq!((code, &body["state"]), (200, &json!("downloadable")), "{body}");
+        assert_eq!(
+            (code, &body["state"]),
+            (200, &json!("downloadable")),
+            "{body}"
+        );
     }
     // The publisher gets list 0's first publication (all clear), before any job.
     let b = lease(&c, &publisher).await;
     let p = &b["status_lists"][0];
-    assert_eq!((p["list"].as_u64(), p["version"].as_u64()), (Some(0), Some(1)), "{b}");
+    assert_eq!(
+        (p["list"].as_u64(), p["version"].as_u64()),
+        (Some(0), Some(1)),
+        "{b}"
+    );
     assert!(bits(p).iter().all(|&x| x == 0));
     assert_eq!(b["jobs"].as_array().unwrap().len(), 0);
     let (code, body) = complete(&c, &publisher, &p["lease_id"], json!({})).await;
     assert_eq!((code, body), (200, json!({"status_list": 0})));
-    assert!(lease(&c, &publisher).await.get("status_lists").is_none(), "nothing changed");
+    assert!(
+        lease(&c, &publisher).await.get("status_lists").is_none(),
+        "nothing changed"
+    );
 
     // Delete the first certificate: the bit is set and a publication queued.
     let mut del = sample_request(0);
@@ -199,26 +231,41 @@ async fn publications_go_to_publishers_follow_every_change_and_survive_a_lost_le
     let d = lease(&c, &plain).await;
     let (code, _) = complete(&c, &plain, &d["jobs"][0]["lease_id"], json!({})).await;
     assert_eq!(code, 200);
-    assert!(lease(&c, &publisher).await.get("status_lists").is_none(), "one publication at a time");
+    assert!(
+        lease(&c, &publisher).await.get("status_lists").is_none(),
+        "one publication at a time"
+    );
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     let p2 = loop {
         let l = lease(&c, &publisher).await;
         if let Some(p) = l["status_lists"].get(0) {
             break p.clone();
         }
-        assert!(std::time::Instant::now() < deadline, "the lost publication was not given again");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the lost publication was not given again"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     };
-    assert_eq!((p2["job_id"].clone(), p2["attempt"].clone()), (p1["job_id"].clone(), json!(2)));
+    assert_eq!(
+        (p2["job_id"].clone(), p2["attempt"].clone()),
+        (p1["job_id"].clone(), json!(2))
+    );
     assert_eq!(p2["version"], 3);
     assert_eq!(bits(&p2).iter().map(|b| b.count_ones()).sum::<u32>(), 2);
     let (code, _) = complete(&c, &publisher, &p1["lease_id"], json!({})).await;
     assert_eq!(code, 409, "the lost lease's completion is refused");
     let (code, body) = complete(&c, &publisher, &p2["lease_id"], json!({})).await;
     assert_eq!((code, body), (200, json!({"status_list": 0})));
-    assert!(lease(&c, &publisher).await.get("status_lists").is_none(), "published as it is");
+    assert!(
+        lease(&c, &publisher).await.get("status_lists").is_none(),
+        "published as it is"
+    );
     assert_eq!(
-        c.redis.cli(&["HGET", "tm:status:0:pub", "ver"]).unwrap().trim(),
+        c.redis
+            .cli(&["HGET", "tm:status:0:pub", "ver"])
+            .unwrap()
+            .trim(),
         "3"
     );
     // Counted apart from the certificates' jobs: 4 jobs (2 adds, 2 deletes), 2
@@ -249,7 +296,12 @@ async fn publications_go_to_publishers_follow_every_change_and_survive_a_lost_le
     let lists = &status.status_lists;
     assert_eq!(lists.len(), 1, "{lists:?}");
     assert_eq!(
-        (lists[0].list, lists[0].changes, lists[0].published, lists[0].publishing),
+        (
+            lists[0].list,
+            lists[0].changes,
+            lists[0].published,
+            lists[0].publishing
+        ),
         (0, 3, 3, false)
     );
     assert!(lists[0].published_at.is_some());

@@ -90,18 +90,33 @@ async fn browsers_get_the_live_verification_page_with_the_current_status() {
     assert_eq!(v.status, VerificationStatus::Valid);
     // The proofs and their state: the signature by its key, the credential with
     // its status list entry, not revoked.
-    let st = v.credential_status.clone().expect("the credential's status entry");
+    let st = v
+        .credential_status
+        .clone()
+        .expect("the credential's status entry");
     assert!(!st.revoked);
-    assert!(st.status_list_url.ends_with("/status/0.json"), "{}", st.status_list_url);
+    assert!(
+        st.status_list_url.ends_with("/status/0.json"),
+        "{}",
+        st.status_list_url
+    );
     let fp = v.key_fingerprint.clone().unwrap();
     assert!(body.contains("<h2>Proofs</h2>"), "{body}");
     // The PDF's own signature (the cluster's default: the development CA's).
-    let pdf_signer = v.pdf_signer_sha256.clone().expect("the PDF signer's certificate");
+    let pdf_signer = v
+        .pdf_signer_sha256
+        .clone()
+        .expect("the PDF signer's certificate");
     assert!(
-        body.contains(&format!("signed by the issuer's certificate (PAdES; SHA-256 {pdf_signer})")),
+        body.contains(&format!(
+            "signed by the issuer's certificate (PAdES; SHA-256 {pdf_signer})"
+        )),
         "{body}"
     );
-    assert!(body.contains(&format!("detached signature</a> of the PDF by key {fp}")), "{body}");
+    assert!(
+        body.contains(&format!("detached signature</a> of the PDF by key {fp}")),
+        "{body}"
+    );
     assert!(
         body.contains(&format!(
             "entry {} of <a href=\"{}\">its status list</a>: not revoked",

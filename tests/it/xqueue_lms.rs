@@ -330,7 +330,10 @@ template = "no-such-template"
                         let s = &st.certs[&format!("{u}\n{LCOURSE}")].status;
                         s != "generating" && s != "deleting"
                     });
-                    (rows, examples.iter().all(|e| st.examples[e].status != "started"))
+                    (
+                        rows,
+                        examples.iter().all(|e| st.examples[e].status != "started"),
+                    )
                 };
                 if rows_done && examples_done {
                     return true;

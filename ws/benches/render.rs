@@ -32,7 +32,10 @@ fn key() -> SigningKey {
 fn render_one(renderer: &Renderer, script: Script, template: &str, i: usize) -> Vec<u8> {
     let job = sample::job(script, i, Some(template));
     let url = sample::verify_url("https://certs.example.org", &job);
-    let ctx = RenderContext { verify_url: &url, signature: None };
+    let ctx = RenderContext {
+        verify_url: &url,
+        signature: None,
+    };
     renderer.render(&job, &ctx).expect("renders").pdf
 }
 
@@ -65,12 +68,23 @@ fn render(c: &mut Criterion) {
                     let job = sample::job(script, next(), Some(template));
                     let url = sample::verify_url("https://certs.example.org", &job);
                     let out = renderer
-                        .render(&job, &RenderContext { verify_url: &url, signature: None })
+                        .render(
+                            &job,
+                            &RenderContext {
+                                verify_url: &url,
+                                signature: None,
+                            },
+                        )
                         .expect("renders");
                     let sig = key.sign_detached(&out.pdf).expect("signs");
                     key.verify_detached(&out.pdf, &sig).expect("verifies");
                     let vu = job.verify_uuid.as_ref().expect("a verify uuid");
-                    let facts = testamur_ws::signed_at::credential_facts(&job, vu, &out.noun, &bench_list_url);
+                    let facts = testamur_ws::signed_at::credential_facts(
+                        &job,
+                        vu,
+                        &out.noun,
+                        &bench_list_url,
+                    );
                     (sig, issuer.issue(&facts).expect("issues"))
                 })
             });
@@ -96,7 +110,8 @@ fn render(c: &mut Criterion) {
     let vu = job.verify_uuid.clone().expect("a verify uuid");
     g.bench_function("credential", |b| {
         b.iter(|| {
-            let facts = testamur_ws::signed_at::credential_facts(&job, &vu, "Certificate", &bench_list_url);
+            let facts =
+                testamur_ws::signed_at::credential_facts(&job, &vu, "Certificate", &bench_list_url);
             issuer.issue(&facts).expect("issues")
         })
     });

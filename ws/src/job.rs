@@ -134,7 +134,13 @@ impl Pipeline {
         });
         let rendered = self
             .renderer
-            .render(cert, &RenderContext { verify_url, signature })
+            .render(
+                cert,
+                &RenderContext {
+                    verify_url,
+                    signature,
+                },
+            )
             .map_err(|e| render_failed(&self.workserver, e))?;
         for note in &rendered.notes {
             // In the job's span too (job and lease ids) when run by the worker.
@@ -160,16 +166,13 @@ impl Pipeline {
             })?;
             pdf_sign_ms = t.elapsed().as_secs_f64() * 1000.0;
         }
-        let signature = self
-            .key
-            .sign_detached_at(&pdf, signed_at)
-            .map_err(|e| {
-                JobError::transient(
-                    FailCode::Signing,
-                    &format!("sign on {}", self.workserver),
-                    e,
-                )
-            })?;
+        let signature = self.key.sign_detached_at(&pdf, signed_at).map_err(|e| {
+            JobError::transient(
+                FailCode::Signing,
+                &format!("sign on {}", self.workserver),
+                e,
+            )
+        })?;
         self.key.verify_detached(&pdf, &signature).map_err(|e| {
             JobError::transient(
                 FailCode::Signing,
@@ -202,9 +205,12 @@ impl Pipeline {
             return Ok(None);
         };
         issuer
-            .issue(&crate::signed_at::credential_facts(cert, vu, noun, &|list| {
-                self.storage.url(&storage::status_list_path(list))
-            }))
+            .issue(&crate::signed_at::credential_facts(
+                cert,
+                vu,
+                noun,
+                &|list| self.storage.url(&storage::status_list_path(list)),
+            ))
             .map(Some)
             .map_err(|e| {
                 JobError::permanent(

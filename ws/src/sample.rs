@@ -96,7 +96,8 @@ pub fn job(script: Script, i: usize, template: Option<&str>) -> JobCertificate {
         // As the CC gives them: a random place in a list.
         status: Some(testamur_common::status_list::StatusEntry {
             list: 0,
-            index: (i as u32).wrapping_mul(2_654_435_761) % testamur_common::status_list::STATUS_LIST_SIZE,
+            index: (i as u32).wrapping_mul(2_654_435_761)
+                % testamur_common::status_list::STATUS_LIST_SIZE,
         }),
     }
 }

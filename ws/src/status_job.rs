@@ -46,7 +46,11 @@ impl Pipeline {
         let mut batch = self.storage.batch();
         job.store(batch.as_mut(), &rel, &bytes, CONTENT_JSON)?;
         job.commit(batch)?;
-        tracing::info!(list = task.list, version = task.version, "status list published");
+        tracing::info!(
+            list = task.list,
+            version = task.version,
+            "status list published"
+        );
         Ok(JobResult::default())
     }
 }

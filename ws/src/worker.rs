@@ -98,10 +98,9 @@ pub async fn pipeline(config: &WsConfig) -> anyhow::Result<Pipeline> {
         verify_page_url: config.verify_page_url.clone(),
         credentials,
         pdf_signer: match &config.pdf_signature {
-            Some(p) => Some(
-                crate::pdf_sign::PdfSigner::load(p)
-                    .context("`pdf_signature` in ws.conf")?,
-            ),
+            Some(p) => {
+                Some(crate::pdf_sign::PdfSigner::load(p).context("`pdf_signature` in ws.conf")?)
+            }
             None => None,
         },
     })
@@ -402,12 +401,7 @@ impl Work {
 /// One leased job: the pipeline on the blocking pool behind the lease's fence,
 /// the lease extended meanwhile, then the result reported. `sent`: when the lease
 /// request was sent (the lease surely lasts `lease_ttl` from then).
-async fn run_job(
-    shared: &Arc<Shared>,
-    session: &Session,
-    job: Work,
-    sent: std::time::Instant,
-) {
+async fn run_job(shared: &Arc<Shared>, session: &Session, job: Work, sent: std::time::Instant) {
     let guard = Arc::new(LeaseGuard::new(
         sent,
         session.lease_ttl,

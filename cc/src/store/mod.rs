@@ -565,7 +565,9 @@ impl Store {
                 };
                 let parts: Vec<String> =
                     parts.into_iter().map(value_string).collect::<Result<_>>()?;
-                leased.status_lists.push(leased_status_list(parts, &bits, exp)?);
+                leased
+                    .status_lists
+                    .push(leased_status_list(parts, &bits, exp)?);
                 continue;
             }
             let parts: Vec<String> = parts.into_iter().map(value_string).collect::<Result<_>>()?;
@@ -575,7 +577,9 @@ impl Store {
     }
 
     /// Every status list's changes and publication (operator status).
-    pub async fn status_lists(&self) -> Result<Vec<testamur_common::status_list::StatusListStatus>> {
+    pub async fn status_lists(
+        &self,
+    ) -> Result<Vec<testamur_common::status_list::StatusListStatus>> {
         let mut c = self.conn.clone();
         let mut lists: Vec<u32> = c.smembers(format!("{P}status:lists")).await?;
         lists.sort_unstable();
@@ -699,7 +703,10 @@ impl Store {
         Ok(reply
             .chunks(3)
             .map(|r| match r[0].as_str() {
-                "ok" => Ok(Fenced::Ok((Completed::Cert(parse_state(&r[1])?), r[2].clone()))),
+                "ok" => Ok(Fenced::Ok((
+                    Completed::Cert(parse_state(&r[1])?),
+                    r[2].clone(),
+                ))),
                 "published" => Ok(Fenced::Ok((
                     Completed::StatusList(r[1].parse().map_err(corrupt)?),
                     r[2].clone(),

@@ -502,9 +502,7 @@ impl Store {
                 ),
                 status_list_index: e.index,
                 revoked: status != VerificationStatus::Valid,
-                list_published_at: c
-                    .hget(format!("{P}status:{}:pub", e.list), "at")
-                    .await?,
+                list_published_at: c.hget(format!("{P}status:{}:pub", e.list), "at").await?,
             }),
             _ => None,
         };

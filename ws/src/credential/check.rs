@@ -457,9 +457,13 @@ mod tests {
         let checked = check(&issuer.issue(&facts(&vu)).unwrap(), None).unwrap();
         let url = "https://certs.example.org/status/0.json";
         let mut bits = vec![0u8; 16_384];
-        let clear = issuer.issue_status_list(url, &bits, "2026-12-03T10:00:00Z").unwrap();
+        let clear = issuer
+            .issue_status_list(url, &bits, "2026-12-03T10:00:00Z")
+            .unwrap();
         bits[94_567 / 8] |= 0x80 >> (94_567 % 8);
-        let set = issuer.issue_status_list(url, &bits, "2026-12-03T11:00:00Z").unwrap();
+        let set = issuer
+            .issue_status_list(url, &bits, "2026-12-03T11:00:00Z")
+            .unwrap();
         assert!(!check_status(&clear, &checked, None).unwrap().revoked);
         let s = check_status(&set, &checked, None).unwrap();
         assert!(s.revoked);
@@ -467,16 +471,32 @@ mod tests {
         // The bits changed without a new proof.
         let mut forged: Value = serde_json::from_slice(&set).unwrap();
         let clear_v: Value = serde_json::from_slice(&clear).unwrap();
-        forged["credentialSubject"]["encodedList"] = clear_v["credentialSubject"]["encodedList"].clone();
+        forged["credentialSubject"]["encodedList"] =
+            clear_v["credentialSubject"]["encodedList"].clone();
         let forged = serde_json::to_vec(&forged).unwrap();
-        assert!(matches!(check_status(&forged, &checked, None), Err(CheckError::Invalid(_))));
+        assert!(matches!(
+            check_status(&forged, &checked, None),
+            Err(CheckError::Invalid(_))
+        ));
         // Another issuer's list, and another list.
         let other = Issuer::from_seed(&[8; 32], IssuerDid::Key);
-        let theirs = other.issue_status_list(url, &bits, "2026-12-03T11:00:00Z").unwrap();
-        assert!(matches!(check_status(&theirs, &checked, None), Err(CheckError::Key(_))));
-        let elsewhere = issuer
-            .issue_status_list("https://certs.example.org/status/1.json", &bits, "2026-12-03T11:00:00Z")
+        let theirs = other
+            .issue_status_list(url, &bits, "2026-12-03T11:00:00Z")
             .unwrap();
-        assert!(matches!(check_status(&elsewhere, &checked, None), Err(CheckError::Shape(_))));
+        assert!(matches!(
+            check_status(&theirs, &checked, None),
+            Err(CheckError::Key(_))
+        ));
+        let elsewhere = issuer
+            .issue_status_list(
+                "https://certs.example.org/status/1.json",
+                &bits,
+                "2026-12-03T11:00:00Z",
+            )
+            .unwrap();
+        assert!(matches!(
+            check_status(&elsewhere, &checked, None),
+            Err(CheckError::Shape(_))
+        ));
     }
 }

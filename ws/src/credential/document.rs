@@ -294,7 +294,12 @@ pub fn document(
         e.json
             .insert("type".into(), "BitstringStatusListEntry".into());
         e.text("statusPurpose", STATUS_PURPOSE, REVOCATION, None);
-        e.text("statusListIndex", STATUS_LIST_INDEX, &s.index.to_string(), None);
+        e.text(
+            "statusListIndex",
+            STATUS_LIST_INDEX,
+            &s.index.to_string(),
+            None,
+        );
         e.json
             .insert("statusListCredential".into(), s.list_url.clone().into());
         e.link(STATUS_LIST_CREDENTIAL, Term::iri(s.list_url.clone()));

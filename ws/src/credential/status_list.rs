@@ -41,7 +41,12 @@ pub fn encode(bitmap: &[u8]) -> Result<String, CredentialError> {
     let mut gz = flate2::GzBuilder::new().write(Vec::new(), flate2::Compression::best());
     gz.write_all(bitmap)
         .and_then(|_| gz.finish())
-        .map(|z| format!("u{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(z)))
+        .map(|z| {
+            format!(
+                "u{}",
+                base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(z)
+            )
+        })
         .map_err(|e| CredentialError::Data(format!("the status list (gzip: {e})")))
 }
 
@@ -70,13 +75,41 @@ pub fn document(f: &ListFacts) -> (Map<String, Value>, Vec<Quad>) {
     let id = Term::iri(f.url);
     let subject = Term::iri(format!("{}#list", f.url));
     let mut g = vec![
-        Quad { s: id.clone(), p: RDF_TYPE, o: Term::iri(VERIFIABLE_CREDENTIAL) },
-        Quad { s: id.clone(), p: RDF_TYPE, o: Term::iri(STATUS_LIST_CREDENTIAL) },
-        Quad { s: id.clone(), p: ISSUER, o: Term::iri(f.issuer) },
-        Quad { s: id.clone(), p: VALID_FROM, o: Term::typed(f.valid_from, XSD_DATETIME) },
-        Quad { s: id, p: CREDENTIAL_SUBJECT, o: subject.clone() },
-        Quad { s: subject.clone(), p: RDF_TYPE, o: Term::iri(STATUS_LIST) },
-        Quad { s: subject.clone(), p: STATUS_PURPOSE, o: Term::str(REVOCATION) },
+        Quad {
+            s: id.clone(),
+            p: RDF_TYPE,
+            o: Term::iri(VERIFIABLE_CREDENTIAL),
+        },
+        Quad {
+            s: id.clone(),
+            p: RDF_TYPE,
+            o: Term::iri(STATUS_LIST_CREDENTIAL),
+        },
+        Quad {
+            s: id.clone(),
+            p: ISSUER,
+            o: Term::iri(f.issuer),
+        },
+        Quad {
+            s: id.clone(),
+            p: VALID_FROM,
+            o: Term::typed(f.valid_from, XSD_DATETIME),
+        },
+        Quad {
+            s: id,
+            p: CREDENTIAL_SUBJECT,
+            o: subject.clone(),
+        },
+        Quad {
+            s: subject.clone(),
+            p: RDF_TYPE,
+            o: Term::iri(STATUS_LIST),
+        },
+        Quad {
+            s: subject.clone(),
+            p: STATUS_PURPOSE,
+            o: Term::str(REVOCATION),
+        },
     ];
     g.push(Quad {
         s: subject,

@@ -58,7 +58,9 @@ pub fn check(pdf: &[u8]) -> Result<Checked, CheckError> {
         ));
     }
     if pdf.get(a) != Some(&b'<') || pdf.get(b - 1) != Some(&b'>') {
-        return Err(shape("the byte range leaves out something else than /Contents"));
+        return Err(shape(
+            "the byte range leaves out something else than /Contents",
+        ));
     }
     let cms = hex::decode(&pdf[a + 1..b - 1]).map_err(|_| shape("/Contents is not hex"))?;
     let mut h = Sha256::new();
@@ -83,8 +85,9 @@ pub fn check(pdf: &[u8]) -> Result<Checked, CheckError> {
     let [_, sid, _, attrs, alg, sig] = si[..] else {
         return Err(shape("a signer info of another shape"));
     };
-    if attrs.tag != 0xa0 || der::children(alg.content).and_then(|a| a.first().map(|o| o.raw.to_vec()))
-        != Some(der::oid(OID_ECDSA_SHA256))
+    if attrs.tag != 0xa0
+        || der::children(alg.content).and_then(|a| a.first().map(|o| o.raw.to_vec()))
+            != Some(der::oid(OID_ECDSA_SHA256))
     {
         return Err(shape("not ECDSA with SHA-256 over signed attributes"));
     }
@@ -105,8 +108,7 @@ pub fn check(pdf: &[u8]) -> Result<Checked, CheckError> {
     let cert = certs
         .iter()
         .find(|c| {
-            der::cert_parts(c.raw)
-                .is_some_and(|p| der::seq(&[p.issuer, p.serial]) == sid.raw)
+            der::cert_parts(c.raw).is_some_and(|p| der::seq(&[p.issuer, p.serial]) == sid.raw)
         })
         .ok_or_else(|| shape("the signer's certificate is not in the signature"))?;
     let parts = der::cert_parts(cert.raw).ok_or_else(|| shape("a bad certificate"))?;

@@ -86,7 +86,10 @@ pub struct PdfSigner {
 impl PdfSigner {
     /// The signer ws.conf's `[pdf_signature]` describes.
     pub fn load(cfg: &PdfSignatureConfig) -> Result<Self, PdfSignError> {
-        let (kp, cp) = (cfg.key.display().to_string(), cfg.cert.display().to_string());
+        let (kp, cp) = (
+            cfg.key.display().to_string(),
+            cfg.cert.display().to_string(),
+        );
         let read = |path: &str, e: &dyn std::fmt::Display| PdfSignError::Read {
             path: path.to_owned(),
             detail: e.to_string(),
@@ -101,7 +104,10 @@ impl PdfSigner {
         })?;
         let chain = read_certs(&cfg.cert)?;
         Self::new(key, chain).map_err(|e| match e {
-            PdfSignError::Mismatch { .. } => PdfSignError::Mismatch { cert: cp.clone(), key: kp },
+            PdfSignError::Mismatch { .. } => PdfSignError::Mismatch {
+                cert: cp.clone(),
+                key: kp,
+            },
             PdfSignError::Cert { .. } => PdfSignError::Cert { path: cp.clone() },
             other => other,
         })
@@ -276,7 +282,10 @@ mod tests {
         let alg = der::seq(&[&der::oid(OID_ECDSA_SHA256)]);
         let name = der::seq(&[]);
         let spki = der::seq(&[
-            &der::seq(&[&der::oid("1.2.840.10045.2.1"), &der::oid("1.2.840.10045.3.1.7")]),
+            &der::seq(&[
+                &der::oid("1.2.840.10045.2.1"),
+                &der::oid("1.2.840.10045.3.1.7"),
+            ]),
             &der::tlv(0x03, &[&[0u8][..], point.as_bytes()].concat()),
         ]);
         let tbs = der::seq(&[
@@ -316,11 +325,20 @@ mod tests {
         // A byte changed, bytes appended, no signature at all.
         let mut changed = a.clone();
         changed[3] ^= 1;
-        assert!(matches!(check::check(&changed), Err(check::CheckError::Changed(_))));
+        assert!(matches!(
+            check::check(&changed),
+            Err(check::CheckError::Changed(_))
+        ));
         let mut longer = a.clone();
         longer.extend_from_slice(b"% more\n");
-        assert!(matches!(check::check(&longer), Err(check::CheckError::Changed(_))));
-        assert_eq!(check::check(b"%PDF-1.7\n%%EOF\n").unwrap_err(), check::CheckError::Unsigned);
+        assert!(matches!(
+            check::check(&longer),
+            Err(check::CheckError::Changed(_))
+        ));
+        assert_eq!(
+            check::check(b"%PDF-1.7\n%%EOF\n").unwrap_err(),
+            check::CheckError::Unsigned
+        );
         // Another key's certificate in the signature: refused when loading.
         let other = SigningKey::from_slice(&[8u8; 32]).unwrap();
         assert!(matches!(
@@ -329,7 +347,10 @@ mod tests {
         ));
         // Too little room is an error, never a truncated signature.
         let mut small = slotted(16);
-        assert!(matches!(signer.sign(&mut small), Err(PdfSignError::TooBig { .. })));
+        assert!(matches!(
+            signer.sign(&mut small),
+            Err(PdfSignError::TooBig { .. })
+        ));
     }
 
     #[test]
@@ -337,14 +358,21 @@ mod tests {
         use std::os::unix::fs::PermissionsExt as _;
         let dir = tempfile::tempdir().unwrap();
         let key = dir.path().join("pdf-signing.key");
-        std::fs::write(&key, "-----BEGIN PRIVATE KEY-----\n-----END PRIVATE KEY-----\n").unwrap();
+        std::fs::write(
+            &key,
+            "-----BEGIN PRIVATE KEY-----\n-----END PRIVATE KEY-----\n",
+        )
+        .unwrap();
         std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
         let cfg = PdfSignatureConfig {
             cert: dir.path().join("pdf-signing.pem"),
             key: key.clone(),
         };
         let err = PdfSigner::load(&cfg).err().unwrap().to_string();
-        assert!(err.contains("chmod 600") && err.contains("pdf-signing.key"), "{err}");
+        assert!(
+            err.contains("chmod 600") && err.contains("pdf-signing.key"),
+            "{err}"
+        );
         std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
         let err = PdfSigner::load(&cfg).err().unwrap().to_string();
         assert!(err.contains("not an ECDSA P-256 private key"), "{err}");
