@@ -190,17 +190,18 @@ async fn fifty_published_credentials_verify_with_digital_bazaars_verifier() {
 
     // `testamur verify` checks the same offline: the PDF's signature and the
     // credential against the published DID document; the tampered ones fail.
-    let verify_cli = |cred: &std::path::Path| {
+    let verify_cli = |cred: &Path, more: &[&std::ffi::OsStr]| {
         std::process::Command::new(crate::helpers::BIN)
             .arg("verify")
             .arg("--credential")
             .arg(cred)
             .arg("--did-document")
             .arg(storage.join(".well-known/did.json"))
+            .args(more)
             .output()
             .unwrap()
     };
-    let out = verify_cli(&files[0]);
+    let out = verify_cli(&files[0], &[]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -212,7 +213,7 @@ async fn fifty_published_credentials_verify_with_digital_bazaars_verifier() {
         "{stdout}"
     );
     for t in &tampered {
-        let out = verify_cli(t);
+        let out = verify_cli(t, &[]);
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert_eq!(out.status.code(), Some(1), "{stdout}");
         assert!(stdout.starts_with("INVALID: "), "{stdout}");
@@ -330,16 +331,7 @@ async fn fifty_published_credentials_verify_with_digital_bazaars_verifier() {
 
     // `testamur verify --status-list` says the same offline.
     let status_cli = |cred: &Path| {
-        let out = std::process::Command::new(crate::helpers::BIN)
-            .arg("verify")
-            .arg("--credential")
-            .arg(cred)
-            .arg("--did-document")
-            .arg(storage.join(".well-known/did.json"))
-            .arg("--status-list")
-            .arg(&list)
-            .output()
-            .unwrap();
+        let out = verify_cli(cred, &["--status-list".as_ref(), list.as_os_str()]);
         (
             out.status.code(),
             String::from_utf8_lossy(&out.stdout).into_owned(),

@@ -150,8 +150,19 @@ pub fn public_file(c: &Cluster, rel: &str) -> PathBuf {
 /// (ws_id, token). It registers the templates of the newest real workserver, if
 /// one registered, so that it may lease the same jobs.
 pub async fn register_manual_ws(c: &Cluster, name: &str, capacity: u32) -> (String, String) {
+    register_manual_ws_with(c, name, capacity, serde_json::json!({})).await
+}
+
+/// [`register_manual_ws`] with more `capabilities` (e.g. `{"status_lists": true}`).
+pub async fn register_manual_ws_with(
+    c: &Cluster,
+    name: &str,
+    capacity: u32,
+    capabilities: serde_json::Value,
+) -> (String, String) {
     let api = c.operator().unwrap();
-    let mut body = serde_json::json!({"name": name, "cc_pass": c.info.cc_pass, "capacity": capacity, "version": "test"});
+    let mut body = serde_json::json!({"name": name, "cc_pass": c.info.cc_pass, "capacity": capacity,
+        "version": "test", "capabilities": capabilities});
     let digest = c.redis.cli(&["GET", "tm:catalog:current"]).unwrap();
     if !digest.trim().is_empty() {
         let json = c
@@ -159,7 +170,7 @@ pub async fn register_manual_ws(c: &Cluster, name: &str, capacity: u32) -> (Stri
             .cli(&["GET", &format!("tm:catalog:{}", digest.trim())])
             .unwrap();
         let catalog: serde_json::Value = serde_json::from_str(json.trim()).unwrap();
-        body["capabilities"] = serde_json::json!({ "templates": catalog });
+        body["capabilities"]["templates"] = catalog;
     }
     let reg: serde_json::Value = api
         .http()

@@ -11,26 +11,9 @@ use serde_json::{json, Value};
 use testamur::cmd::demo::sample_request;
 use testamur_common::status_list::{bit, STATUS_LIST_SIZE};
 
-use crate::helpers::{cluster, lease_jobs, register_manual_ws, TestCluster};
-
-/// Registers a workserver that publishes status lists; its token.
-async fn register_publisher(c: &TestCluster, name: &str) -> String {
-    let api = c.operator().unwrap();
-    let reg: Value = api
-        .http()
-        .post(api.url("/v1/workservers/register"))
-        .json(
-            &json!({"name": name, "cc_pass": c.info.cc_pass, "capacity": 4, "version": "test",
-                      "capabilities": {"status_lists": true}}),
-        )
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    reg["token"].as_str().unwrap().to_owned()
-}
+use crate::helpers::{
+    cluster, lease_jobs, register_manual_ws, register_manual_ws_with, TestCluster,
+};
 
 /// `POST /v1/leases` (no wait): the whole answer.
 async fn lease(c: &TestCluster, token: &str) -> Value {
@@ -176,7 +159,8 @@ async fn publications_go_to_publishers_follow_every_change_and_survive_a_lost_le
     .await;
     let lms = c.lms().unwrap();
     let (_, plain) = register_manual_ws(&c, "ws-plain", 4).await;
-    let publisher = register_publisher(&c, "ws-publisher").await;
+    let (_, publisher) =
+        register_manual_ws_with(&c, "ws-publisher", 4, json!({"status_lists": true})).await;
     for i in 0..2 {
         lms.submit(&sample_request(i)).await.unwrap().unwrap();
     }

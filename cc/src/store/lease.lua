@@ -74,6 +74,19 @@ local function next_source()
 end
 
 local leased = 0
+-- Lease queued job `jid` to this workserver (the next lease secret): its attempt,
+-- lease and expiry, in the lease set and the workserver's jobs. Returns the lease
+-- id and the attempt.
+local function take(jid, jk)
+  leased = leased + 1
+  local lease = jid .. '.' .. ARGV[5 + leased]
+  local attempt = redis.call('HINCRBY', jk, 'attempt', 1)
+  redis.call('HSET', jk, 'status', 'leased', 'lease_id', lease, 'lease_exp', exp, 'ws_id', ws, 'leased_at', now)
+  redis.call('ZADD', P .. 'leases', exp, jid)
+  redis.call('SADD', wk .. ':jobs', jid)
+  return lease, tostring(attempt)
+end
+
 -- Status lists' publications first (a revocation is urgent), to the workservers
 -- that said they publish them (capabilities.status_lists).
 if hget(wk, 'status_lists') == '1' then
@@ -82,17 +95,13 @@ if hget(wk, 'status_lists') == '1' then
     if not jid then break end
     local jk = P .. 'job:' .. jid
     if redis.call('HGET', jk, 'status') == 'queued' then
-      leased = leased + 1
-      local lease = jid .. '.' .. ARGV[5 + leased]
-      local attempt = redis.call('HINCRBY', jk, 'attempt', 1)
+      local lease, attempt = take(jid, jk)
       local list = hget(jk, 'list') or '0'
       local base = P .. 'status:' .. list
+      -- The list as it is now: its version is what the completion records.
       local ver = redis.call('GET', base .. ':ver') or '0'
-      redis.call('HSET', jk, 'status', 'leased', 'lease_id', lease, 'lease_exp', exp, 'ws_id', ws,
-        'leased_at', now, 'sver', ver)
-      redis.call('ZADD', P .. 'leases', exp, jid)
-      redis.call('SADD', wk .. ':jobs', jid)
-      out[#out + 1] = {jid, lease, tostring(attempt), 'status', list, ver, redis.call('GET', base .. ':bits') or ''}
+      redis.call('HSET', jk, 'sver', ver)
+      out[#out + 1] = {jid, lease, attempt, 'status', list, ver, redis.call('GET', base .. ':bits') or ''}
     end
   end
 end
@@ -104,20 +113,15 @@ while leased < n do
   if not jid then
     s.done = true
   elseif redis.call('HGET', jk, 'status') == 'queued' then
-    leased = leased + 1
-    local lease = jid .. '.' .. ARGV[5 + leased]
-    local attempt = redis.call('HINCRBY', jk, 'attempt', 1)
-    redis.call('HSET', jk, 'status', 'leased', 'lease_id', lease, 'lease_exp', exp, 'ws_id', ws, 'leased_at', now)
+    local lease, attempt = take(jid, jk)
     -- The version that will draw it, recorded with the certificate on completion.
     if s.version then redis.call('HSET', jk, 'drawn_version', s.version) else redis.call('HDEL', jk, 'drawn_version') end
-    redis.call('ZADD', P .. 'leases', exp, jid)
-    redis.call('SADD', wk .. ':jobs', jid)
     local j = redis.call('HMGET', jk, 'cert_id', 'action', 'download_uuid', 'verify_uuid',
       'previous_download_uuid', 'previous_verify_uuid', 'requested_at', 'si')
     -- The certificate's record as stored (the CC takes the learner fields from
     -- it): read, not decoded here. Its attempts are the job's while it is pending.
     local raw = load_stored(P, j[1]) or ''
-    out[#out + 1] = {jid, lease, tostring(attempt), j[2], j[3] or '', j[4] or '', j[5] or '', j[6] or '', j[1], raw, j[7] or '', j[8] or ''}
+    out[#out + 1] = {jid, lease, attempt, j[2], j[3] or '', j[4] or '', j[5] or '', j[6] or '', j[1], raw, j[7] or '', j[8] or ''}
   end
 end
 return out

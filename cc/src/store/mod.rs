@@ -66,6 +66,7 @@ mod reconcile;
 mod record;
 mod scripts;
 mod sessions;
+mod status_lists;
 
 pub use callbacks::{CallbackAttempt, Claim, ClaimedCallback};
 pub use idempotency::IdemBegin;
@@ -574,44 +575,6 @@ impl Store {
             leased.jobs.push(leased_job(parts, exp)?);
         }
         Ok(Some(leased))
-    }
-
-    /// Every status list's changes and publication (operator status).
-    pub async fn status_lists(
-        &self,
-    ) -> Result<Vec<testamur_common::status_list::StatusListStatus>> {
-        let mut c = self.conn.clone();
-        let mut lists: Vec<u32> = c.smembers(format!("{P}status:lists")).await?;
-        lists.sort_unstable();
-        if lists.is_empty() {
-            // (Redis refuses an empty pipeline.)
-            return Ok(Vec::new());
-        }
-        let mut pipe = redis::pipe();
-        for n in &lists {
-            pipe.get(format!("{P}status:{n}:ver"))
-                .cmd("HMGET")
-                .arg(format!("{P}status:{n}:pub"))
-                .arg("ver")
-                .arg("at")
-                .exists(format!("{P}status:{n}:job"));
-        }
-        // Per list: its changes, (the version published, when), a publication out.
-        type Row = (Option<u64>, (Option<u64>, Option<String>), bool);
-        let rows: Vec<Row> = pipe.query_async(&mut c).await?;
-        Ok(lists
-            .into_iter()
-            .zip(rows)
-            .map(|(list, (changes, (published, published_at), publishing))| {
-                testamur_common::status_list::StatusListStatus {
-                    list,
-                    changes: changes.unwrap_or(0),
-                    published: published.unwrap_or(0),
-                    published_at,
-                    publishing,
-                }
-            })
-            .collect())
     }
 
     /// Extend a lease by `ttl` from now on Redis's clock; the new expiry (ms).

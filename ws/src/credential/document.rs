@@ -28,7 +28,8 @@ pub const CONTEXT_VC2: &str = "https://www.w3.org/ns/credentials/v2";
 pub const CONTEXT_OB3: &str = "https://purl.imsglobal.org/spec/ob/v3p0/context-3.0.3.json";
 
 // IRIs by term (the context and scope that define each, as the test checks).
-const VERIFIABLE_CREDENTIAL: &str = "https://www.w3.org/2018/credentials#VerifiableCredential";
+pub(super) const VERIFIABLE_CREDENTIAL: &str =
+    "https://www.w3.org/2018/credentials#VerifiableCredential";
 const OPEN_BADGE_CREDENTIAL: &str =
     "https://purl.imsglobal.org/spec/vc/ob/vocab.html#OpenBadgeCredential";
 const PROFILE: &str = "https://purl.imsglobal.org/spec/vc/ob/vocab.html#Profile";
@@ -38,9 +39,9 @@ const ACHIEVEMENT_TYPE: &str = "https://purl.imsglobal.org/spec/vc/ob/vocab.html
 const IDENTITY_OBJECT: &str = "https://purl.imsglobal.org/spec/vc/ob/vocab.html#IdentityObject";
 const NAME: &str = "https://schema.org/name";
 const DESCRIPTION: &str = "https://schema.org/description";
-const ISSUER: &str = "https://www.w3.org/2018/credentials#issuer";
-const VALID_FROM: &str = "https://www.w3.org/2018/credentials#validFrom";
-const CREDENTIAL_SUBJECT: &str = "https://www.w3.org/2018/credentials#credentialSubject";
+pub(super) const ISSUER: &str = "https://www.w3.org/2018/credentials#issuer";
+pub(super) const VALID_FROM: &str = "https://www.w3.org/2018/credentials#validFrom";
+pub(super) const CREDENTIAL_SUBJECT: &str = "https://www.w3.org/2018/credentials#credentialSubject";
 const ACHIEVEMENT: &str = "https://purl.imsglobal.org/spec/vc/ob/vocab.html#achievement";
 const IDENTIFIER: &str = "https://purl.imsglobal.org/spec/vc/ob/vocab.html#identifier";
 const IDENTITY_HASH: &str = "https://purl.imsglobal.org/spec/vc/ob/vocab.html#identityHash";

@@ -11,17 +11,16 @@ use std::io::Write as _;
 use base64::Engine as _;
 use serde_json::{Map, Value};
 
-use super::document::{CONTEXT_VC2, REVOCATION, STATUS_PURPOSE};
+use super::document::{
+    CONTEXT_VC2, CREDENTIAL_SUBJECT, ISSUER, REVOCATION, STATUS_PURPOSE, VALID_FROM,
+    VERIFIABLE_CREDENTIAL,
+};
 use super::rdf::{Quad, Term, RDF_TYPE, XSD_DATETIME};
 use super::CredentialError;
 
-const VERIFIABLE_CREDENTIAL: &str = "https://www.w3.org/2018/credentials#VerifiableCredential";
 const STATUS_LIST_CREDENTIAL: &str =
     "https://www.w3.org/ns/credentials/status#BitstringStatusListCredential";
 const STATUS_LIST: &str = "https://www.w3.org/ns/credentials/status#BitstringStatusList";
-const ISSUER: &str = "https://www.w3.org/2018/credentials#issuer";
-const VALID_FROM: &str = "https://www.w3.org/2018/credentials#validFrom";
-const CREDENTIAL_SUBJECT: &str = "https://www.w3.org/2018/credentials#credentialSubject";
 const ENCODED_LIST: &str = "https://www.w3.org/ns/credentials/status#encodedList";
 const MULTIBASE: &str = "https://w3id.org/security#multibase";
 

@@ -9,7 +9,7 @@ use aws_lc_rs::signature::{UnparsedPublicKey, ECDSA_P256_SHA256_ASN1};
 use sha2::{Digest, Sha256};
 
 use super::der::{self, Tlv};
-use super::{OID_ECDSA_SHA256, OID_MESSAGE_DIGEST, OID_SIGNED_DATA};
+use super::{find, OID_ECDSA_SHA256, OID_MESSAGE_DIGEST, OID_SIGNED_DATA};
 
 /// What a signature that verified says.
 #[derive(Debug)]
@@ -145,8 +145,4 @@ fn kids(t: Tlv<'_>) -> Result<Vec<Tlv<'_>>, CheckError> {
 
 fn child<'a, 'b>(v: &'b [Tlv<'a>], i: usize) -> Result<&'b Tlv<'a>, CheckError> {
     v.get(i).ok_or_else(|| shape("a CMS structure too short"))
-}
-
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    memchr::memmem::find(hay, needle)
 }

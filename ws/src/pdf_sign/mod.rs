@@ -267,7 +267,8 @@ pub fn read_certs(path: &Path) -> Result<Vec<Vec<u8>>, PdfSignError> {
     Ok(certs)
 }
 
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+/// Where `needle` first is in `hay` (SIMD substring search).
+pub(crate) fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     memchr::memmem::find(hay, needle)
 }
 

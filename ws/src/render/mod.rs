@@ -13,6 +13,7 @@
 //! - [`artwork`]: background PDFs and PNG images, converted once.
 //! - [`deflate`]: stream compression with per-thread reused state.
 //! - [`pdf`]: the PDF writer (subset CID fonts, ToUnicode, content stream).
+//! - `signature_slot`: the signature field left for the PDF's own signature.
 //! - [`qr`]: the QR code of the verify URL.
 //! - [`sfnt`]: dropping font tables a PDF does not need.
 //!
@@ -30,6 +31,7 @@ pub mod layout;
 pub mod pdf;
 pub mod qr;
 pub mod sfnt;
+mod signature_slot;
 pub mod template;
 mod template_file;
 

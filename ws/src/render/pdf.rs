@@ -19,6 +19,8 @@ use super::artwork::Artwork;
 use super::deflate::deflate;
 use super::fonts::{FontBook, FontIdx};
 use super::layout::Glyph;
+use super::signature_slot::{pdf_time, write_signature_slot};
+pub use super::signature_slot::{SignatureSlot, BYTE_RANGE_PLACEHOLDER};
 use super::template::Rgb;
 
 /// Which font objects a run's glyphs go into. Text whose characters repeat
@@ -72,21 +74,6 @@ pub struct Meta<'a> {
     /// Room for the PDF's own signature (`crate::pdf_sign` fills it in).
     pub signature: Option<SignatureSlot>,
 }
-
-/// An invisible signature field whose signature dictionary is written with
-/// placeholders: `/ByteRange` [`BYTE_RANGE_PLACEHOLDER`] and `/Contents` a hex
-/// string of `contents_len` zero bytes, which the signer overwrites in place.
-#[derive(Debug, Clone, Copy)]
-pub struct SignatureSlot {
-    /// When it is signed, `YYYY-MM-DDTHH:MM:SSZ` (the dictionary's `/M`).
-    pub time: [u16; 6],
-    /// Bytes reserved for the CMS signature.
-    pub contents_len: usize,
-}
-
-/// What the signature dictionary's `/ByteRange` is written as before signing:
-/// as wide as any real range of a PDF under 2 GB (the signer pads with spaces).
-pub const BYTE_RANGE_PLACEHOLDER: &[u8] = b"/ByteRange [0 2147483647 2147483647 2147483647]";
 
 pub struct Page<'a> {
     book: &'a FontBook,
@@ -514,56 +501,8 @@ fn subset_tag(name: &str, gids: &[u16]) -> String {
         .collect()
 }
 
-/// The signature field (an invisible widget on the page) and its signature
-/// dictionary, with placeholders for the byte range and the CMS signature.
-fn write_signature_slot(pdf: &mut Pdf, slot: &SignatureSlot, field: Ref, sig: Ref, page: Ref) {
-    let mut f = pdf.indirect(field).dict();
-    f.pair(Name(b"Type"), Name(b"Annot"))
-        .pair(Name(b"Subtype"), Name(b"Widget"))
-        .pair(Name(b"FT"), Name(b"Sig"))
-        .pair(Name(b"T"), TextStr("Signature"))
-        .pair(Name(b"V"), sig)
-        .pair(Name(b"P"), page)
-        .pair(Name(b"Rect"), Rect::new(0.0, 0.0, 0.0, 0.0))
-        // Print | Locked.
-        .pair(Name(b"F"), 132);
-    f.finish();
-    let [y, mo, d, h, mi, s] = slot.time;
-    let date = pdf_writer::Date::new(y)
-        .month(mo as u8)
-        .day(d as u8)
-        .hour(h as u8)
-        .minute(mi as u8)
-        .second(s as u8)
-        .utc_offset_hour(0)
-        .utc_offset_minute(0);
-    let mut d = pdf.indirect(sig).dict();
-    d.pair(Name(b"Type"), Name(b"Sig"))
-        .pair(Name(b"Filter"), Name(b"Adobe.PPKLite"))
-        .pair(Name(b"SubFilter"), Name(b"ETSI.CAdES.detached"))
-        .pair(Name(b"M"), date);
-    // The placeholders, last: /ByteRange then /Contents (a hex string: bytes
-    // that are not ASCII are written in hex).
-    d.insert(Name(b"ByteRange"))
-        .array()
-        .items([0, i32::MAX, i32::MAX, i32::MAX]);
-    d.pair(Name(b"Contents"), Str(&vec![0x80u8; slot.contents_len]));
-    d.finish();
-}
-
 fn pdf_date(iso: &str) -> Option<pdf_writer::Date> {
-    let mut it = iso.split('-').map(|p| p.parse::<u16>().ok());
-    let (y, m, d) = (it.next()??, it.next()??, it.next()??);
-    Some(
-        pdf_writer::Date::new(y)
-            .month(m as u8)
-            .day(d as u8)
-            .hour(0)
-            .minute(0)
-            .second(0)
-            .utc_offset_hour(0)
-            .utc_offset_minute(0),
-    )
+    crate::signed_at::date_parts(iso).map(pdf_time)
 }
 
 /// Draws one run. Glyphs without offsets go out together in one `TJ`, with
