@@ -184,7 +184,7 @@ pub async fn run(a: DemoArgs, log_json: bool) -> anyhow::Result<ExitCode> {
         );
         let ca = cluster.dir().join("tls/ca.pem");
         println!(
-            "the PDF's own signature (PAdES) with poppler, trusting the demo's CA:\n  n=$(mktemp -d); certutil -N -d sql:\"$n\" --empty-password && certutil -A -d sql:\"$n\" -n demo-ca -t CT,C,C -i {} && pdfsig -nssdir sql:\"$n\" {}",
+            "the PDF's own signature (PAdES) with poppler, trusting the demo's CA (certutil is in Debian's libnss3-tools):\n  n=$(mktemp -d); certutil -N -d sql:\"$n\" --empty-password && certutil -A -d sql:\"$n\" -n demo-ca -t CT,C,C -i {} && pdfsig -nssdir sql:\"$n\" {}",
             ca.display(),
             pdf.display()
         );
