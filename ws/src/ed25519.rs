@@ -55,10 +55,15 @@ impl Ed25519 {
         })
     }
 
-    /// Checks an OpenPGP signature over `data` made by this key: the digest of
-    /// the data and the signature's hashed fields, its two-byte prefix, and the
-    /// Ed25519 signature over it (strict: no malleable encodings).
-    pub fn verify(&self, sig: &openpgp::packet::Signature, data: &[u8]) -> Result<(), String> {
+    /// Checks an OpenPGP signature made by this key over the data `hash` has
+    /// taken in (see [`crate::sign::Hashed`]): the digest of the data and the
+    /// signature's hashed fields, its two-byte prefix, and the Ed25519 signature
+    /// over it (strict: no malleable encodings).
+    pub fn verify_hash(
+        &self,
+        sig: &openpgp::packet::Signature,
+        mut hash: openpgp::crypto::hash::Context,
+    ) -> Result<(), String> {
         if sig.typ() != SignatureType::Binary {
             return Err(format!(
                 "a {} signature, not a binary document signature",
@@ -68,15 +73,6 @@ impl Ed25519 {
         if sig.pk_algo() != PublicKeyAlgorithm::EdDSA {
             return Err(format!("made with {}, not EdDSA", sig.pk_algo()));
         }
-        let mut hash = sig
-            .hash_algo()
-            .context()
-            .map_err(|e| e.to_string())?
-            .for_signature(sig.version());
-        if let Some(salt) = sig.salt() {
-            hash.update(salt);
-        }
-        hash.update(data);
         sig.hash(&mut hash).map_err(|e| e.to_string())?;
         let digest = hash.into_digest().map_err(|e| e.to_string())?;
         if digest.get(..2) != Some(&sig.digest_prefix()[..]) {

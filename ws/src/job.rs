@@ -7,7 +7,6 @@
 //! before it is reported), and before a regen removes the version it replaces. Every write and removal first asks the job's fence
 //! ([`crate::fence`]): once its lease may be lost, the job touches nothing more.
 
-use sha2::{Digest, Sha256};
 use testamur_common::failure::FailCode;
 use testamur_common::ids::PublicUuid;
 use testamur_common::state::Action;
@@ -166,21 +165,24 @@ impl Pipeline {
             })?;
             pdf_sign_ms = t.elapsed().as_secs_f64() * 1000.0;
         }
-        let signature = self.key.sign_detached_at(&pdf, signed_at).map_err(|e| {
+        // One SHA-256 pass over the PDF for its OpenPGP signature, that
+        // signature's check and the digest reported.
+        let signing = |what: &str, e| {
             JobError::transient(
                 FailCode::Signing,
-                &format!("sign on {}", self.workserver),
+                &format!("{what} on {}", self.workserver),
                 e,
             )
-        })?;
-        self.key.verify_detached(&pdf, &signature).map_err(|e| {
-            JobError::transient(
-                FailCode::Signing,
-                &format!("signature check on {}", self.workserver),
-                e,
-            )
-        })?;
-        let sha256 = hex::encode(Sha256::digest(&pdf));
+        };
+        let hashed = crate::sign::Hashed::of(&pdf).map_err(|e| signing("sign", e))?;
+        let signature = self
+            .key
+            .sign_hashed_at(&hashed, signed_at)
+            .map_err(|e| signing("sign", e))?;
+        self.key
+            .verify_hashed(&hashed, &signature)
+            .map_err(|e| signing("signature check", e))?;
+        let sha256 = hex::encode(hashed.sha256().map_err(|e| signing("sign", e))?);
         Ok(Artifacts {
             pdf,
             signature,

@@ -41,6 +41,36 @@ pub struct SigningKey {
     public_armored: String,
 }
 
+/// The SHA-256 of a document, taken in one pass and shared by everything that
+/// needs it: its OpenPGP signature, the check of that signature, and the digest
+/// reported with the document (each used to hash the whole PDF again).
+#[derive(Clone)]
+pub struct Hashed(openpgp::crypto::hash::Context);
+
+/// The hash of every signature made here (see `sign_hashed_at`).
+const HASH: openpgp::types::HashAlgorithm = openpgp::types::HashAlgorithm::SHA256;
+
+impl Hashed {
+    pub fn of(data: &[u8]) -> Result<Self, SignError> {
+        let mut ctx = HASH
+            .context()
+            .map_err(|e| SignError::Sign(e.to_string()))?
+            .for_signature(4);
+        ctx.update(data);
+        Ok(Self(ctx))
+    }
+
+    /// SHA-256 of the data alone.
+    pub fn sha256(&self) -> Result<[u8; 32], SignError> {
+        let digest = self
+            .0
+            .clone()
+            .into_digest()
+            .map_err(|e| SignError::Sign(e.to_string()))?;
+        <[u8; 32]>::try_from(&digest[..]).map_err(|_| SignError::Sign("not a SHA-256".into()))
+    }
+}
+
 impl SigningKey {
     /// Loads the secret key from `path`, which only its owner may read (0600,
     /// like every secret file): a group- or world-readable key is refused.
@@ -121,6 +151,15 @@ impl SigningKey {
         data: &[u8],
         at: std::time::SystemTime,
     ) -> Result<Vec<u8>, SignError> {
+        self.sign_hashed_at(&Hashed::of(data)?, at)
+    }
+
+    /// [`Self::sign_detached_at`] over data already hashed.
+    pub fn sign_hashed_at(
+        &self,
+        data: &Hashed,
+        at: std::time::SystemTime,
+    ) -> Result<Vec<u8>, SignError> {
         use openpgp::packet::signature::subpacket::{Subpacket, SubpacketArea, SubpacketValue};
         use openpgp::packet::signature::Signature4;
         use openpgp::serialize::Serialize as _;
@@ -131,7 +170,7 @@ impl SigningKey {
         // SHA-256 rather than sequoia's default SHA-512: it matches Ed25519's
         // 128-bit security level and is twice as fast where the CPU has SHA
         // extensions (hashing the PDF is much of signing and checking it).
-        let hash_algo = openpgp::types::HashAlgorithm::SHA256;
+        let hash_algo = HASH;
         let hashed = SubpacketArea::new(vec![
             Subpacket::new(SubpacketValue::SignatureCreationTime(created), false).map_err(e)?,
             Subpacket::new(
@@ -167,8 +206,7 @@ impl SigningKey {
                 rest: Box::new([]),
             },
         );
-        let mut hash = hash_algo.context().map_err(e)?.for_signature(4);
-        hash.update(data);
+        let mut hash = data.0.clone();
         openpgp::crypto::hash::Hash::hash(&template, &mut hash).map_err(e)?;
         let digest = hash.into_digest().map_err(e)?;
         let mpis = match &self.ed25519 {
@@ -194,25 +232,147 @@ impl SigningKey {
     /// against our signing (sub)key directly. One hash and one signature check; the
     /// certificate's own binding signatures were checked once, at load time.
     pub fn verify_detached(&self, data: &[u8], signature: &[u8]) -> Result<(), SignError> {
-        let err = |e: anyhow::Error| SignError::Verify(e.to_string());
-        if signature.is_empty() {
-            return Err(SignError::Verify("the signature is empty".into()));
+        let sig = parse_own(signature)?;
+        let mut hash = sig
+            .hash_algo()
+            .context()
+            .map_err(|e| SignError::Verify(e.to_string()))?
+            .for_signature(sig.version());
+        if let Some(salt) = sig.salt() {
+            hash.update(salt);
         }
-        let pile = openpgp::PacketPile::from_bytes(signature).map_err(err)?;
-        let mut sigs = pile.into_children().filter_map(|p| match p {
-            openpgp::Packet::Signature(s) => Some(s),
-            _ => None,
-        });
-        let (Some(sig), None) = (sigs.next(), sigs.next()) else {
-            return Err(SignError::Verify(
-                "expected exactly one signature packet".into(),
-            ));
-        };
+        hash.update(data);
+        self.check(&sig, hash)
+    }
+
+    /// [`Self::verify_detached`] of a signature made by `sign_hashed_at`, over
+    /// data already hashed (the hash the signature was made from: the check
+    /// covers the signature's bytes, its fields and the curve arithmetic, not
+    /// the hashing of the data).
+    pub fn verify_hashed(&self, data: &Hashed, signature: &[u8]) -> Result<(), SignError> {
+        let sig = parse_own(signature)?;
+        if sig.version() != 4 || sig.hash_algo() != HASH {
+            return Err(SignError::Verify(format!(
+                "a version {} signature with {}, not version 4 with {HASH}",
+                sig.version(),
+                sig.hash_algo()
+            )));
+        }
+        self.check(&sig, data.0.clone())
+    }
+
+    /// `sig` by our key over what `hash` (of its algorithm and version) took in.
+    fn check(
+        &self,
+        sig: &openpgp::packet::Signature,
+        hash: openpgp::crypto::hash::Context,
+    ) -> Result<(), SignError> {
+        if sig.typ() != openpgp::types::SignatureType::Binary {
+            return Err(SignError::Verify(format!(
+                "a {} signature, not a binary document signature",
+                sig.typ()
+            )));
+        }
         match &self.ed25519 {
-            Some(k) => k.verify(&sig, data).map_err(SignError::Verify),
-            None => sig.verify_message(self.keypair.public(), data).map_err(err),
+            Some(k) => k.verify_hash(sig, hash).map_err(SignError::Verify),
+            None => sig
+                .verify_hash(self.keypair.public(), hash)
+                .map_err(|e| SignError::Verify(e.to_string())),
         }
     }
+}
+
+/// The one signature packet of an armored detached signature.
+fn parse_own(signature: &[u8]) -> Result<openpgp::packet::Signature, SignError> {
+    if signature.is_empty() {
+        return Err(SignError::Verify("the signature is empty".into()));
+    }
+    // Dearmored here: sequoia's armor reader guesses its input's shape and
+    // costs as much as the signature check itself.
+    let packet = dearmor_signature(signature).map_err(SignError::Verify)?;
+    match openpgp::Packet::from_bytes(&packet) {
+        Ok(openpgp::Packet::Signature(sig)) => Ok(sig),
+        Ok(other) => Err(SignError::Verify(format!(
+            "a {} packet, not a signature",
+            other.tag()
+        ))),
+        Err(e) => Err(SignError::Verify(e.to_string())),
+    }
+}
+
+const ARMOR_BEGIN: &str = "-----BEGIN PGP SIGNATURE-----";
+const ARMOR_END: &str = "-----END PGP SIGNATURE-----";
+
+/// The packet of an ASCII-armored signature (RFC 9580 section 6.2) as
+/// `sign_hashed_at` writes it: the header line, armor headers if any, a blank
+/// line, base64 lines, the CRC-24 line (checked when present), the footer line.
+/// Exactly one packet, nothing around it.
+fn dearmor_signature(armored: &[u8]) -> Result<Vec<u8>, String> {
+    use base64::Engine as _;
+    let text = std::str::from_utf8(armored).map_err(|_| "the signature is not text")?;
+    let mut lines = text.lines();
+    if lines.next() != Some(ARMOR_BEGIN) {
+        return Err(format!("the signature does not begin with {ARMOR_BEGIN}"));
+    }
+    // Armor headers ("Key: value") end at the first blank line.
+    lines
+        .by_ref()
+        .find(|l| l.trim_end().is_empty())
+        .ok_or("the armored signature has no blank line before its data")?;
+    let mut body = String::with_capacity(armored.len());
+    let mut crc = None;
+    for line in lines.by_ref() {
+        let line = line.trim_end();
+        if line == ARMOR_END {
+            let packet = base64::engine::general_purpose::STANDARD
+                .decode(&body)
+                .map_err(|e| format!("the armored signature's data is not base64: {e}"))?;
+            if let Some(want) = crc {
+                if crc24(&packet) != want {
+                    return Err("the armored signature's checksum does not match its data".into());
+                }
+            }
+            return match lines.all(|l| l.trim().is_empty()) {
+                true => Ok(packet),
+                false => Err(format!("text after {ARMOR_END}")),
+            };
+        }
+        if line.is_empty() {
+            continue;
+        }
+        if crc.is_some() {
+            return Err(format!(
+                "data after the armored signature's checksum, before {ARMOR_END}"
+            ));
+        }
+        match line.strip_prefix('=') {
+            Some(sum) => {
+                let b = base64::engine::general_purpose::STANDARD
+                    .decode(sum)
+                    .ok()
+                    .filter(|b| b.len() == 3)
+                    .ok_or("the armored signature's checksum is not 3 bytes of base64")?;
+                crc = Some(u32::from_be_bytes([0, b[0], b[1], b[2]]));
+            }
+            None => body.push_str(line),
+        }
+    }
+    Err(format!("the signature does not end with {ARMOR_END}"))
+}
+
+/// The armor checksum (RFC 9580 section 6.1.1).
+fn crc24(data: &[u8]) -> u32 {
+    let mut crc: u32 = 0xB7_04CE;
+    for &b in data {
+        crc ^= u32::from(b) << 16;
+        for _ in 0..8 {
+            crc <<= 1;
+            if crc & 0x100_0000 != 0 {
+                crc ^= 0x186_4CFB;
+            }
+        }
+    }
+    crc & 0xFF_FFFF
 }
 
 /// Check a detached signature over `data` against `cert`.
@@ -392,7 +552,15 @@ mod tests {
         let mut bin = openpgp::serialize::SerializeInto::to_vec(&pile).unwrap();
         let last = bin.len() - 1;
         bin[last] ^= 1;
-        assert!(key.verify_detached(b"data", &bin).is_err());
+        let mut armored = Vec::new();
+        {
+            let mut w =
+                openpgp::armor::Writer::new(&mut armored, openpgp::armor::Kind::Signature).unwrap();
+            std::io::Write::write_all(&mut w, &bin).unwrap();
+            w.finalize().unwrap();
+        }
+        let e = key.verify_detached(b"data", &armored).unwrap_err();
+        assert!(e.to_string().contains("does not verify"), "{e}");
     }
 
     #[cfg(unix)]
@@ -437,5 +605,45 @@ mod tests {
         key.verify_detached(b"data", &sig).unwrap();
         assert!(key.verify_detached(b"datA", &sig).is_err());
         verify_detached(&key.cert, b"data", &sig).unwrap();
+    }
+
+    #[test]
+    fn our_own_armor_is_read_strictly() {
+        let (secret, _, _) = generate_key("test <t@example.org>").unwrap();
+        let key =
+            SigningKey::from_cert(openpgp::Cert::from_bytes(secret.as_bytes()).unwrap()).unwrap();
+        let sig = key.sign_detached(b"data").unwrap();
+        // The packet inside is what sequoia's own armor reader finds.
+        let packet = dearmor_signature(&sig).unwrap();
+        let pile = openpgp::PacketPile::from_bytes(&sig).unwrap();
+        assert_eq!(packet, pile.to_vec().unwrap());
+        let text = String::from_utf8(sig.clone()).unwrap();
+        assert!(text.lines().any(|l| l.starts_with('=')), "{text}");
+        // Anything else is refused, with a reason.
+        let flip_data = {
+            let i = text.find("\n\n").unwrap() + 2;
+            let mut b = text.clone().into_bytes();
+            b[i + 5] = if b[i + 5] == b'A' { b'B' } else { b'A' };
+            b
+        };
+        let no_crc: String = text
+            .lines()
+            .filter(|l| !l.starts_with('='))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        for (bad, why) in [
+            (flip_data, "checksum"),
+            (text.replace(ARMOR_END, "").into_bytes(), "does not end"),
+            (format!("x{text}").into_bytes(), "does not begin"),
+            (format!("{text}more\n").into_bytes(), "text after"),
+            (text.replacen("\n\n", "\n", 1).into_bytes(), "blank line"),
+        ] {
+            let e = dearmor_signature(&bad).unwrap_err();
+            assert!(e.contains(why), "{e}");
+            assert!(key.verify_detached(b"data", &bad).is_err());
+        }
+        // Without the (optional) checksum it still reads.
+        assert_eq!(dearmor_signature(no_crc.as_bytes()).unwrap(), packet);
+        key.verify_detached(b"data", no_crc.as_bytes()).unwrap();
     }
 }

@@ -166,15 +166,18 @@ fn escape_literal(out: &mut String, s: &str) {
     }
 }
 
-/// IRI characters N-Quads cannot hold as themselves, as `\uXXXX`.
+/// IRI characters N-Quads cannot hold as themselves, as `\uXXXX`. All of them
+/// are ASCII, so the IRI is copied byte-wise in runs between them (a credential
+/// writes about a hundred IRIs, nearly all with nothing to escape).
 fn escape_iri(out: &mut String, s: &str) {
-    for c in s.chars() {
-        if (c as u32) <= 0x20 || "<>\"{}|^`\\".contains(c) {
-            out.push_str(&format!("\\u{:04X}", c as u32));
-        } else {
-            out.push(c);
-        }
+    let needs = |b: u8| b <= 0x20 || b"<>\"{}|^`\\".contains(&b);
+    let mut rest = s;
+    while let Some(i) = rest.bytes().position(needs) {
+        out.push_str(&rest[..i]);
+        out.push_str(&format!("\\u{:04X}", rest.as_bytes()[i]));
+        rest = &rest[i + 1..];
     }
+    out.push_str(rest);
 }
 
 #[cfg(test)]
@@ -243,5 +246,18 @@ mod tests {
             canonical_nquads(&[q(Term::iri("urn:a"), "urn:p", Term::typed("x", XSD_STRING))])
                 .unwrap();
         assert_eq!(plain, "<urn:a> <urn:p> \"x\" .\n");
+    }
+
+    #[test]
+    fn iris_escape_every_forbidden_character_and_keep_the_rest_whole() {
+        let mut out = String::new();
+        escape_iri(&mut out, "é<a>\"{|}^`\\ \u{7}ü😀x");
+        assert_eq!(
+            out,
+            "é\\u003Ca\\u003E\\u0022\\u007B\\u007C\\u007D\\u005E\\u0060\\u005C\\u0020\\u0007ü😀x"
+        );
+        let mut out = String::new();
+        escape_iri(&mut out, "https://example.org/ß");
+        assert_eq!(out, "https://example.org/ß");
     }
 }
