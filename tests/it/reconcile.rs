@@ -41,6 +41,30 @@ async fn reconcile_reports_a_lost_verification_index_and_pdf_and_apply_repairs_b
     let a_vu = a.verify_uuid.clone().unwrap().to_string();
     let b_pdf = testamur_common::layout::pdf_path(b.download_uuid.as_ref().unwrap());
     let b_bytes = std::fs::read(helpers::public_file(&c, &b_pdf)).unwrap();
+    // Its other files, which the republish writes again: the detached signatures
+    // and the credential (when the cluster issues them).
+    let b_vu = b.verify_uuid.as_ref().unwrap();
+    // (All text: compared as such, so that a difference reads.)
+    let read_text = |p: &str| {
+        std::fs::read(helpers::public_file(&c, p))
+            .ok()
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+    };
+    let b_others: Vec<(String, Option<String>)> = [
+        testamur_common::layout::sig_path(b_vu),
+        testamur_common::layout::pdf_sig_path(b.download_uuid.as_ref().unwrap()),
+        testamur_common::layout::credential_path(b_vu),
+    ]
+    .into_iter()
+    .map(|p| {
+        let text = read_text(&p);
+        (p, text)
+    })
+    .collect();
+    assert!(
+        b_others[0].1.is_some(),
+        "the detached signature is published"
+    );
 
     // Behind testamur's back: a's verification index, b's PDF.
     c.redis.cli(&["DEL", &format!("tm:v:{a_vu}")]).unwrap();
@@ -71,7 +95,9 @@ async fn reconcile_reports_a_lost_verification_index_and_pdf_and_apply_repairs_b
     assert!(lms.verification(&a_vu).await.unwrap().is_err());
     assert!(!helpers::public_file(&c, &b_pdf).exists());
 
-    // --apply repairs both.
+    // --apply repairs both (a second after the first publication at least, so
+    // that a signature made at the republish's own time would differ).
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     let (ok, out) = reconcile(&c, true);
     assert!(ok, "{out}");
     assert!(out.contains("2 repaired"), "{out}");
@@ -92,6 +118,15 @@ async fn reconcile_reports_a_lost_verification_index_and_pdf_and_apply_repairs_b
         std::fs::read(helpers::public_file(&c, &b_pdf)).unwrap(),
         b_bytes
     );
+    // And so are its signatures and credential: they state the first request's
+    // time, not the republish's.
+    for (path, text) in &b_others {
+        assert_eq!(
+            &read_text(path),
+            text,
+            "{path} is written again with the same bytes"
+        );
+    }
     let history = b2.history.unwrap();
     assert!(
         history.iter().any(|h| h.detail.as_deref()

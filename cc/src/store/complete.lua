@@ -39,7 +39,7 @@ local function complete_one(jid, lease, ws, rdu, rvu, durl, vurl, surl, sha, fp,
   if hget(jk, 'kind') == 'status' then return status_published(jid, jk, ws) end
   -- Everything of the job this script needs, in one read.
   local j = redis.call('HMGET', jk, 'cert_id', 'action', 'download_uuid', 'verify_uuid',
-    'previous_verify_uuid', 'callback_url', 'callback_key', 'callback_host', 'drawn_version', 'attempt', 'si')
+    'previous_verify_uuid', 'callback_url', 'callback_key', 'callback_host', 'drawn_version', 'attempt', 'si', 'requested_at')
   local cid, action = j[1], j[2]
   local target = targets[action]
   if action ~= 'delete' then
@@ -96,6 +96,9 @@ local function complete_one(jid, lease, ws, rdu, rvu, durl, vurl, surl, sha, fp,
     ver.k = key_ref(P, fp)
     ver.pk = key_ref(P, pfp)
     ver.si = tonumber(j[11] or '')
+    -- When its request was accepted, which its signatures state: a republish
+    -- signs with the same time, so it publishes the same bytes (submit.lua).
+    if not ver.rq then ver.rq = tonumber(j[12] or '') end
     set_urls(P, ver, durl, vurl, surl, curl)
     if not k then
       rec.vs[#rec.vs + 1] = ver

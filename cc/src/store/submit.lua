@@ -67,9 +67,12 @@ local function submit_one(cid, jid, action, pending, allowed, allowed_absent, du
   local jk = P .. 'job:' .. jid
   -- Empty fields are left out (the scripts read a missing field as empty).
   -- requested_at stays for every attempt (enqueued_at moves on a requeue): the
-  -- time the workserver signs with, so that every attempt signs the same bytes.
+  -- time the workserver signs with, so that every attempt signs the same bytes;
+  -- a republished version keeps its first request's (complete.lua `rq`), so its
+  -- signatures and credential come out the same as the files it replaces.
+  local requested_at = (republish and cv.rq) or now_ms
   redis.call('HSET', jk, 'cert_id', cid, 'action', action, 'attempt', 0, 'status', 'queued',
-    'enqueued_at', now_ms, 'requested_at', now_ms)
+    'enqueued_at', now_ms, 'requested_at', requested_at)
   if du ~= '' then redis.call('HSET', jk, 'download_uuid', du, 'verify_uuid', vu) end
   -- The status list index of the version this job publishes: given here, once,
   -- so that every attempt issues the same credential; a republished version
