@@ -101,7 +101,7 @@ pub struct LeaseRequest {
     pub wait_ms: u64,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct LeaseResponse {
     pub jobs: Vec<LeasedJob>,
     /// Extension: status lists to publish (workservers with
@@ -247,11 +247,24 @@ pub const MAX_COMPLETIONS: usize = 256;
 
 /// `POST /v1/leases/complete` (extension): the results of several leases in one
 /// call, each checked and recorded as `POST /v1/leases/{lease_id}/complete` would,
-/// and answered on its own.
+/// and answered on its own. With `lease`, the same call then leases up to
+/// `lease.max_jobs` more jobs at once (no wait), as `POST /v1/leases` would: a
+/// busy workserver's completions carry its next work back, without a lease call.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CompleteManyRequest {
     pub completions: Vec<Completion>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease: Option<LeaseMore>,
+}
+
+/// The leases a completion call asks for (`POST /v1/leases/complete`'s `lease`):
+/// taken after its completions are recorded, without waiting for work.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LeaseMore {
+    #[serde(deserialize_with = "crate::json_int::u32")]
+    pub max_jobs: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -266,6 +279,10 @@ pub struct Completion {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CompleteManyResponse {
     pub results: Vec<CompletionOutcome>,
+    /// The jobs leased after the completions (present when the call asked, with
+    /// `lease`; empty when none was queued or leasing failed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leased: Option<LeaseResponse>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

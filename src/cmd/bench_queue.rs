@@ -139,8 +139,9 @@ async fn worker(
             }
         })
     };
-    // Each lease answer is completed in one call (a lone job with the single
-    // endpoint), as the workserver's reporter sends what finished together.
+    // Each lease answer is completed in one call, which leases as many again
+    // (as the workserver's reporter does with the finished jobs' capacity) until
+    // the run has enough; a lease call only when capacity is free otherwise.
     let mut inflight = tokio::task::JoinSet::new();
     let mut held_n = 0u32;
     while done.load(Ordering::Relaxed) < n {
@@ -154,41 +155,42 @@ async fn worker(
                 // It registers without [credentials]: never leased a status list.
                 .jobs;
             if !jobs.is_empty() {
-                held_n += jobs.len() as u32;
-                for job in &jobs {
-                    held.lock().unwrap().insert(job.job_id.clone());
-                }
+                let slots = jobs.len() as u32;
+                held_n += slots;
                 let (client, session, held, done) =
                     (client.clone(), session.clone(), held.clone(), done.clone());
                 inflight.spawn(async move {
-                    if let [job] = jobs.as_slice() {
-                        client
-                            .complete(&session, &job.lease_id, result_for(job))
-                            .await
-                            .context("complete")?;
-                    } else {
+                    let mut jobs = jobs;
+                    while !jobs.is_empty() {
+                        held.lock()
+                            .unwrap()
+                            .extend(jobs.iter().map(|j| j.job_id.clone()));
                         let items: Vec<_> = jobs
                             .iter()
                             .map(|j| (j.lease_id.clone(), result_for(j)))
                             .collect();
-                        for r in client
-                            .complete_many(&session, &items)
+                        let more = done.load(Ordering::Relaxed) + jobs.len() < n;
+                        let (outcomes, leased) = client
+                            .complete_and_lease(&session, &items, more.then_some(slots))
                             .await
-                            .context("complete")?
-                        {
+                            .context("complete")?;
+                        for r in outcomes {
                             anyhow::ensure!(
                                 r.status == testamur_common::wire::CompletionStatus::Ok,
                                 "a completion was refused: {:?}",
                                 r.error
                             );
                         }
+                        {
+                            let mut h = held.lock().unwrap();
+                            for job in &jobs {
+                                h.remove(&job.job_id);
+                            }
+                        }
+                        done.fetch_add(jobs.len(), Ordering::Relaxed);
+                        jobs = leased.jobs;
                     }
-                    let mut h = held.lock().unwrap();
-                    for job in &jobs {
-                        h.remove(&job.job_id);
-                    }
-                    done.fetch_add(jobs.len(), Ordering::Relaxed);
-                    anyhow::Ok(jobs.len() as u32)
+                    anyhow::Ok(slots)
                 });
             }
         }

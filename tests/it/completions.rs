@@ -7,7 +7,10 @@ use serde_json::{json, Value};
 use testamur::cmd::demo::sample_request;
 use testamur_common::state::CertState;
 
-use crate::helpers::{cluster, lease_jobs, register_manual_ws, TestCluster};
+use crate::helpers::{
+    assert_all_downloadable, cluster, lease_jobs, register_manual_ws, sample_requests, submit_all,
+    TestCluster,
+};
 
 async fn post(c: &TestCluster, token: Option<&str>, body: Value) -> (u16, Value) {
     let api = c.operator().unwrap();
@@ -148,4 +151,139 @@ async fn batch_completions_are_fenced_one_by_one_and_bounded() {
     }
     let (st, body) = post(&c, None, json!({"completions": [completion(&a_jobs[1])]})).await;
     assert_eq!(st, 401, "{body}");
+}
+
+/// `lease` in a completion call: once its completions are recorded it leases up
+/// to `max_jobs` more at once, within the caller's capacity, answered in
+/// `leased`; out of range it refuses the call before anything is recorded.
+#[tokio::test(flavor = "multi_thread")]
+async fn completions_lease_the_next_jobs() {
+    let c = cluster(|s| s.workservers = 0).await;
+    let lms = c.lms().unwrap();
+    for i in 0..6 {
+        lms.submit(&sample_request(i)).await.unwrap().unwrap();
+    }
+    let (_, a) = register_manual_ws(&c, "ws-a", 3).await;
+    let jobs = lease_jobs(&c, &a, 3, 2000).await;
+    assert_eq!(jobs.len(), 3);
+
+    // Out of range, or a wait asked for: refused whole, the completion not recorded.
+    for (lease, status) in [
+        (json!({"max_jobs": 0}), 422),
+        (json!({"max_jobs": 257}), 422),
+        (json!({"max_jobs": 1, "wait_ms": 1000}), 400),
+    ] {
+        let (st, body) = post(
+            &c,
+            Some(&a),
+            json!({"completions": [completion(&jobs[0])], "lease": lease}),
+        )
+        .await;
+        assert_eq!(st, status, "{lease}: {body}");
+        assert!(body["error"]["message"].is_string(), "{body}");
+        if status == 422 {
+            assert_eq!(body["error"]["field"], "lease.max_jobs", "{body}");
+        }
+        assert_eq!(state(&c, &jobs[0]).await, CertState::Generating);
+    }
+
+    // Without `lease` the answer has no `leased`.
+    let (st, body) = post(&c, Some(&a), json!({"completions": [completion(&jobs[0])]})).await;
+    assert_eq!(st, 200, "{body}");
+    assert!(body.get("leased").is_none(), "{body}");
+
+    // Asking for 3 with one lease still held (capacity 3, 3 queued): 2 come
+    // back, other jobs than those leased before, this workserver's to complete.
+    let (st, body) = post(
+        &c,
+        Some(&a),
+        json!({"completions": [completion(&jobs[1])], "lease": {"max_jobs": 3}}),
+    )
+    .await;
+    assert_eq!(st, 200, "{body}");
+    assert_eq!(body["results"][0]["status"], "ok", "{body}");
+    assert_eq!(state(&c, &jobs[1]).await, CertState::Downloadable);
+    let next = body["leased"]["jobs"].as_array().unwrap().clone();
+    assert_eq!(next.len(), 2, "{body}");
+    let ids: Vec<_> = jobs
+        .iter()
+        .chain(&next)
+        .map(|j| j["job_id"].clone())
+        .collect();
+    assert!(ids[3] != ids[4] && !ids[..3].contains(&ids[3]) && !ids[..3].contains(&ids[4]));
+    for j in &next {
+        assert_eq!(state(&c, j).await, CertState::Generating);
+    }
+
+    // 1 queued: one comes back, however many are asked for.
+    let (st, body) = post(
+        &c,
+        Some(&a),
+        json!({"completions": [completion(&next[0]), completion(&next[1])], "lease": {"max_jobs": 256}}),
+    )
+    .await;
+    assert_eq!(st, 200, "{body}");
+    let last = body["leased"]["jobs"].as_array().unwrap().clone();
+    assert_eq!(last.len(), 1, "{body}");
+    let (st, body) = post(
+        &c,
+        Some(&a),
+        json!({"completions": [completion(&last[0]), completion(&jobs[2])], "lease": {"max_jobs": 1}}),
+    )
+    .await;
+    assert_eq!(st, 200, "{body}");
+    // The queue is empty: an empty `leased`, not a wait.
+    assert_eq!(body["leased"]["jobs"], json!([]), "{body}");
+
+    // Another workserver's lease in the call: lost, and it still leases for itself.
+    let (_, b) = register_manual_ws(&c, "ws-b", 1).await;
+    lms.submit(&sample_request(9)).await.unwrap().unwrap();
+    let (st, body) = post(
+        &c,
+        Some(&b),
+        json!({"completions": [completion(&jobs[0])], "lease": {"max_jobs": 1}}),
+    )
+    .await;
+    assert_eq!(st, 200, "{body}");
+    assert_eq!(body["results"][0]["status"], "lost", "{body}");
+    assert_eq!(
+        body["leased"]["jobs"].as_array().unwrap().len(),
+        1,
+        "{body}"
+    );
+}
+
+/// The workserver leases with its completions: a queue of 24 drained by one
+/// workserver (capacity 2) takes a few lease calls, not one per job or two.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_busy_workserver_leases_with_its_completions() {
+    let mut c = cluster(|s| s.workservers = 0).await;
+    let lms = c.lms().unwrap();
+    let ids = submit_all(&lms, &sample_requests("next", 24)).await;
+    let cc_url = c.info.cc_url.clone();
+    c.add_workservers(1, &cc_url).await.unwrap();
+    assert_all_downloadable(&c, &ids).await;
+    let op = c.operator().unwrap();
+    let metrics = op
+        .http()
+        .get(op.url("/metrics"))
+        .bearer_auth(op.key())
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let calls = |route: &str| -> f64 {
+        metrics
+            .lines()
+            .filter(|l| l.starts_with("testamur_http_requests_total{"))
+            .filter(|l| l.contains(&format!("route=\"{route}\"")))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    let (leases, batches) = (calls("/v1/leases"), calls("/v1/leases/complete"));
+    // The first lease, and one when the queue runs dry (the long poll).
+    assert!(leases <= 4.0, "{leases} lease calls for 24 jobs\n{metrics}");
+    assert!(batches >= 10.0, "{batches} completion calls for 24 jobs");
 }

@@ -16,7 +16,7 @@ use testamur_common::ids::{JobId, LeaseId, WsId};
 use testamur_common::wire::{
     Capabilities, CompleteManyRequest, CompleteManyResponse, CompleteRequest, Completion,
     CompletionOutcome, ErrorBody, ExtendResponse, FailRequest, HeartbeatRequest, HeartbeatResponse,
-    JobResult, LeaseRequest, LeaseResponse, RegisterRequest, RegisterResponse,
+    JobResult, LeaseMore, LeaseRequest, LeaseResponse, RegisterRequest, RegisterResponse,
 };
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -244,10 +244,7 @@ impl CcClient {
                 Some(wait + Duration::from_secs(30)),
             )
             .await?;
-        Ok(r.unwrap_or(LeaseResponse {
-            jobs: Vec::new(),
-            status_lists: Vec::new(),
-        }))
+        Ok(r.unwrap_or_default())
     }
 
     pub async fn extend(&self, s: &Session, lease: &LeaseId) -> Result<(), ClientError> {
@@ -286,6 +283,18 @@ impl CcClient {
         s: &Session,
         items: &[(LeaseId, JobResult)],
     ) -> Result<Vec<CompletionOutcome>, ClientError> {
+        Ok(self.complete_and_lease(s, items, None).await?.0)
+    }
+
+    /// Several completions in one call and, with `lease`, up to that many jobs
+    /// leased once they are recorded (no wait): the answers, and what was leased
+    /// (empty without `lease`).
+    pub async fn complete_and_lease(
+        &self,
+        s: &Session,
+        items: &[(LeaseId, JobResult)],
+        lease: Option<u32>,
+    ) -> Result<(Vec<CompletionOutcome>, LeaseResponse), ClientError> {
         let body = CompleteManyRequest {
             completions: items
                 .iter()
@@ -294,6 +303,7 @@ impl CcClient {
                     result: result.clone(),
                 })
                 .collect(),
+            lease: lease.map(|max_jobs| LeaseMore { max_jobs }),
         };
         let r: CompleteManyResponse = self
             .call(
@@ -314,7 +324,7 @@ impl CcClient {
                 message: format!("{} answers to {} completions", r.results.len(), items.len()),
             });
         }
-        Ok(r.results)
+        Ok((r.results, r.leased.unwrap_or_default()))
     }
 
     /// Report a failed attempt: the operator's reason, its code and the LMS's

@@ -1,19 +1,20 @@
 //! The workserver's main loop: register (with backoff), heartbeat, lease up to
 //! `capacity` jobs, run each on the blocking pool while extending its lease, and
-//! report the result. On shutdown or drain: stop leasing, finish in-flight jobs
+//! report the result (the report leases the next jobs with the finished one's
+//! capacity, so a busy workserver mostly leases that way; report.rs). On shutdown or drain: stop leasing, finish in-flight jobs
 //! (bounded), deregister so anything left goes straight back to the queue.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use anyhow::Context;
 use testamur_common::config::WsConfig;
 use testamur_common::ids::{JobId, LeaseId};
 use testamur_common::status_list::LeasedStatusList;
-use testamur_common::wire::{JobResult, LeasedJob};
-use tokio::sync::{watch, RwLock, Semaphore};
+use testamur_common::wire::{JobResult, LeaseResponse, LeasedJob};
+use tokio::sync::{watch, OwnedSemaphorePermit, RwLock, Semaphore};
 use tracing::Instrument;
 
 use crate::client::{CcClient, ClientError, Session};
@@ -21,7 +22,7 @@ use crate::credential::Issuer;
 use crate::fence::{LeaseGuard, Liveness};
 use crate::job::{JobError, Pipeline};
 use crate::render::Renderer;
-use crate::report::Reporter;
+use crate::report::{Dispatch, Reporter};
 use crate::sign::SigningKey;
 use crate::storage::{self, Storage, CONTENT_JSON, CONTENT_KEY, PUBLIC_KEY_PATH};
 
@@ -148,8 +149,14 @@ pub async fn run(
         return Ok(());
     };
     let liveness = Liveness::new(session.heartbeat_interval);
-    let shared = Arc::new(Shared {
-        reporter: Reporter::spawn(client.clone()),
+    let shared = Arc::new_cyclic(|me| Shared {
+        reporter: Reporter::spawn(
+            client.clone(),
+            Arc::new(Starter {
+                shared: me.clone(),
+                stop: stop_rx.clone(),
+            }),
+        ),
         client,
         config,
         liveness,
@@ -308,50 +315,7 @@ async fn lease_loop(
             Ok(leased) => {
                 delay = Duration::from_millis(250);
                 busy = !leased.jobs.is_empty() || !leased.status_lists.is_empty();
-                let work = leased.status_lists.into_iter().map(Work::StatusList);
-                for job in work.chain(leased.jobs.into_iter().map(|j| Work::Job(Box::new(j)))) {
-                    let Some(permit) = held.pop() else {
-                        tracing::error!(job_id = %job.job_id(), "the CC sent more jobs than asked for; releasing it");
-                        let _ = shared
-                            .client
-                            .fail(
-                                &session,
-                                job.lease_id(),
-                                &JobError {
-                                    reason: format!(
-                                        "workserver {} over capacity: the CC sent more jobs than asked for",
-                                        shared.config.name
-                                    ),
-                                    code: testamur_common::failure::FailCode::Busy,
-                                    public: None,
-                                    retryable: true,
-                                },
-                            )
-                            .await;
-                        continue;
-                    };
-                    shared
-                        .held
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .insert(job.job_id().clone());
-                    let shared = shared.clone();
-                    let session = session.clone();
-                    let span = job.span();
-                    tokio::spawn(
-                        async move {
-                            let id = job.job_id().clone();
-                            run_job(&shared, &session, job, sent).await;
-                            shared
-                                .held
-                                .lock()
-                                .unwrap_or_else(|p| p.into_inner())
-                                .remove(&id);
-                            drop(permit);
-                        }
-                        .instrument(span),
-                    );
-                }
+                start_work(shared, &session, leased, held, sent);
             }
             Err(ClientError::Unauthorized(_)) => reregister(shared, &session, stop.clone()).await,
             Err(e) => {
@@ -362,6 +326,93 @@ async fn lease_loop(
                 }
                 delay = (delay * 2).min(Duration::from_secs(10));
             }
+        }
+    }
+}
+
+/// Starts leased work (from the lease loop or a completion call's answer), each
+/// item with one of `permits`; permits left over are dropped (free capacity).
+fn start_work(
+    shared: &Arc<Shared>,
+    session: &Session,
+    leased: LeaseResponse,
+    mut permits: Vec<OwnedSemaphorePermit>,
+    sent: std::time::Instant,
+) {
+    let work = leased.status_lists.into_iter().map(Work::StatusList);
+    for job in work.chain(leased.jobs.into_iter().map(|j| Work::Job(Box::new(j)))) {
+        let Some(permit) = permits.pop() else {
+            tracing::error!(job_id = %job.job_id(), "the CC sent more jobs than asked for; releasing it");
+            let (shared, session) = (shared.clone(), session.clone());
+            tokio::spawn(async move {
+                let _ = shared
+                    .client
+                    .fail(
+                        &session,
+                        job.lease_id(),
+                        &JobError {
+                            reason: format!(
+                                "workserver {} over capacity: the CC sent more jobs than asked for",
+                                shared.config.name
+                            ),
+                            code: testamur_common::failure::FailCode::Busy,
+                            public: None,
+                            retryable: true,
+                        },
+                    )
+                    .await;
+            });
+            continue;
+        };
+        shared
+            .held
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(job.job_id().clone());
+        let shared = shared.clone();
+        let session = session.clone();
+        let span = job.span();
+        tokio::spawn(
+            async move {
+                let id = job.job_id().clone();
+                run_job(&shared, &session, job, sent, permit).await;
+                shared
+                    .held
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&id);
+            }
+            .instrument(span),
+        );
+    }
+}
+
+/// The reporter's way to start what its completion calls lease.
+struct Starter {
+    shared: Weak<Shared>,
+    stop: watch::Receiver<bool>,
+}
+
+impl Dispatch for Starter {
+    fn may_lease(&self) -> bool {
+        match self.shared.upgrade() {
+            Some(shared) => !*self.stop.borrow() && !shared.draining.load(Ordering::SeqCst),
+            None => false,
+        }
+    }
+
+    fn start(
+        &self,
+        session: &Session,
+        leased: LeaseResponse,
+        permits: Vec<OwnedSemaphorePermit>,
+        sent: std::time::Instant,
+    ) {
+        if let Some(shared) = self.shared.upgrade() {
+            start_work(&shared, session, leased, permits, sent);
+        } else if !leased.jobs.is_empty() || !leased.status_lists.is_empty() {
+            // Only at shutdown; the leases expire (or the deregistration releases them).
+            tracing::warn!("work leased while shutting down; leaving it to expire");
         }
     }
 }
@@ -401,7 +452,16 @@ impl Work {
 /// One leased job: the pipeline on the blocking pool behind the lease's fence,
 /// the lease extended meanwhile, then the result reported. `sent`: when the lease
 /// request was sent (the lease surely lasts `lease_ttl` from then).
-async fn run_job(shared: &Arc<Shared>, session: &Session, job: Work, sent: std::time::Instant) {
+async fn run_job(
+    shared: &Arc<Shared>,
+    session: &Session,
+    job: Work,
+    sent: std::time::Instant,
+    permit: OwnedSemaphorePermit,
+) {
+    // The job's capacity: handed to the reporter with a result (for the work
+    // leased with it), dropped otherwise when this returns.
+    let mut permit = Some(permit);
     let guard = Arc::new(LeaseGuard::new(
         sent,
         session.lease_ttl,
@@ -469,7 +529,7 @@ async fn run_job(shared: &Arc<Shared>, session: &Session, job: Work, sent: std::
             Ok(result) => {
                 shared
                     .reporter
-                    .complete(session, &lease_id, result.clone())
+                    .complete(session, &lease_id, result.clone(), permit.take())
                     .await
             }
             Err(e) => shared.client.fail(session, &lease_id, e).await,

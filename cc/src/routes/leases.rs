@@ -18,7 +18,7 @@ use crate::app::AppState;
 use crate::error::ApiError;
 use crate::extract::{JsonBody, WsCaller};
 use crate::metrics::{metrics, WorkserverLabels};
-use crate::store::{Completed, FailOutcome, Fenced};
+use crate::store::{Completed, FailOutcome, Fenced, Leased};
 use testamur_common::failure::FailCode;
 
 /// How often a waiting lease request looks for jobs queued by other CCs.
@@ -31,12 +31,7 @@ pub async fn lease(
     caller: WsCaller,
     JsonBody(body): JsonBody<LeaseRequest>,
 ) -> Result<Json<LeaseResponse>, ApiError> {
-    if body.max_jobs == 0 || body.max_jobs > MAX_JOBS {
-        return Err(ApiError::invalid(
-            "max_jobs",
-            format!("max_jobs must be between 1 and {MAX_JOBS}"),
-        ));
-    }
+    check_max_jobs(body.max_jobs, "max_jobs")?;
     if body.wait_ms > MAX_WAIT_MS {
         return Err(ApiError::invalid(
             "wait_ms",
@@ -60,28 +55,72 @@ pub async fn lease(
             .ok_or_else(|| ApiError::unauthorized("unknown workserver; register again"))?;
         let now = tokio::time::Instant::now();
         if !leased.is_empty() || now >= deadline || *shutdown.borrow() {
-            for j in &leased.jobs {
-                tracing::info!(job_id = %j.job_id, lease_id = %j.lease_id, cert_id = %j.certificate.cert_id,
-                    ws_id = %caller.0, attempt = j.attempt, action = %j.action, "job leased");
-            }
-            for s in &leased.status_lists {
-                tracing::info!(job_id = %s.job_id, lease_id = %s.lease_id, list = s.list, version = s.version,
-                    ws_id = %caller.0, attempt = s.attempt, "status list publication leased");
-            }
-            metrics().job("leased", leased.jobs.len() as u64);
-            if !leased.status_lists.is_empty() {
-                metrics().job("status_list_leased", leased.status_lists.len() as u64);
-            }
-            return Ok(Json(LeaseResponse {
-                jobs: leased.jobs,
-                status_lists: leased.status_lists,
-            }));
+            return Ok(Json(answer(&caller.0, leased)));
         }
         let wake = deadline.min(now + POLL);
         tokio::select! {
             _ = notified => {}
             _ = tokio::time::sleep_until(wake) => {}
             _ = shutdown.changed() => {}
+        }
+    }
+}
+
+fn check_max_jobs(n: u32, field: &str) -> Result<(), ApiError> {
+    if n == 0 || n > MAX_JOBS {
+        return Err(ApiError::invalid(
+            field,
+            format!("{field} must be between 1 and {MAX_JOBS}"),
+        ));
+    }
+    Ok(())
+}
+
+/// What a lease call answers, logged and counted.
+fn answer(ws: &WsId, leased: Leased) -> LeaseResponse {
+    for j in &leased.jobs {
+        tracing::info!(job_id = %j.job_id, lease_id = %j.lease_id, cert_id = %j.certificate.cert_id,
+            ws_id = %ws, attempt = j.attempt, action = %j.action, "job leased");
+    }
+    for s in &leased.status_lists {
+        tracing::info!(job_id = %s.job_id, lease_id = %s.lease_id, list = s.list, version = s.version,
+            ws_id = %ws, attempt = s.attempt, "status list publication leased");
+    }
+    metrics().job("leased", leased.jobs.len() as u64);
+    if !leased.status_lists.is_empty() {
+        metrics().job("status_list_leased", leased.status_lists.len() as u64);
+    }
+    LeaseResponse {
+        jobs: leased.jobs,
+        status_lists: leased.status_lists,
+    }
+}
+
+/// The leases a completion call asked for (`lease`), taken once its completions
+/// are recorded and without waiting. Never fails the call: its completions are
+/// recorded and must be answered. If Redis fails here the answer leases nothing;
+/// a lease the script gave whose reply was lost is not in the workserver's next
+/// heartbeat and goes back to the queue (as a lost lease answer does).
+async fn lease_after(state: &AppState, ws: &WsId, max: u32) -> LeaseResponse {
+    if *state.shutdown.borrow() {
+        return LeaseResponse::default();
+    }
+    let leased = state
+        .store
+        .lease(
+            ws,
+            max,
+            state.config.lease_ttl,
+            3 * state.config.heartbeat_interval,
+        )
+        .await;
+    match leased {
+        Ok(Some(leased)) => answer(ws, leased),
+        // Deregistered meanwhile: its completions were answered `lost` already.
+        Ok(None) => LeaseResponse::default(),
+        Err(e) => {
+            tracing::warn!(ws_id = %ws, error = %e, "could not lease after completions; answering none");
+            LeaseResponse::default()
         }
     }
 }
@@ -127,8 +166,10 @@ pub async fn complete(
 
 /// `POST /v1/leases/complete` (extension): several completions, each checked and
 /// recorded exactly as the single endpoint does (fenced by its own lease and the
-/// caller), all in one complete script call, and answered one by one (ok, lost, mismatch). A lost lease discards that result
-/// only; a malformed completion refuses the call (422 naming it).
+/// caller), all in one complete script call, and answered one by one (ok, lost,
+/// mismatch). A lost lease discards that result only; a malformed completion
+/// refuses the call (422 naming it). With `lease`, up to `lease.max_jobs` jobs
+/// are leased afterwards, at once, and answered in `leased`.
 pub async fn complete_many(
     State(state): State<AppState>,
     caller: WsCaller,
@@ -140,6 +181,9 @@ pub async fn complete_many(
             "completions",
             format!("completions must hold between 1 and {MAX_COMPLETIONS} results; split them"),
         ));
+    }
+    if let Some(more) = &body.lease {
+        check_max_jobs(more.max_jobs, "lease.max_jobs")?;
     }
     // A malformed completion (a bug of the workserver, not a race) refuses the
     // whole call before anything is recorded, as a malformed body would; what
@@ -183,7 +227,11 @@ pub async fn complete_many(
             },
         });
     }
-    Ok(Json(CompleteManyResponse { results }))
+    let leased = match body.lease {
+        Some(more) => Some(lease_after(&state, &caller.0, more.max_jobs).await),
+        None => None,
+    };
+    Ok(Json(CompleteManyResponse { results, leased }))
 }
 
 /// One checked completion, recorded: the new state, or what the single endpoint
