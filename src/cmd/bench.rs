@@ -149,21 +149,8 @@ fn render(a: &BenchArgs) -> anyhow::Result<ExitCode> {
     let start = Instant::now();
     for i in 0..a.n {
         let job = sample::job(script, i, a.template.as_deref());
-        let verify_url = sample::verify_url("https://certs.example.org", &job);
-        // What a workserver's job does before storage, as it does it.
-        let art = pipeline
-            .render_and_sign(&job, &verify_url)
-            .map_err(|e| anyhow::anyhow!("{}", e.reason))?;
-        let t = Instant::now();
-        let vu = job
-            .verify_uuid
-            .as_ref()
-            .context("sample jobs have a verify uuid")?;
-        pipeline
-            .issue_credential(&job, vu, &art.noun)
-            .map_err(|e| anyhow::anyhow!("{}", e.reason))?
-            .context("the bench issues credentials")?;
-        t_cred += t.elapsed();
+        let (art, cred) = make_one(&pipeline, &job)?;
+        t_cred += cred;
         t_render += art.render_ms;
         t_sign += art.sign_ms - art.pdf_sign_ms;
         t_pdf_sign += art.pdf_sign_ms;
@@ -199,6 +186,29 @@ fn render(a: &BenchArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// What a workserver's job does before storage, as it does it: render and sign
+/// (PDF signature, OpenPGP signature, each checked), then the credential issued
+/// and checked. The artifacts, and the time the credential took.
+pub(super) fn make_one(
+    pipeline: &testamur_ws::job::Pipeline,
+    job: &testamur_common::wire::JobCertificate,
+) -> anyhow::Result<(testamur_ws::job::Artifacts, Duration)> {
+    let verify_url = sample::verify_url("https://certs.example.org", job);
+    let art = pipeline
+        .render_and_sign(job, &verify_url)
+        .map_err(|e| anyhow::anyhow!("{}", e.reason))?;
+    let t = Instant::now();
+    let vu = job
+        .verify_uuid
+        .as_ref()
+        .context("sample jobs have a verify uuid")?;
+    pipeline
+        .issue_credential(job, vu, &art.noun)
+        .map_err(|e| anyhow::anyhow!("{}", e.reason))?
+        .context("the bench issues credentials")?;
+    Ok((art, t.elapsed()))
+}
+
 fn ms(d: Duration, n: usize) -> f64 {
     d.as_secs_f64() * 1000.0 / n as f64
 }
@@ -210,7 +220,7 @@ pub(super) fn sequoia_cert(armored: &str) -> anyhow::Result<testamur_ws::sign::C
 /// A workserver's pipeline with every signature on: a new OpenPGP key, a
 /// credential issuer (did:web: the longer identifier), a development CA's PDF
 /// signing certificate (made in `tmp`); storage in `tmp`, never written to.
-fn bench_pipeline(
+pub(super) fn bench_pipeline(
     templates: &std::path::Path,
     tmp: &std::path::Path,
 ) -> anyhow::Result<testamur_ws::job::Pipeline> {

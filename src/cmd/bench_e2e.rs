@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 use testamur_common::ids::{CertId, CourseId, PublicUuid, Username};
 use testamur_common::state::CertState;
 use testamur_common::wire::{JobCertificate, SubmitRequest};
-use testamur_ws::render::RenderContext;
 
 use crate::api::ApiClient;
 use crate::devcluster::{Cluster, ClusterSpec, S3Target};
@@ -380,31 +379,27 @@ fn job(i: usize) -> JobCertificate {
     }
 }
 
-/// Render+sign+check of `n` of the run's certificates on one thread, times the
-/// cores: what the machine could make if the cluster cost nothing.
+/// What a workserver does before storage, for `n` of the run's certificates on
+/// one thread, times the cores: what the machine could make if the cluster cost
+/// nothing. The same pipeline as `bench render` (render, PDF signature, OpenPGP
+/// signature and their checks, credential issued and checked), which the run's
+/// workservers also have on.
 fn render_capacity(n: usize) -> anyhow::Result<f64> {
-    let renderer = testamur_ws::render::Renderer::load(&crate::devcluster::default_templates())?;
-    let (secret, _, _) = testamur_ws::sign::generate_key("bench")?;
-    let key = testamur_ws::sign::SigningKey::from_cert(super::bench::sequoia_cert(&secret)?)?;
+    let tmp = std::env::temp_dir().join(format!("testamur-bench-e2e-cap-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp)?;
+    let pipeline = super::bench::bench_pipeline(&crate::devcluster::default_templates(), &tmp);
+    let _ = std::fs::remove_dir_all(&tmp);
+    let pipeline = pipeline?;
     let jobs: Vec<_> = (0..n).map(job).collect();
     let start = Instant::now();
     for j in &jobs {
-        let verify_url = testamur_ws::sample::verify_url("https://certs.example.org", j);
-        let pdf = renderer
-            .render(
-                j,
-                &RenderContext {
-                    verify_url: &verify_url,
-                    signature: None,
-                },
-            )?
-            .pdf;
-        let sig = key.sign_detached(&pdf)?;
-        key.verify_detached(&pdf, &sig)?;
+        super::bench::make_one(&pipeline, j)?;
     }
     let one = n as f64 / start.elapsed().as_secs_f64();
     let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
-    println!("render+sign+check of the run's certificates, one thread: {one:.1}/s x {cores} cores");
+    println!(
+        "render + every signature and check + credential of the run's certificates, one thread: {one:.1}/s x {cores} cores"
+    );
     Ok(one * cores as f64)
 }
 
