@@ -3,6 +3,7 @@
 //! one refuses the call); only a lease's own workserver completes it; the list
 //! is bounded.
 
+use axum::response::IntoResponse;
 use serde_json::{json, Value};
 use testamur::cmd::demo::sample_request;
 use testamur_common::state::CertState;
@@ -286,4 +287,90 @@ async fn a_busy_workserver_leases_with_its_completions() {
     // The first lease, and one when the queue runs dry (the long poll).
     assert!(leases <= 4.0, "{leases} lease calls for 24 jobs\n{metrics}");
     assert!(batches >= 10.0, "{batches} completion calls for 24 jobs");
+}
+
+/// A CC of an older release refuses `lease` in a completion call (400: its body
+/// check does not know the field). The workserver sends that call again without
+/// it and leases separately from then on; every certificate is still made. The
+/// older CC here is the real one behind an HTTPS proxy that refuses `lease`.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cc_refusing_lease_gets_the_completions_without_it() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    let mut c = cluster(|s| s.workservers = 0).await;
+    let lms = c.lms().unwrap();
+    let ids = submit_all(&lms, &sample_requests("older", 12)).await;
+
+    let refused = Arc::new(AtomicUsize::new(0));
+    let forwarded = Arc::new(AtomicUsize::new(0));
+    let upstream = c.info.cc_url.clone();
+    let http = reqwest::Client::builder()
+        .tls_backend_preconfigured(testamur_common::tls::client_config(&c.info.ca_cert).unwrap())
+        .build()
+        .unwrap();
+    let app = {
+        let (refused, forwarded) = (refused.clone(), forwarded.clone());
+        axum::Router::new().fallback(move |req: axum::extract::Request| {
+            let (http, upstream) = (http.clone(), upstream.clone());
+            let (refused, forwarded) = (refused.clone(), forwarded.clone());
+            async move {
+                let (parts, body) = req.into_parts();
+                let body = axum::body::to_bytes(body, 16 << 20).await.unwrap();
+                let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+                if path == "/v1/leases/complete" {
+                    let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                    if v.get("lease").is_some() {
+                        refused.fetch_add(1, Ordering::SeqCst);
+                        let e = json!({"error": {"code": "bad_body",
+                            "message": "could not read the request body: unknown field `lease`"}});
+                        return (reqwest::StatusCode::BAD_REQUEST, axum::Json(e)).into_response();
+                    }
+                    forwarded.fetch_add(1, Ordering::SeqCst);
+                }
+                let mut r = http
+                    .request(parts.method, format!("{upstream}{path}"))
+                    .body(body);
+                for h in ["authorization", "content-type"] {
+                    if let Some(v) = parts.headers.get(h) {
+                        r = r.header(h, v);
+                    }
+                }
+                let resp = r.send().await.unwrap();
+                let status = resp.status();
+                let bytes = resp.bytes().await.unwrap();
+                (status, [("content-type", "application/json")], bytes).into_response()
+            }
+        })
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let tls = testamur_common::tls::server_config(
+        &c.dir().join("tls/server.pem"),
+        &c.dir().join("tls/server.key"),
+        None,
+    )
+    .unwrap();
+    tokio::spawn(testamur_cc::server::serve(
+        listener,
+        tls,
+        app,
+        testamur_common::config::LimitsConfig::default(),
+        std::future::pending::<()>(),
+    ));
+    c.add_workservers(1, &format!("https://localhost:{port}"))
+        .await
+        .unwrap();
+    assert_all_downloadable(&c, &ids).await;
+    assert_eq!(
+        refused.load(Ordering::SeqCst),
+        1,
+        "asked again after a refusal"
+    );
+    assert!(forwarded.load(Ordering::SeqCst) >= 1);
+    let log = std::fs::read_to_string(c.log_path("ws-1.log")).unwrap();
+    assert!(
+        log.contains("the CC does not lease with completions"),
+        "{log}"
+    );
 }

@@ -106,6 +106,8 @@ async fn run(
     dispatch: Arc<dyn Dispatch>,
 ) {
     let mut batch_endpoint = true;
+    // Whether the CC leases with completions (an older one refuses `lease`: 400).
+    let mut lease_endpoint = true;
     // Completions of another session (after a re-registration) wait for the next call.
     let mut later: VecDeque<Pending> = VecDeque::new();
     loop {
@@ -125,16 +127,28 @@ async fn run(
             }
         }
         let permits: Vec<_> = batch.iter_mut().filter_map(|p| p.permit.take()).collect();
-        let lease = (batch_endpoint && !permits.is_empty() && dispatch.may_lease())
-            .then_some(permits.len() as u32);
+        let mut lease =
+            (batch_endpoint && lease_endpoint && !permits.is_empty() && dispatch.may_lease())
+                .then_some(permits.len() as u32);
         if batch_endpoint && (batch.len() > 1 || lease.is_some()) {
             let items: Vec<_> = batch
                 .iter()
                 .map(|p| (p.lease.clone(), p.result.clone()))
                 .collect();
             let session = batch[0].session.clone();
-            let sent = Instant::now();
-            match client.complete_and_lease(&session, &items, lease).await {
+            let mut sent = Instant::now();
+            let mut answer = client.complete_and_lease(&session, &items, lease).await;
+            if lease.is_some() && matches!(answer, Err(ClientError::Api { status: 400, .. })) {
+                // Refused before anything was recorded: the same call without it.
+                tracing::info!(
+                    "the CC does not lease with completions (an older release); leasing separately"
+                );
+                lease_endpoint = false;
+                lease = None;
+                sent = Instant::now();
+                answer = client.complete_and_lease(&session, &items, lease).await;
+            }
+            match answer {
                 Ok((outcomes, leased)) => {
                     for (p, o) in batch.into_iter().zip(outcomes) {
                         let _ = p.reply.send(outcome(o));
