@@ -1,8 +1,9 @@
 //! The workserver's main loop: register (with backoff), heartbeat, lease up to
 //! `capacity` jobs, run each on the blocking pool while extending its lease, and
 //! report the result (the report leases the next jobs with the finished one's
-//! capacity, so a busy workserver mostly leases that way; report.rs). On shutdown or drain: stop leasing, finish in-flight jobs
-//! (bounded), deregister so anything left goes straight back to the queue.
+//! capacity, so a busy workserver mostly leases that way; report.rs). On
+//! shutdown or drain: stop leasing, finish in-flight jobs (bounded), deregister
+//! so anything left goes straight back to the queue.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
