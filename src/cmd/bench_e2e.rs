@@ -272,8 +272,9 @@ async fn wait_downloadable(
     }
 }
 
-/// `testamur_http_requests_total` of CC 1 by route, from its `/metrics`.
-async fn calls_per_route(cluster: &Cluster) -> anyhow::Result<Vec<(String, f64)>> {
+/// `testamur_http_requests_total` of CC 1 by route, from its `/metrics`: one
+/// entry per series (a route appears once per method and status).
+pub async fn calls_per_route(cluster: &Cluster) -> anyhow::Result<Vec<(String, f64)>> {
     let op = cluster.operator()?;
     let text = op
         .http()

@@ -264,28 +264,20 @@ async fn a_busy_workserver_leases_with_its_completions() {
     let cc_url = c.info.cc_url.clone();
     c.add_workservers(1, &cc_url).await.unwrap();
     assert_all_downloadable(&c, &ids).await;
-    let op = c.operator().unwrap();
-    let metrics = op
-        .http()
-        .get(op.url("/metrics"))
-        .bearer_auth(op.key())
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let series = testamur::cmd::bench_e2e::calls_per_route(&c).await.unwrap();
     let calls = |route: &str| -> f64 {
-        metrics
-            .lines()
-            .filter(|l| l.starts_with("testamur_http_requests_total{"))
-            .filter(|l| l.contains(&format!("route=\"{route}\"")))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        series
+            .iter()
+            .filter(|(r, _)| r == route)
+            .map(|(_, n)| n)
             .sum()
     };
     let (leases, batches) = (calls("/v1/leases"), calls("/v1/leases/complete"));
     // The first lease, and one when the queue runs dry (the long poll).
-    assert!(leases <= 4.0, "{leases} lease calls for 24 jobs\n{metrics}");
+    assert!(
+        leases <= 4.0,
+        "{leases} lease calls for 24 jobs\n{series:?}"
+    );
     assert!(batches >= 10.0, "{batches} completion calls for 24 jobs");
 }
 
