@@ -19,10 +19,10 @@
 
 pub mod check;
 pub mod der;
+mod ecdsa;
 
 use std::path::Path;
 
-use p256::ecdsa::signature::Signer as _;
 use p256::ecdsa::{Signature, SigningKey, VerifyingKey};
 use p256::pkcs8::DecodePrivateKey as _;
 use rustls::pki_types::pem::PemObject as _;
@@ -69,6 +69,8 @@ pub enum PdfSignError {
     TooBig { need: usize, room: usize },
     #[error("the PDF signature just made does not verify with the certificate's key (a fault: nothing was published)")]
     SelfCheck,
+    #[error("the PDF signature could not be made: {0} (a fault: nothing was published)")]
+    Sign(String),
 }
 
 /// Who signs PDFs, with what certificate chain.
@@ -79,8 +81,9 @@ pub struct PdfSigner {
     /// IssuerAndSerialNumber of the signer's certificate (DER).
     issuer_serial: Vec<u8>,
     cert_sha256: [u8; 32],
-    /// The certificate's public key (SEC1 point), which checks every signature made.
-    point: Vec<u8>,
+    /// The certificate's public key, parsed once by aws-lc, which checks every
+    /// signature made.
+    public: aws_lc_rs::signature::ParsedPublicKey,
 }
 
 impl PdfSigner {
@@ -137,7 +140,13 @@ impl PdfSigner {
         Ok(Self {
             issuer_serial: der::seq(&[parts.issuer, parts.serial]),
             cert_sha256: Sha256::digest(first).into(),
-            point: parts.public_key[1..].to_vec(),
+            public: aws_lc_rs::signature::ParsedPublicKey::new(
+                &aws_lc_rs::signature::ECDSA_P256_SHA256_ASN1,
+                &parts.public_key[1..],
+            )
+            .map_err(|_| PdfSignError::Cert {
+                path: "the certificate".into(),
+            })?,
             chain,
             key,
         })
@@ -197,17 +206,18 @@ impl PdfSigner {
     }
 
     /// The CMS SignedData over a byte range's SHA-256. Its signature is checked
-    /// with the certificate's key (by aws-lc, not the code that made it) before
-    /// it is returned: a faulty deterministic ECDSA signature can give the key
+    /// with the certificate's key (by aws-lc's ECDSA verification: the signing
+    /// side shares only aws-lc's multiplication of the generator) before it is
+    /// returned: a faulty deterministic ECDSA signature can give the key
     /// away, and a wrong one must never be published.
     fn cms(&self, digest: &[u8]) -> Result<Vec<u8>, PdfSignError> {
-        use aws_lc_rs::signature::{UnparsedPublicKey, ECDSA_P256_SHA256_ASN1};
         let sha256 = der::seq(&[&der::oid(OID_SHA256)]);
         let attrs = signed_attributes(digest, &self.cert_sha256);
         // Signed over as a SET OF (tag 0x31), stored as [0] IMPLICIT.
-        let signature: Signature = self.key.sign(&attrs);
-        UnparsedPublicKey::new(&ECDSA_P256_SHA256_ASN1, &self.point)
-            .verify(&attrs, signature.to_der().as_bytes())
+        let signature: Signature = ecdsa::sign(self.key.as_nonzero_scalar(), &attrs)
+            .map_err(|e| PdfSignError::Sign(e.to_string()))?;
+        self.public
+            .verify_sig(&attrs, signature.to_der().as_bytes())
             .map_err(|_| PdfSignError::SelfCheck)?;
         let mut stored_attrs = attrs;
         stored_attrs[0] = 0xa0;
