@@ -166,13 +166,30 @@ fn escape_literal(out: &mut String, s: &str) {
     }
 }
 
+/// The bytes [`escape_iri`] escapes: controls, space and `<>"{}|^`\` (a table,
+/// not a search of that string for every byte).
+const IRI_ESCAPED: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b <= 0x20 {
+        t[b] = true;
+        b += 1;
+    }
+    let special = b"<>\"{}|^`\\";
+    let mut i = 0;
+    while i < special.len() {
+        t[special[i] as usize] = true;
+        i += 1;
+    }
+    t
+};
+
 /// IRI characters N-Quads cannot hold as themselves, as `\uXXXX`. All of them
 /// are ASCII, so the IRI is copied byte-wise in runs between them (a credential
 /// writes about a hundred IRIs, nearly all with nothing to escape).
 fn escape_iri(out: &mut String, s: &str) {
-    let needs = |b: u8| b <= 0x20 || b"<>\"{}|^`\\".contains(&b);
     let mut rest = s;
-    while let Some(i) = rest.bytes().position(needs) {
+    while let Some(i) = rest.bytes().position(|b| IRI_ESCAPED[usize::from(b)]) {
         out.push_str(&rest[..i]);
         out.push_str(&format!("\\u{:04X}", rest.as_bytes()[i]));
         rest = &rest[i + 1..];
