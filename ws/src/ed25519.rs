@@ -7,6 +7,11 @@
 //! OpenSSL 3.0 backend an Ed25519 signature costs ~70 µs and a check ~140 µs,
 //! which was half of a certificate's whole CPU time; dalek needs a fraction of
 //! that. Keys of other algorithms keep sequoia's own backend.
+//!
+//! [`Seed`] makes the signatures themselves with aws-lc (its Ed25519 is
+//! s2n-bignum's x86_64/ARM assembly: about half of dalek's signing time here);
+//! Ed25519 is deterministic, so the bytes are dalek's own (a test holds it), and
+//! checks stay with dalek's `verify_strict`. The credential issuer signs with it too.
 
 use openpgp::crypto::hash::Hash;
 use openpgp::crypto::mpi;
@@ -15,12 +20,40 @@ use openpgp::packet::Key;
 use openpgp::types::{Curve, HashAlgorithm, PublicKeyAlgorithm, SignatureType};
 use sequoia_openpgp as openpgp;
 
+use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair as _};
 use ed25519_dalek::{Signer as _, SigningKey, VerifyingKey};
+
+/// An Ed25519 secret key that signs with aws-lc when aws-lc takes it and derives
+/// the same public key as dalek (always, for a 32-byte seed), else with dalek.
+pub struct Seed {
+    dalek: SigningKey,
+    aws: Option<Ed25519KeyPair>,
+}
+
+impl Seed {
+    pub fn new(dalek: SigningKey) -> Self {
+        let aws = Ed25519KeyPair::from_seed_unchecked(dalek.as_bytes())
+            .ok()
+            .filter(|p| p.public_key().as_ref() == dalek.verifying_key().as_bytes());
+        Self { dalek, aws }
+    }
+
+    /// The 64-byte Ed25519 signature of `msg` (RFC 8032: the same bytes from
+    /// either implementation).
+    pub fn sign(&self, msg: &[u8]) -> [u8; 64] {
+        if let Some(pair) = &self.aws {
+            if let Ok(sig) = <[u8; 64]>::try_from(pair.sign(msg).as_ref()) {
+                return sig;
+            }
+        }
+        self.dalek.sign(msg).to_bytes()
+    }
+}
 
 /// An Ed25519 signing key taken out of a sequoia key pair.
 pub struct Ed25519 {
     public: Key<PublicParts, UnspecifiedRole>,
-    signing: SigningKey,
+    signing: Seed,
     verifying: VerifyingKey,
 }
 
@@ -48,9 +81,9 @@ impl Ed25519 {
         })?;
         let signing = SigningKey::from_bytes(&seed);
         let verifying = signing.verifying_key();
-        (verifying.as_bytes()[..] == q[..]).then_some(Self {
+        (verifying.as_bytes()[..] == q[..]).then(|| Self {
             public,
-            signing,
+            signing: Seed::new(signing),
             verifying,
         })
     }
@@ -106,10 +139,43 @@ impl openpgp::crypto::Signer for SignerRef<'_> {
     }
 
     fn sign(&mut self, _hash: HashAlgorithm, digest: &[u8]) -> openpgp::Result<mpi::Signature> {
-        let sig = self.0.signing.sign(digest).to_bytes();
+        let sig = self.0.signing.sign(digest);
         Ok(mpi::Signature::EdDSA {
             r: mpi::MPI::new(&sig[..32]),
             s: mpi::MPI::new(&sig[32..]),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ed25519_dalek::{Signer as _, SigningKey};
+
+    use super::Seed;
+
+    /// aws-lc's signatures are dalek's bytes, for many keys and message lengths
+    /// (published signatures stay byte-identical to earlier releases').
+    #[test]
+    fn aws_lc_signs_the_bytes_dalek_makes() {
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for i in 0..200usize {
+            let mut seed = [0u8; 32];
+            seed.iter_mut().for_each(|b| *b = next() as u8);
+            let msg: Vec<u8> = (0..(i * 7) % 300).map(|_| next() as u8).collect();
+            let dalek = SigningKey::from_bytes(&seed);
+            let key = Seed::new(dalek.clone());
+            assert!(key.aws.is_some(), "aws-lc took seed {i}");
+            assert_eq!(key.sign(&msg), dalek.sign(&msg).to_bytes(), "seed {i}");
+            dalek
+                .verifying_key()
+                .verify_strict(&msg, &ed25519_dalek::Signature::from_bytes(&key.sign(&msg)))
+                .expect("verifies");
+        }
     }
 }

@@ -27,7 +27,7 @@ pub mod multibase;
 pub mod rdf;
 pub mod status_list;
 
-use ed25519_dalek::{Signer as _, SigningKey, VerifyingKey};
+use ed25519_dalek::{SigningKey, VerifyingKey};
 use sha2::{Digest, Sha256};
 use testamur_common::config::CredentialsConfig;
 
@@ -49,7 +49,7 @@ pub enum CredentialError {
 /// Who issues credentials, with what key.
 pub struct Issuer {
     id: IssuerId,
-    key: SigningKey,
+    key: crate::ed25519::Seed,
     verifying: VerifyingKey,
 }
 
@@ -64,7 +64,7 @@ impl Issuer {
         let verifying = key.verifying_key();
         Self {
             id: IssuerId::new(did, verifying.as_bytes()),
-            key,
+            key: crate::ed25519::Seed::new(key),
             verifying,
         }
     }
@@ -120,7 +120,7 @@ impl Issuer {
     ) -> Result<Vec<u8>, CredentialError> {
         let options = document::proof_options(created, &self.id.verification_method);
         let hash = Self::hash_data(statements, &options.1)?;
-        let signature = self.key.sign(&hash);
+        let signature = ed25519_dalek::Signature::from_bytes(&self.key.sign(&hash));
         self.verifying
             .verify_strict(&hash, &signature)
             .map_err(|e| CredentialError::Verify(e.to_string()))?;
