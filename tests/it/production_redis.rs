@@ -485,7 +485,18 @@ async fn with_replica_durability_no_callback_goes_out_before_replicas_confirm() 
     crate::helpers::signal(ws, "STOP");
     let mut req = testamur::cmd::demo::sample_request(1);
     req.callback_url = Some(rx.url.clone());
-    let id = lms.submit(&req).await.unwrap().unwrap().cert_id;
+    // As an LMS does, retried with the same Idempotency-Key while the CC answers
+    // 503: on a loaded machine the replica can miss the 200 ms confirmation.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let id = loop {
+        match lms.submit_idempotent(&req, "replica-durability-1").await.unwrap() {
+            Ok(r) => break r.cert_id,
+            Err(e) if e.status == 503 && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("submit: {e:?}"),
+        }
+    };
     replica.kill();
     crate::helpers::signal(ws, "CONT");
     // The primary records the completion (its answer to the workserver is 503),
