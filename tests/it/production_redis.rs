@@ -489,7 +489,11 @@ async fn with_replica_durability_no_callback_goes_out_before_replicas_confirm() 
     // 503: on a loaded machine the replica can miss the 200 ms confirmation.
     let deadline = Instant::now() + Duration::from_secs(20);
     let id = loop {
-        match lms.submit_idempotent(&req, "replica-durability-1").await.unwrap() {
+        match lms
+            .submit_idempotent(&req, "replica-durability-1")
+            .await
+            .unwrap()
+        {
             Ok(r) => break r.cert_id,
             Err(e) if e.status == 503 && Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(200)).await;
