@@ -115,4 +115,79 @@ mod tests {
         // Not a font: returned as it came.
         assert_eq!(strip(b"not a font"), b"not a font".to_vec());
     }
+
+    /// Records an outline's commands, to compare two fonts' drawings of a glyph.
+    #[derive(Default)]
+    struct Recorder(Vec<String>);
+
+    impl rustybuzz::ttf_parser::OutlineBuilder for Recorder {
+        fn move_to(&mut self, x: f32, y: f32) {
+            self.0.push(format!("M{x} {y}"));
+        }
+        fn line_to(&mut self, x: f32, y: f32) {
+            self.0.push(format!("L{x} {y}"));
+        }
+        fn quad_to(&mut self, x1: f32, y1: f32, x: f32, y: f32) {
+            self.0.push(format!("Q{x1} {y1} {x} {y}"));
+        }
+        fn curve_to(&mut self, x1: f32, y1: f32, x2: f32, y2: f32, x: f32, y: f32) {
+            self.0.push(format!("C{x1} {y1} {x2} {y2} {x} {y}"));
+        }
+        fn close(&mut self) {
+            self.0.push("Z".into());
+        }
+    }
+
+    /// The bytes of table `tag` of the sfnt `font`.
+    fn table<'a>(font: &'a [u8], tag: &[u8; 4]) -> &'a [u8] {
+        let be = |o: usize| u32::from_be_bytes(font[o..o + 4].try_into().unwrap()) as usize;
+        let n = u16::from_be_bytes([font[4], font[5]]) as usize;
+        (0..n)
+            .map(|i| 12 + 16 * i)
+            .find(|&r| &font[r..r + 4] == tag)
+            .map(|r| &font[be(r + 8)..be(r + 8) + be(r + 12)])
+            .expect("the table is there")
+    }
+
+    /// The subsets of Noto CJK's CFF fonts (subroutines by the thousand over 19
+    /// font dicts, which vendor/subsetter/PATCHES.md reads from their INDEX on
+    /// demand) draw every glyph exactly as the whole font does.
+    #[test]
+    fn cff_subsets_keep_every_outline() {
+        use rustybuzz::ttf_parser::{cff, Face, GlyphId};
+        for (file, face_index) in [
+            ("/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc", 2),
+            ("/usr/share/fonts/opentype/noto/NotoSerifCJK-Regular.ttc", 0),
+        ] {
+            let data = std::fs::read(file).expect("fonts-noto-cjk is installed (scripts/setup.sh)");
+            let face = Face::parse(&data, face_index).expect("a font");
+            let glyphs = face.number_of_glyphs() as u32;
+            let mut x = 1u32;
+            for set in 0..40u32 {
+                let mut gids = vec![0u16];
+                for _ in 0..(1 + set % 8) {
+                    x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+                    gids.push(((x >> 8) % glyphs) as u16);
+                }
+                let mut remap = subsetter::GlyphRemapper::new();
+                for &g in &gids {
+                    remap.remap(g);
+                }
+                let subset = subsetter::subset(&data, face_index, &remap).expect("subsets");
+                let sub = cff::Table::parse(table(&subset, b"CFF ")).expect("a CFF table");
+                for &g in &gids {
+                    let (mut want, mut got) = (Recorder::default(), Recorder::default());
+                    let a = face.outline_glyph(GlyphId(g), &mut want);
+                    let new = remap.get(g).expect("remapped");
+                    let b = sub.outline(GlyphId(new), &mut got).ok();
+                    assert_eq!(a, b, "{file} glyph {g}: bounding box");
+                    assert!(
+                        !want.0.is_empty() || g == 0 || a.is_none(),
+                        "{file} glyph {g}"
+                    );
+                    assert_eq!(want.0, got.0, "{file} glyph {g} (new id {new})");
+                }
+            }
+        }
+    }
 }
