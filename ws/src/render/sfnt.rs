@@ -138,23 +138,12 @@ mod tests {
         }
     }
 
-    /// The bytes of table `tag` of the sfnt `font`.
-    fn table<'a>(font: &'a [u8], tag: &[u8; 4]) -> &'a [u8] {
-        let be = |o: usize| u32::from_be_bytes(font[o..o + 4].try_into().unwrap()) as usize;
-        let n = u16::from_be_bytes([font[4], font[5]]) as usize;
-        (0..n)
-            .map(|i| 12 + 16 * i)
-            .find(|&r| &font[r..r + 4] == tag)
-            .map(|r| &font[be(r + 8)..be(r + 8) + be(r + 12)])
-            .expect("the table is there")
-    }
-
     /// The subsets of Noto CJK's CFF fonts (subroutines by the thousand over 19
     /// font dicts, which vendor/subsetter/PATCHES.md reads from their INDEX on
     /// demand) draw every glyph exactly as the whole font does.
     #[test]
     fn cff_subsets_keep_every_outline() {
-        use rustybuzz::ttf_parser::{cff, Face, GlyphId};
+        use rustybuzz::ttf_parser::{cff, Face, GlyphId, RawFace, Tag};
         for (file, face_index) in [
             ("/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc", 2),
             ("/usr/share/fonts/opentype/noto/NotoSerifCJK-Regular.ttc", 0),
@@ -174,7 +163,11 @@ mod tests {
                     remap.remap(g);
                 }
                 let subset = subsetter::subset(&data, face_index, &remap).expect("subsets");
-                let sub = cff::Table::parse(table(&subset, b"CFF ")).expect("a CFF table");
+                let cff_data = RawFace::parse(&subset, 0)
+                    .ok()
+                    .and_then(|f| f.table(Tag::from_bytes(b"CFF ")))
+                    .expect("the subset has a CFF table");
+                let sub = cff::Table::parse(cff_data).expect("a CFF table");
                 for &g in &gids {
                     let (mut want, mut got) = (Recorder::default(), Recorder::default());
                     let a = face.outline_glyph(GlyphId(g), &mut want);
